@@ -1,0 +1,204 @@
+"""Every error asyncz raises on purpose.
+
+Each exception subclasses the builtin it means, so ``except LookupError`` keeps working, and
+builds its message from its fields, so the message always names what went wrong and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from difflib import get_close_matches
+from typing import Any
+
+__all__ = [
+    "AliasConflictError",
+    "AsynczError",
+    "ConfigurationError",
+    "ConflictingIdError",
+    "MaxInstancesReachedError",
+    "PluginLoadError",
+    "PluginTypeError",
+    "SchedulerAlreadyRunningError",
+    "SchedulerNotRunningError",
+    "TaskLookupError",
+    "TaskRestoreError",
+    "UnknownAliasError",
+    "closest",
+]
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """Return the candidate closest to ``word`` when one is reasonably close, else ``None``."""
+    matches = get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+class AsynczError(Exception):
+    """Base class of the errors asyncz raises on purpose."""
+
+
+class UnknownAliasError(AsynczError, LookupError):
+    """No component of ``kind`` is registered under ``alias``."""
+
+    def __init__(
+        self,
+        kind: str,
+        alias: str,
+        group: str,
+        installed: Sequence[str],
+        distribution: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.alias = alias
+        self.group = group
+        self.installed = sorted(installed)
+        self.distribution = distribution
+        listed = ", ".join(self.installed) if self.installed else "none"
+        message = f"No {kind} named {alias!r} in entry-point group {group!r}. Installed: {listed}."
+        if distribution:
+            message += f" It is provided by {distribution}: pip install {distribution}"
+        else:
+            guess = closest(alias, self.installed)
+            if guess:
+                message += f" Did you mean {guess!r}?"
+            message += " A package that provides it must be installed."
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class PluginLoadError(AsynczError, ImportError):
+    """An entry point (or a ``module:Name`` reference) could not be imported."""
+
+    def __init__(
+        self,
+        kind: str,
+        alias: str,
+        group: str,
+        value: str,
+        distribution: str | None,
+        version: str | None,
+        cause: BaseException,
+    ) -> None:
+        self.kind = kind
+        self.alias = alias
+        self.group = group
+        self.value = value
+        self.distribution = distribution
+        self.version = version
+        origin = f"{distribution} {version}" if distribution else "an in-process registration"
+        super().__init__(
+            f"{kind.capitalize()} {alias!r} ({value}) of entry-point group {group!r} "
+            f"from {origin} failed to import: {type(cause).__name__}: {cause}"
+        )
+
+
+class PluginTypeError(AsynczError, TypeError):
+    """A registered component is not a subclass of the base class of its kind."""
+
+    def __init__(self, kind: str, alias: str, obj: Any, base: type) -> None:
+        self.kind = kind
+        self.alias = alias
+        self.obj = obj
+        self.base = base
+        super().__init__(
+            f"{kind.capitalize()} {alias!r} resolves to {obj!r}, which is not a subclass of "
+            f"{base.__module__}.{base.__qualname__}."
+        )
+
+
+class AliasConflictError(AsynczError, LookupError):
+    """Two distributions claim the same alias in one entry-point group."""
+
+    def __init__(self, kind: str, alias: str, group: str, claimants: Sequence[str]) -> None:
+        self.kind = kind
+        self.alias = alias
+        self.group = group
+        self.claimants = list(claimants)
+        super().__init__(
+            f"{kind.capitalize()} alias {alias!r} in entry-point group {group!r} is claimed by "
+            f"more than one distribution: {' and '.join(self.claimants)}. Uninstall one of them, "
+            f"or name the class explicitly with {{'class': 'module:Name'}}."
+        )
+
+
+class ConfigurationError(AsynczError, ValueError):
+    """Configuration that cannot be used. ``errors`` holds ``(dotted_key, message)`` pairs."""
+
+    def __init__(self, errors: Sequence[tuple[str, str]]) -> None:
+        self.errors = list(errors)
+        if len(self.errors) == 1:
+            key, message = self.errors[0]
+            text = f"Invalid configuration: {key}: {message}"
+        else:
+            lines = "\n".join(f"  {key}: {message}" for key, message in self.errors)
+            text = f"Invalid configuration ({len(self.errors)} errors):\n{lines}"
+        super().__init__(text)
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.errors]
+
+
+class TaskLookupError(AsynczError, LookupError):
+    """No task with this id exists (in the given store)."""
+
+    def __init__(self, task_id: str, store: str | None = None) -> None:
+        self.task_id = task_id
+        self.store = store
+        where = f" in store {store!r}" if store else ""
+        super().__init__(f"No task with the id {task_id!r} was found{where}.")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ConflictingIdError(AsynczError, KeyError):
+    """A task with this id already exists."""
+
+    def __init__(self, task_id: str, store: str | None = None) -> None:
+        self.task_id = task_id
+        self.store = store
+        where = f" in store {store!r}" if store else ""
+        super().__init__(
+            f"A task with the id {task_id!r} already exists{where}; "
+            "pass replace_existing=True to replace it."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MaxInstancesReachedError(AsynczError, RuntimeError):
+    """The task already runs ``max_instances`` times at once."""
+
+    def __init__(self, task_id: str, max_instances: int) -> None:
+        self.task_id = task_id
+        self.max_instances = max_instances
+        super().__init__(
+            f"Task {task_id!r} is already running {max_instances} time(s) (max_instances)."
+        )
+
+
+class TaskRestoreError(AsynczError, ValueError):
+    """A stored task could not be turned back into a task. It is kept, never deleted."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"Stored task {task_id!r} cannot be restored: {reason}")
+
+
+class SchedulerAlreadyRunningError(AsynczError, RuntimeError):
+    """The operation needs a stopped scheduler."""
+
+    def __init__(self, operation: str = "this operation") -> None:
+        super().__init__(f"The scheduler is running; stop it before {operation}.")
+
+
+class SchedulerNotRunningError(AsynczError, RuntimeError):
+    """The operation needs a running scheduler."""
+
+    def __init__(self, operation: str = "this operation") -> None:
+        super().__init__(f"The scheduler is not running; start it before {operation}.")

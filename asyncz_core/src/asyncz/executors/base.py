@@ -1,0 +1,210 @@
+"""The executor contract: runs a task's callable for one or more scheduled run times."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import inspect
+import logging
+import threading
+import traceback as tb
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from asyncz.exceptions import MaxInstancesReachedError
+
+if TYPE_CHECKING:
+    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.tasks import Task
+
+__all__ = ["BaseExecutor", "call_task", "format_traceback"]
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def call_task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call ``fn``; if it is a coroutine function (or returns an awaitable), run it to the end.
+
+    Used by thread and process executors: a coroutine function given to them is actually
+    awaited, on a fresh event loop of the worker.
+    """
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class BaseExecutor(abc.ABC):
+    """Base class of every executor.
+
+    :meth:`submit` enforces ``max_instances`` and hands the work to :meth:`do_submit`; an
+    implementation reports each run through :meth:`run_finished`, and calls
+    :meth:`release` exactly once per submission when all its run times are done.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            key = next(iter(options))
+            raise TypeError(f"{type(self).__name__} got an unexpected option {key!r}")
+        self.scheduler: BaseScheduler | None = None
+        self.alias: str | None = None
+        self.logger = logging.getLogger("asyncz.executors")
+        self._instances: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def start(self, scheduler: BaseScheduler, alias: str) -> None:
+        """Called on the scheduler's loop when the scheduler starts (or adds this executor)."""
+        self.scheduler = scheduler
+        self.alias = alias
+        self.logger = scheduler.loggers[f"asyncz.executors.{alias}"]
+
+    def shutdown(self, wait: bool = True) -> None:  # noqa: B027 - optional hook
+        """Stop accepting work; with ``wait``, block until running work finished."""
+
+    async def join(self, timeout: float | None = None) -> bool:
+        """Wait (without blocking the loop) until no run is in progress; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._instances:
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    def cancel_running(self) -> int:  # pragma: no cover - overridden where possible
+        """Cancel what can be cancelled; returns how many runs were cancelled."""
+        return 0
+
+    def running_instances(self, task_id: str) -> int:
+        return self._instances.get(task_id, 0)
+
+    def submit(self, task: Task, run_times: list[datetime]) -> None:
+        """Run ``task`` once for each of ``run_times`` (in order).
+
+        Raises :class:`MaxInstancesReachedError` when the task already runs
+        ``task.max_instances`` times at once.
+        """
+        limit = task.max_instances if isinstance(task.max_instances, int) else 1
+        with self._lock:
+            running = self._instances.get(task.id, 0)
+            if running >= limit:
+                raise MaxInstancesReachedError(task.id, limit)
+            self._instances[task.id] = running + 1
+        try:
+            self.do_submit(task, run_times)
+        except BaseException:
+            self.release(task.id)
+            raise
+
+    def claim(self, task_id: str) -> None:
+        """Count a run that bypasses :meth:`submit` (shutdown tasks); pair with release()."""
+        with self._lock:
+            self._instances[task_id] = self._instances.get(task_id, 0) + 1
+
+    def release(self, task_id: str) -> None:
+        with self._lock:
+            running = self._instances.get(task_id, 0) - 1
+            if running > 0:
+                self._instances[task_id] = running
+            else:
+                self._instances.pop(task_id, None)
+
+    @abc.abstractmethod
+    def do_submit(self, task: Task, run_times: list[datetime]) -> None:
+        """Start running ``task`` for ``run_times``; must not block."""
+
+    # -- shared run paths ---------------------------------------------------------------
+    def run_finished(
+        self,
+        task: Task,
+        run_time: datetime,
+        return_value: Any = None,
+        exception: BaseException | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        """Report one finished run: logs it and dispatches TASK_EXECUTED / TASK_ERROR."""
+        scheduler = self.scheduler
+        if exception is not None:
+            if traceback is None:
+                traceback = format_traceback(exception)
+            self.logger.error(
+                "Task %r raised %s: %s",
+                task.name,
+                type(exception).__name__,
+                exception,
+                exc_info=(type(exception), exception, exception.__traceback__)
+                if exception.__traceback__ is not None
+                else None,
+            )
+        elif self.logger.isEnabledFor(logging.INFO):
+            self.logger.info("Task %r executed successfully", task.name)
+        if scheduler is not None:
+            scheduler._task_ran(task, run_time, return_value, exception, traceback)
+
+    def run_sync(self, task: Task, run_times: list[datetime]) -> None:
+        """Run a submission on the current (worker) thread; reports and releases."""
+        scheduler = self.scheduler
+        try:
+            for run_time in run_times:
+                if scheduler is not None:
+                    scheduler._before_run(task, run_time)
+                try:
+                    value = call_task(task.fn, task.args, task.kwargs)  # type: ignore[arg-type]
+                except BaseException as exc:
+                    self.run_finished(task, run_time, exception=exc)
+                    if scheduler is not None:
+                        scheduler._after_run(task, run_time, None, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    self.run_finished(task, run_time, return_value=value)
+                    if scheduler is not None:
+                        scheduler._after_run(task, run_time, value, None)
+        finally:
+            self.release(task.id)
+
+    async def run_coroutine(self, task: Task, run_times: list[datetime]) -> None:
+        """Run a submission of a coroutine function on the current loop."""
+        scheduler = self.scheduler
+        fn: Callable[..., Coroutine[Any, Any, Any]] = task.fn  # type: ignore[assignment]
+        try:
+            for run_time in run_times:
+                if scheduler is not None:
+                    scheduler._before_run(task, run_time)
+                try:
+                    value = await fn(*task.args, **task.kwargs)
+                except asyncio.CancelledError as exc:
+                    self.run_finished(task, run_time, exception=exc)
+                    if scheduler is not None:
+                        scheduler._after_run(task, run_time, None, exc)
+                    raise
+                except Exception as exc:
+                    self.run_finished(task, run_time, exception=exc)
+                    if scheduler is not None:
+                        scheduler._after_run(task, run_time, None, exc)
+                else:
+                    self.run_finished(task, run_time, return_value=value)
+                    if scheduler is not None:
+                        scheduler._after_run(task, run_time, value, None)
+        finally:
+            self.release(task.id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} alias={self.alias!r}>"
+
+
+def is_coroutine_function(fn: Any) -> bool:
+    while hasattr(fn, "func"):  # functools.partial
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or (
+        callable(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    )
+
+

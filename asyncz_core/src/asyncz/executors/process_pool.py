@@ -1,0 +1,97 @@
+"""Process-pool executor (alias ``processpool``): CPU-bound work in child processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future
+from concurrent.futures import ProcessPoolExecutor as _ProcessPool
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from asyncz.executors.base import BaseExecutor, call_task, format_traceback
+
+if TYPE_CHECKING:
+    from asyncz.tasks import Task
+
+__all__ = ["ProcessPoolExecutor"]
+
+
+def _run_in_child(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any, str | None]:
+    try:
+        return True, call_task(fn, args, kwargs), None
+    except Exception as exc:
+        return False, exc, format_traceback(exc)
+
+
+class ProcessPoolExecutor(BaseExecutor):
+    """Runs tasks in a pool of ``max_workers`` processes.
+
+    The callable and its arguments must be picklable (a module-level function). Coroutine
+    functions are awaited in the child. The task hooks run in the parent process, around the
+    child's run. ``mp_context`` picks the start method (``"spawn"`` by default, which is safe
+    with threads; ``"forkserver"`` or ``"fork"`` where you know it is).
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 10,
+        mp_context: str = "spawn",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, not {max_workers}")
+        self.max_workers = max_workers
+        self.mp_context = mp_context
+        self.pool_kwargs = dict(pool_kwargs or {})
+        self._pool: _ProcessPool | None = None
+        self._running: set[Future[Any]] = set()
+
+    def _executor(self) -> _ProcessPool:
+        if self._pool is None:
+            context = multiprocessing.get_context(self.mp_context)
+            self._pool = _ProcessPool(self.max_workers, mp_context=context, **self.pool_kwargs)
+        return self._pool
+
+    def do_submit(self, task: Task, run_times: list[datetime]) -> None:
+        remaining = list(run_times)
+        self._next(task, remaining)
+
+    def _next(self, task: Task, remaining: list[datetime]) -> None:
+        run_time = remaining.pop(0)
+        scheduler = self.scheduler
+        if scheduler is not None:
+            scheduler._before_run(task, run_time)
+        future = self._executor().submit(_run_in_child, task.fn, task.args, task.kwargs)
+        self._running.add(future)
+
+        def done(f: Future[tuple[bool, Any, str | None]]) -> None:
+            self._running.discard(f)
+            value: Any = None
+            error: BaseException | None = None
+            trace: str | None = None
+            try:
+                ok, payload, trace = f.result()
+                if ok:
+                    value = payload
+                else:
+                    error = payload
+            except BaseException as exc:  # the pool broke, or the payload did not pickle
+                error, trace = exc, format_traceback(exc)
+            self.run_finished(task, run_time, value, error, trace)
+            if scheduler is not None:
+                scheduler._after_run(task, run_time, value, error)
+            if remaining and self._pool is not None:
+                self._next(task, remaining)
+            else:
+                self.release(task.id)
+
+        future.add_done_callback(done)
+
+    def cancel_running(self) -> int:
+        return sum(1 for future in list(self._running) if future.cancel())
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            self._pool = None

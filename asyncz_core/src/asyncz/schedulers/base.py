@@ -1,0 +1,1222 @@
+"""The scheduler: owns stores and executors, computes due runs, submits them, reports events.
+
+Data path, each step in one place:
+
+* ``add_task`` builds a :class:`~asyncz.tasks.Task` (:meth:`BaseScheduler._build_task`) and
+  either keeps it *pending* (scheduler not started) or commits it to its store
+  (:meth:`BaseScheduler._commit`), then wakes the processing loop only if the new task is due
+  before the planned wake-up.
+* The processing loop (:meth:`BaseScheduler._run`) sleeps until the earliest next run time
+  of all stores, or until woken; each pass (:meth:`BaseScheduler._process`) fetches due
+  tasks from each store in batches, submits them to their executors
+  (:meth:`BaseScheduler._process_task`) and writes the new next run times back in one call.
+* Executors report each run back through :meth:`BaseScheduler._task_ran`, which dispatches
+  ``TASK_EXECUTED`` / ``TASK_ERROR`` to listeners and plugins.
+
+Management and inspection methods are written once, as coroutines (the ``*_async`` twins);
+the synchronous methods run the same coroutine inline when every store is in memory, and on
+a small private loop thread otherwise, so they work from any thread without deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asyncz import events as ev
+from asyncz._util import UNSET, UnsetType
+from asyncz.exceptions import (
+    ConflictingIdError,
+    MaxInstancesReachedError,
+    SchedulerAlreadyRunningError,
+    SchedulerNotRunningError,
+    TaskLookupError,
+)
+from asyncz.executors.base import BaseExecutor
+from asyncz.stores.base import BaseStore, LoopThread, call, run_inline
+from asyncz.tasks.task import ScheduleState, Task, TaskInfo
+from asyncz.timeutil import utc
+from asyncz.triggers.base import BaseTrigger
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from asyncz.settings import AsynczSettings
+
+__all__ = ["BaseScheduler", "ClassicLogging", "SchedulerState"]
+
+T = TypeVar("T")
+
+#: Due tasks fetched per store round trip; small enough that the first run starts within
+#: milliseconds when thousands are due at once (the loop yields between batches).
+BATCH_SIZE = 256
+
+_SORT_KEYS = ("id", "name", "next_run_time", "schedule_state", "executor", "store", "trigger")
+
+
+class SchedulerState(enum.IntEnum):
+    STATE_STOPPED = 0
+    STATE_RUNNING = 1
+    STATE_PAUSED = 2
+
+
+class ClassicLogging(dict[str, logging.Logger]):
+    """A cache of loggers by name; ``__missing__`` creates one with :func:`logging.getLogger`.
+
+    Subclass it and override ``__missing__`` to change how loggers are made, then pass the
+    subclass (or its ``"module:Name"``) as ``loggers_class``.
+    """
+
+    def __missing__(self, name: str) -> logging.Logger:
+        logger = logging.getLogger(name)
+        self[name] = logger
+        return logger
+
+
+def _sort_value(info: TaskInfo, key: str) -> Any:
+    if key == "next_run_time":
+        when = info.next_run_time
+        return (when is None, when.timestamp() if when is not None else 0.0)
+    if key == "schedule_state":
+        return info.schedule_state.value
+    if key == "trigger":
+        return info.trigger_alias or ""
+    value = getattr(info, key)
+    return "" if value is None else str(value)
+
+
+class BaseScheduler:
+    """The scheduler core, shared by :class:`~asyncz.schedulers.asyncio.AsyncIOScheduler`
+    and :class:`~asyncz.schedulers.asyncio.NativeAsyncIOScheduler`."""
+
+    def __init__(
+        self,
+        global_config: Mapping[str, Any] | None = None,
+        *,
+        prefix: str = "asyncz.",
+        config_file: str | None = None,
+        stores: Mapping[str, Any] | None = None,
+        executors: Mapping[str, Any] | None = None,
+        task_defaults: Mapping[str, Any] | None = None,
+        timezone: tzinfo | str | None = None,
+        logger_name: str | None = None,
+        loggers_class: type[ClassicLogging] | str | None = None,
+        lock_path: str | None = None,
+        startup_delay: float | None = None,
+        event_loop: asyncio.AbstractEventLoop | None = None,
+        isolated_event_loop: bool = False,
+        **options: Any,
+    ) -> None:
+        self._state = SchedulerState.STATE_STOPPED
+        self._ref_count = 0
+        self._lock = threading.RLock()
+        self._stores: dict[str, BaseStore] = {}
+        self._executors: dict[str, BaseExecutor] = {}
+        self._pending: list[Task] = []
+        self._listeners: list[tuple[Callable[[ev.SchedulerEvent], Any], int]] = []
+        self._listener_mask = 0
+        self._portal: LoopThread | None = None
+        self._loop_thread: LoopThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._requested_loop = event_loop
+        self._isolated = isolated_event_loop
+        self._main_task: asyncio.Task[None] | None = None
+        self._wake_future: asyncio.Future[None] | None = None
+        self._wake_requested = False
+        self._next_wakeup: datetime | None = None
+        self._pm: pluggy.PluginManager | None = None
+        self.prefix = prefix
+        self._configure(
+            global_config,
+            prefix=prefix,
+            config_file=config_file,
+            stores=stores,
+            executors=executors,
+            task_defaults=task_defaults,
+            timezone=timezone,
+            logger_name=logger_name,
+            loggers_class=loggers_class,
+            lock_path=lock_path,
+            startup_delay=startup_delay,
+            **options,
+        )
+
+    # =====================================================================================
+    # configuration
+    # =====================================================================================
+    def _configure(self, global_config: Mapping[str, Any] | None, **kwargs: Any) -> None:
+        from asyncz.registry import create, import_ref
+        from asyncz.settings import load_settings
+
+        prefix = kwargs.pop("prefix", self.prefix) or "asyncz."
+        overrides = {k: v for k, v in kwargs.items() if v is not None}
+        settings = load_settings(global_config, prefix=prefix, **overrides)
+        self.settings: AsynczSettings = settings
+        self.timezone: tzinfo = settings.timezone
+        #: The zone triggers without their own zone use (``task_defaults.timezone``).
+        self.trigger_timezone: tzinfo = settings.task_defaults.timezone or settings.timezone
+        defaults = settings.task_defaults
+        self.task_defaults = {
+            "coalesce": defaults.coalesce,
+            "max_instances": defaults.max_instances,
+            "misfire_grace_time": defaults.misfire_grace_time,
+        }
+        loggers_class: Any = settings.loggers_class or ClassicLogging
+        if isinstance(loggers_class, str):
+            loggers_class = import_ref(loggers_class)
+        self.loggers: ClassicLogging = loggers_class()
+        name = "asyncz.schedulers"
+        if settings.logger_name:
+            name = f"{name}.{settings.logger_name}"
+        self.logger = self.loggers[name]
+        self.lock_path: str | None = settings.lock_path
+        self.startup_delay: float = settings.effective_startup_delay
+
+        stores: dict[str, BaseStore] = {}
+        for alias, spec in settings.stores.items():
+            if isinstance(spec, BaseStore):
+                stores[alias] = spec
+            else:
+                stores[alias] = create("store", spec, key=f"{prefix}stores.{alias}")
+        executors: dict[str, BaseExecutor] = {}
+        for alias, spec in settings.executors.items():
+            if isinstance(spec, BaseExecutor):
+                executors[alias] = spec
+            else:
+                executors[alias] = create("executor", spec, key=f"{prefix}executors.{alias}")
+        self._stores = stores
+        self._executors = executors
+
+    def setup(self, global_config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """Reconfigure a stopped scheduler; tasks added before are kept (and stay pending)."""
+        if self._state != SchedulerState.STATE_STOPPED:
+            raise SchedulerAlreadyRunningError("calling setup()")
+        self._configure(global_config, **kwargs)
+
+    @property
+    def stores(self) -> dict[str, BaseStore]:
+        return self._stores
+
+    @property
+    def executors(self) -> dict[str, BaseExecutor]:
+        return self._executors
+
+    @property
+    def state(self) -> SchedulerState:
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        return self._state != SchedulerState.STATE_STOPPED
+
+    @property
+    def event_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the scheduler processes tasks on (``None`` while stopped)."""
+        return self._loop
+
+    # =====================================================================================
+    # sync <-> async bridge
+    # =====================================================================================
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a management coroutine to completion from synchronous code on any thread."""
+        if all(store.io_loop is None for store in self._stores.values()):
+            return run_inline(coro)
+        with self._lock:
+            if self._portal is None:
+                self._portal = LoopThread("asyncz-portal")
+            loop = self._portal.start()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    # =====================================================================================
+    # stores and executors
+    # =====================================================================================
+    def _ensure_defaults(self) -> None:
+        from asyncz.registry import resolve
+
+        if "default" not in self._stores:
+            self._stores["default"] = resolve("store", "memory")()
+        if "default" not in self._executors:
+            self._executors["default"] = resolve("executor", "asyncio")()
+
+    def _component(self, kind: str, obj: Any, options: dict[str, Any], alias: str) -> Any:
+        from asyncz.registry import create
+
+        if isinstance(obj, str):
+            return create(kind, {"type": obj, **options}, key=f"{self.prefix}{kind}s.{alias}")
+        if options:
+            raise TypeError(f"options are only accepted with a {kind} alias, not an instance")
+        return obj
+
+    def add_store(self, store: BaseStore | str, alias: str = "default", **options: Any) -> None:
+        """Add a store (instance, or alias plus its options) under ``alias``."""
+        store = self._component("store", store, options, alias)
+        if not isinstance(store, BaseStore):
+            raise TypeError(f"expected a store, got {store!r}")
+        with self._lock:
+            if alias in self._stores:
+                raise ValueError(f"This scheduler already has a store named {alias!r}")
+            self._stores[alias] = store
+        if self.running:
+            self._sync(call(store, store.start(self, alias)))
+        self._dispatch(ev.SchedulerEvent(ev.STORE_ADDED, alias))
+        if self.running:
+            self.wakeup()
+
+    def remove_store(self, alias: str, shutdown: bool = True) -> None:
+        """Remove the store ``alias`` (its tasks stay in the backend)."""
+        with self._lock:
+            store = self.lookup_store(alias)
+            del self._stores[alias]
+        if shutdown and self.running:
+            self._sync(call(store, store.shutdown()))
+        self._dispatch(ev.SchedulerEvent(ev.STORE_REMOVED, alias))
+
+    def lookup_store(self, alias: str) -> BaseStore:
+        try:
+            return self._stores[alias]
+        except KeyError:
+            raise KeyError(
+                f"No store named {alias!r}; this scheduler has: {sorted(self._stores) or 'none'}"
+            ) from None
+
+    def add_executor(
+        self, executor: BaseExecutor | str, alias: str = "default", **options: Any
+    ) -> None:
+        """Add an executor (instance, or alias plus its options) under ``alias``."""
+        executor = self._component("executor", executor, options, alias)
+        if not isinstance(executor, BaseExecutor):
+            raise TypeError(f"expected an executor, got {executor!r}")
+        with self._lock:
+            if alias in self._executors:
+                raise ValueError(f"This scheduler already has an executor named {alias!r}")
+            self._executors[alias] = executor
+        if self.running:
+            executor.start(self, alias)
+        self._dispatch(ev.SchedulerEvent(ev.EXECUTOR_ADDED, alias))
+
+    def remove_executor(self, alias: str, shutdown: bool = True) -> None:
+        with self._lock:
+            executor = self.lookup_executor(alias)
+            del self._executors[alias]
+        if shutdown:
+            executor.shutdown()
+        self._dispatch(ev.SchedulerEvent(ev.EXECUTOR_REMOVED, alias))
+
+    def lookup_executor(self, alias: str) -> BaseExecutor:
+        try:
+            return self._executors[alias]
+        except KeyError:
+            raise KeyError(
+                f"No executor named {alias!r}; this scheduler has: "
+                f"{sorted(self._executors) or 'none'}"
+            ) from None
+
+    # =====================================================================================
+    # events and hooks
+    # =====================================================================================
+    def add_listener(
+        self, callback: Callable[[ev.SchedulerEvent], Any], mask: int = ev.ALL_EVENTS
+    ) -> None:
+        """Call ``callback(event)`` for every event whose code is in ``mask``."""
+        with self._lock:
+            self._listeners.append((callback, mask))
+            self._listener_mask |= mask
+
+    def remove_listener(self, callback: Callable[[ev.SchedulerEvent], Any]) -> None:
+        with self._lock:
+            self._listeners = [(cb, m) for cb, m in self._listeners if cb is not callback]
+            mask = 0
+            for _, m in self._listeners:
+                mask |= m
+            self._listener_mask = mask
+
+    def _plugin_manager(self) -> pluggy.PluginManager:
+        if self._pm is None:
+            from asyncz.plugins import get_plugin_manager
+
+            self._pm = get_plugin_manager()
+        return self._pm
+
+    def _hook_wanted(self, name: str) -> bool:
+        caller = getattr(self._plugin_manager().hook, name)
+        return bool(caller.get_hookimpls())
+
+    def _wants(self, code: int) -> bool:
+        return bool(code & self._listener_mask) or self._hook_wanted("asyncz_event_dispatched")
+
+    def _dispatch(self, event: ev.SchedulerEvent) -> None:
+        for callback, mask in tuple(self._listeners):
+            if event.code & mask:
+                try:
+                    callback(event)
+                except Exception:
+                    self.logger.exception("Listener %r failed on %r", callback, event)
+        pm = self._plugin_manager()
+        if pm.hook.asyncz_event_dispatched.get_hookimpls():
+            try:
+                pm.hook.asyncz_event_dispatched(scheduler=self, event=event)
+            except Exception:
+                self.logger.exception("A plugin failed in asyncz_event_dispatched(%r)", event)
+
+    def _call_hook(self, name: str, **kwargs: Any) -> None:
+        caller = getattr(self._plugin_manager().hook, name)
+        if caller.get_hookimpls():
+            try:
+                caller(**kwargs)
+            except Exception:
+                self.logger.exception("A plugin failed in %s", name)
+
+    def _before_run(self, task: Task, run_time: datetime) -> None:
+        self._call_hook("asyncz_task_before_run", scheduler=self, task=task, run_time=run_time)
+
+    def _after_run(
+        self, task: Task, run_time: datetime, value: Any, exception: BaseException | None
+    ) -> None:
+        self._call_hook(
+            "asyncz_task_after_run",
+            scheduler=self,
+            task=task,
+            run_time=run_time,
+            return_value=value,
+            exception=exception,
+        )
+
+    def _task_ran(
+        self,
+        task: Task,
+        run_time: datetime,
+        value: Any,
+        exception: BaseException | None,
+        traceback: str | None,
+    ) -> None:
+        code = ev.TASK_EXECUTED if exception is None else ev.TASK_ERROR
+        if self._wants(code):
+            self._dispatch(
+                ev.TaskExecutionEvent(
+                    code, task.id, task.store_alias, run_time, value, exception, traceback
+                )
+            )
+
+    # =====================================================================================
+    # lifecycle (the loop-specific parts live in the subclasses)
+    # =====================================================================================
+    async def _start_components(self) -> None:
+        """Start stores and executors, then commit the pending tasks. Never suspends for
+        in-memory stores."""
+        self._ensure_defaults()
+        for alias, store in list(self._stores.items()):
+            await call(store, store.start(self, alias))
+        for alias, executor in list(self._executors.items()):
+            executor.start(self, alias)
+        with self._lock:
+            pending, self._pending = self._pending, []
+        now = datetime.now(utc)
+        by_store: dict[str, list[Task]] = {}
+        for task in pending:
+            self._prepare_commit(task, now)
+            by_store.setdefault(task.store_alias, []).append(task)
+        for alias, tasks in by_store.items():
+            await self._commit_many(tasks, alias)
+
+    async def _stop_components(self, wait: bool) -> None:
+        for executor in self._executors.values():
+            executor.shutdown(wait=wait)
+        for store in self._stores.values():
+            try:
+                await call(store, store.shutdown())
+            except Exception:
+                self.logger.exception("Store %r failed to shut down", store)
+
+    def _acquire(self) -> bool:
+        """Count a start(); True when this call must really start the scheduler."""
+        with self._lock:
+            self._ref_count += 1
+            return self._ref_count == 1
+
+    def _release(self) -> bool:
+        """Count a shutdown(); True when this call must really stop the scheduler."""
+        with self._lock:
+            if self._ref_count == 0:
+                raise SchedulerNotRunningError("shutting it down")
+            self._ref_count -= 1
+            return self._ref_count == 0
+
+    def pause(self) -> None:
+        """Stop processing due tasks until :meth:`resume` (tasks stay scheduled)."""
+        if not self.running:
+            raise SchedulerNotRunningError("pausing it")
+        if self._state == SchedulerState.STATE_RUNNING:
+            self._state = SchedulerState.STATE_PAUSED
+            self.logger.info("Scheduler paused")
+            self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_PAUSED))
+
+    def resume(self) -> None:
+        """Resume processing after :meth:`pause` (or ``start(paused=True)``)."""
+        if not self.running:
+            raise SchedulerNotRunningError("resuming it")
+        if self._state == SchedulerState.STATE_PAUSED:
+            self._state = SchedulerState.STATE_RUNNING
+            self.logger.info("Scheduler resumed")
+            self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_RESUMED))
+            self.wakeup()
+
+    # -- the processing loop ------------------------------------------------------------------
+    def wakeup(self) -> None:
+        """Ask the processing loop for a pass now (coalesced; safe from any thread)."""
+        loop = self._loop
+        if loop is None or self._wake_requested:
+            return
+        self._wake_requested = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake()
+        else:
+            try:
+                loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the loop closed under us
+                self._wake_requested = False
+
+    def _wake(self) -> None:
+        self._wake_requested = False
+        future = self._wake_future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None:
+        if self._loop is None or not isinstance(when, datetime):
+            return
+        planned = self._next_wakeup
+        if planned is None or when < planned:
+            self.wakeup()
+
+    async def _run(self) -> None:
+        """The processing loop: runs on the scheduler's event loop until shutdown."""
+        loop = asyncio.get_running_loop()
+        if self.startup_delay > 0:
+            await self._sleep(loop, self.startup_delay)
+        failures = 0
+        while self._state != SchedulerState.STATE_STOPPED:
+            wait: float | None = None
+            if self._state == SchedulerState.STATE_RUNNING:
+                try:
+                    self._next_wakeup = None
+                    next_wakeup = await self._process()
+                except Exception:
+                    failures += 1
+                    wait = min(30.0, 0.5 * 2 ** min(failures, 6))
+                    if failures == 1:
+                        self.logger.exception("Processing tasks failed; retrying with backoff")
+                    self._next_wakeup = datetime.now(utc) + timedelta(seconds=wait)
+                else:
+                    if failures:
+                        self.logger.warning("Processing recovered after %d failure(s)", failures)
+                    failures = 0
+                    self._next_wakeup = next_wakeup
+                    if next_wakeup is not None:
+                        wait = max(0.0, (next_wakeup - datetime.now(utc)).total_seconds())
+                    poll = self._poll_interval()
+                    if poll is not None:
+                        wait = poll if wait is None else min(wait, poll)
+            if self._state == SchedulerState.STATE_STOPPED:
+                break
+            await self._sleep(loop, wait)
+
+    def _poll_interval(self) -> float | None:
+        intervals = [
+            s.poll_interval for s in self._stores.values() if getattr(s, "poll_interval", None)
+        ]
+        return min(intervals) if intervals else None
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> None:
+        future: asyncio.Future[None] = loop.create_future()
+        self._wake_future = future
+        handle = None
+        if seconds is not None:
+            handle = loop.call_later(seconds, _resolve, future)
+        try:
+            await future
+        finally:
+            self._wake_future = None
+            if handle is not None:
+                handle.cancel()
+
+    async def _process(self) -> datetime | None:
+        """One pass: submit every due task of every store; return the next wake-up time."""
+        next_wakeup: datetime | None = None
+        for alias, store in list(self._stores.items()):
+            while True:
+                now = datetime.now(utc)
+                due = await call(store, store.get_due_tasks(now, BATCH_SIZE))
+                if not due:
+                    break
+                updates: list[Task] = []
+                finished: list[Task] = []
+                for task in due:
+                    self._process_task(task, alias, now, updates, finished)
+                # Let the runs just created start before the store round trips.
+                await asyncio.sleep(0)
+                if updates:
+                    await call(store, store.update_tasks(updates))
+                if finished:
+                    await call(store, store.delete_tasks([t.id for t in finished]))
+                    if self._wants(ev.TASK_REMOVED):
+                        for task in finished:
+                            self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
+                if len(due) < BATCH_SIZE or self._state != SchedulerState.STATE_RUNNING:
+                    break
+            if self._state != SchedulerState.STATE_RUNNING:
+                return None
+            when = await call(store, store.get_next_run_time())
+            if when is not None and (next_wakeup is None or when < next_wakeup):
+                next_wakeup = when
+        return next_wakeup
+
+    def _run_times(self, task: Task, now: datetime) -> tuple[list[datetime], datetime | None]:
+        """Every due run time of ``task`` up to ``now`` and the first one after it."""
+        run_times: list[datetime] = []
+        trigger = task.trigger
+        when = task.next_run_time if isinstance(task.next_run_time, datetime) else None
+        tz = self.trigger_timezone
+        while when is not None and when <= now:
+            # A task that missed many runs keeps only the latest ones; older ones are folded.
+            if len(run_times) >= 1000:
+                del run_times[:500]
+            run_times.append(when)
+            when = trigger.get_next_trigger_time(tz, when, now) if trigger is not None else None
+        return run_times, when
+
+    def _process_task(
+        self,
+        task: Task,
+        store_alias: str,
+        now: datetime,
+        updates: list[Task],
+        finished: list[Task],
+    ) -> None:
+        run_times, next_time = self._run_times(task, now)
+        if run_times:
+            self._submit_due(task, store_alias, run_times, now)
+        task.next_run_time = next_time
+        if next_time is None:
+            finished.append(task)
+        else:
+            updates.append(task)
+
+    def _submit_due(
+        self, task: Task, store_alias: str, run_times: list[datetime], now: datetime
+    ) -> None:
+        grace = task.misfire_grace_time
+        if task.coalesce:
+            candidates = run_times[-1:]
+            folded = len(run_times) - 1
+        else:
+            candidates = run_times
+            folded = 0
+        runnable: list[datetime] = []
+        for run_time in candidates:
+            late = (now - run_time).total_seconds()
+            if isinstance(grace, float) and late > grace:
+                self.logger.warning(
+                    "Run time of task %r was missed by %.3f s", task.name, late
+                )
+                if self._wants(ev.TASK_MISSED):
+                    self._dispatch(
+                        ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
+                    )
+            else:
+                runnable.append(run_time)
+        if runnable:
+            self._submit(task, store_alias, runnable, "scheduler", folded)
+
+    def _submit(
+        self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
+    ) -> bool:
+        try:
+            executor = self._executors[task.executor]
+        except KeyError:
+            self.logger.error(
+                "Task %r names the executor %r, which this scheduler does not have",
+                task.name,
+                task.executor,
+            )
+            return False
+        try:
+            executor.submit(task, run_times)
+        except MaxInstancesReachedError:
+            self.logger.warning(
+                "Task %r is still running %s time(s); this run is skipped",
+                task.name,
+                task.max_instances,
+            )
+            code = ev.TASK_MAX_INSTANCES
+        except Exception:
+            self.logger.exception("Submitting task %r to executor %r failed", task.name, task.executor)
+            return False
+        else:
+            code = ev.TASK_SUBMITTED
+        if self._wants(code):
+            self._dispatch(
+                ev.TaskSubmissionEvent(
+                    code, task.id, store_alias, list(run_times), source, folded
+                )
+            )
+        return code == ev.TASK_SUBMITTED
+
+    # =====================================================================================
+    # adding tasks
+    # =====================================================================================
+    def _build_task(
+        self,
+        fn_or_task: Any,
+        trigger: BaseTrigger | str | None,
+        options: dict[str, Any],
+        trigger_args: dict[str, Any],
+    ) -> Task:
+        if isinstance(fn_or_task, Task):
+            task = fn_or_task
+            if task._submitted or task._scheduler is not None:
+                raise ValueError(f"Task {task.id!r} was already submitted; a task is added once")
+            if task.fn is None:
+                raise TypeError("A task without a callable can only be used as a decorator")
+            changes = _given(options)
+            changes.pop("replace_existing", None)
+            if trigger is not None or trigger_args:
+                from asyncz.triggers import create_trigger
+
+                changes["trigger"] = create_trigger(trigger, **trigger_args)
+            if changes:
+                task._modify(**changes)
+            if options.get("replace_existing"):
+                task.replace_existing = True
+        else:
+            task = Task(
+                fn_or_task,
+                trigger=trigger,
+                scheduler=self,
+                **_given(options),
+                **trigger_args,
+            )
+        task._scheduler = self
+        if task.trigger is None:
+            from asyncz.triggers import create_trigger
+
+            task.trigger = create_trigger(None)
+        for key, value in self.task_defaults.items():
+            if getattr(task, key) is UNSET:
+                setattr(task, key, value)
+        return task
+
+    def add_task(
+        self,
+        fn_or_task: Callable[..., Any] | Task | str | None = None,
+        trigger: BaseTrigger | str | None = None,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        name: str | None = None,
+        mistrigger_grace_time: float | None | UnsetType = UNSET,
+        coalesce: bool | UnsetType = UNSET,
+        max_instances: int | UnsetType = UNSET,
+        next_run_time: datetime | None | UnsetType = UNSET,
+        store: str | None = None,
+        executor: str | None = None,
+        replace_existing: bool = False,
+        fn: Callable[..., Any] | str | None = None,
+        misfire_grace_time: float | None | UnsetType = UNSET,
+        **trigger_args: Any,
+    ) -> Task:
+        """Schedule a callable (or a :class:`Task`); without one, return a decorator.
+
+        ``trigger`` is a trigger instance or an alias whose options follow as keyword
+        arguments (``add_task(fn, "interval", minutes=2)``). ``next_run_time=None`` adds the
+        task paused. Before :meth:`start` the task is pending and is committed to its store
+        when the scheduler starts. Returns the :class:`Task`.
+        """
+        if fn_or_task is None:
+            fn_or_task = fn
+        if misfire_grace_time is UNSET:
+            misfire_grace_time = mistrigger_grace_time
+        options: dict[str, Any] = {
+            "args": args,
+            "kwargs": kwargs,
+            "id": id,
+            "name": name,
+            "misfire_grace_time": misfire_grace_time,
+            "coalesce": coalesce,
+            "max_instances": max_instances,
+            "next_run_time": next_run_time,
+            "store": store,
+            "executor": executor,
+            "replace_existing": replace_existing,
+        }
+        if fn_or_task is None:
+            # Decorator mode: a task without a callable; calling it schedules the function.
+            decorator = Task(
+                None,
+                trigger=trigger,
+                scheduler=self,
+                **_given(options),
+                **trigger_args,
+            )
+            return decorator
+        task = self._build_task(fn_or_task, trigger, options, trigger_args)
+        with self._lock:
+            if not self.running:
+                self._add_pending(task)
+                return task
+        return self._sync(self._add_running(task))
+
+    async def add_task_async(self, *args: Any, **kwargs: Any) -> Task:
+        """Awaitable :meth:`add_task` (for network stores, without blocking the loop)."""
+        fn_or_task = args[0] if args else kwargs.pop("fn_or_task", None)
+        if fn_or_task is None:
+            fn_or_task = kwargs.pop("fn", None)
+        if fn_or_task is None:
+            raise TypeError("add_task_async() needs a callable or a Task")
+        trigger = args[1] if len(args) > 1 else kwargs.pop("trigger", None)
+        names = ("args", "kwargs", "id", "name", "mistrigger_grace_time", "coalesce",
+                 "max_instances", "next_run_time", "store", "executor", "replace_existing",
+                 "misfire_grace_time")
+        options = {k: kwargs.pop(k) for k in names if k in kwargs}
+        if "mistrigger_grace_time" in options:
+            options.setdefault("misfire_grace_time", options.pop("mistrigger_grace_time"))
+        task = self._build_task(fn_or_task, trigger, options, kwargs)
+        with self._lock:
+            if not self.running:
+                self._add_pending(task)
+                return task
+        return await self._add_running(task)
+
+    def _add_pending(self, task: Task) -> None:
+        if not task.replace_existing and any(t.id == task.id for t in self._pending):
+            raise ConflictingIdError(task.id)
+        self._pending = [t for t in self._pending if t.id != task.id]
+        self._pending.append(task)
+        self.logger.info("Added task %r; it is committed when the scheduler starts", task.name)
+
+    def _prepare_commit(self, task: Task, now: datetime) -> None:
+        if task.next_run_time is UNSET:
+            trigger = task.trigger
+            task.next_run_time = (
+                trigger.get_next_trigger_time(self.trigger_timezone, None, now) if trigger else None
+            )
+
+    async def _add_running(self, task: Task) -> Task:
+        self._prepare_commit(task, datetime.now(utc))
+        await self._commit_many([task], task.store_alias)
+        return task
+
+    async def _commit_many(self, tasks: list[Task], alias: str) -> None:
+        store = self.lookup_store(alias)
+        replace = any(t.replace_existing for t in tasks)
+        if replace and not all(t.replace_existing for t in tasks):
+            for task in tasks:
+                await call(store, store.add_tasks([task], task.replace_existing))
+        else:
+            await call(store, store.add_tasks(tasks, replace))
+        soonest: datetime | None = None
+        want_event = self._wants(ev.TASK_ADDED)
+        for task in tasks:
+            task._submitted = True
+            task.store_alias = alias
+            when = task.next_run_time
+            if isinstance(when, datetime) and (soonest is None or when < soonest):
+                soonest = when
+            if want_event:
+                self._dispatch(ev.TaskEvent(ev.TASK_ADDED, task.id, alias))
+        if len(tasks) == 1 and self.logger.isEnabledFor(logging.INFO):
+            self.logger.info("Added task %r to store %r", tasks[0].name, alias)
+        self._wake_if_sooner(soonest)
+
+    # =====================================================================================
+    # finding tasks
+    # =====================================================================================
+    def _task_id(self, task_or_id: Task | str) -> str:
+        return task_or_id.id if isinstance(task_or_id, Task) else str(task_or_id)
+
+    def _pending_task(self, task_id: str, store: str | None) -> Task | None:
+        with self._lock:
+            for task in self._pending:
+                if task.id == task_id and (store is None or task.store_alias == store):
+                    return task
+        return None
+
+    async def _find(self, task_id: str, store: str | None) -> tuple[Task, str | None]:
+        """The task and its store alias (``None`` while pending); TaskLookupError if absent."""
+        pending = self._pending_task(task_id, store)
+        if pending is not None:
+            return pending, None
+        if not self.running:
+            raise TaskLookupError(task_id, store)
+        aliases = [store] if store is not None else list(self._stores)
+        for alias in aliases:
+            target = self.lookup_store(alias)
+            found = await call(target, target.lookup_task(task_id))
+            if found is not None:
+                return found, alias
+        raise TaskLookupError(task_id, store)
+
+    async def get_task_async(self, task_id: str, store: str | None = None) -> Task | None:
+        try:
+            task, _ = await self._find(task_id, store)
+        except TaskLookupError:
+            return None
+        return task
+
+    def get_task(self, task_id: str, store: str | None = None) -> Task | None:
+        """The task with ``task_id`` (searched in ``store`` or in all), or ``None``."""
+        return self._sync(self.get_task_async(task_id, store))
+
+    async def get_tasks_async(self, store: str | None = None) -> list[Task]:
+        with self._lock:
+            tasks = [t for t in self._pending if store is None or t.store_alias == store]
+        if self.running:
+            aliases = [store] if store is not None else list(self._stores)
+            for alias in aliases:
+                target = self.lookup_store(alias)
+                tasks.extend(await call(target, target.get_all_tasks()))
+        return tasks
+
+    def get_tasks(self, store: str | None = None) -> list[Task]:
+        """Every task: pending ones first, then each store's, earliest next run first."""
+        return self._sync(self.get_tasks_async(store))
+
+    # =====================================================================================
+    # changing tasks
+    # =====================================================================================
+    async def update_task_async(
+        self, task_id: Task | str, store: str | None = None, **changes: Any
+    ) -> Task:
+        task_id = self._task_id(task_id)
+        task, alias = await self._find(task_id, store)
+        if "trigger" in changes or any(k for k in changes if k.startswith("trigger_")):
+            pass
+        task._modify(**changes)
+        if alias is not None:
+            target = self.lookup_store(alias)
+            await call(target, target.update_task(task))
+            self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task.id, alias))
+            self._wake_if_sooner(task.next_run_time)
+        return task
+
+    def update_task(self, task_id: Task | str, store: str | None = None, **changes: Any) -> Task:
+        """Change options of a task, by id or by object (``coalesce=False`` ...)."""
+        return self._sync(self.update_task_async(task_id, store, **changes))
+
+    async def reschedule_task_async(
+        self,
+        task_id: Task | str,
+        store: str | None = None,
+        trigger: BaseTrigger | str | None = None,
+        **trigger_args: Any,
+    ) -> Task:
+        from asyncz.triggers import create_trigger
+
+        new_trigger = create_trigger(trigger, **trigger_args)
+        now = datetime.now(utc)
+        next_time = new_trigger.get_next_trigger_time(self.trigger_timezone, None, now)
+        task_id = self._task_id(task_id)
+        task, alias = await self._find(task_id, store)
+        if alias is None:
+            return await self.update_task_async(task_id, store, trigger=new_trigger)
+        return await self.update_task_async(
+            task_id, store, trigger=new_trigger, next_run_time=next_time
+        )
+
+    def reschedule_task(
+        self,
+        task_id: Task | str,
+        store: str | None = None,
+        trigger: BaseTrigger | str | None = None,
+        **trigger_args: Any,
+    ) -> Task:
+        """Give a task a new trigger (instance, or alias plus options) and next run time."""
+        return self._sync(self.reschedule_task_async(task_id, store, trigger, **trigger_args))
+
+    async def pause_task_async(self, task_id: Task | str, store: str | None = None) -> Task:
+        return await self.update_task_async(task_id, store, next_run_time=None)
+
+    def pause_task(self, task_id: Task | str, store: str | None = None) -> Task:
+        """Pause a task: it stays in its store with no next run time."""
+        return self._sync(self.pause_task_async(task_id, store))
+
+    async def resume_task_async(
+        self, task_id: Task | str, store: str | None = None
+    ) -> Task | None:
+        task_id = self._task_id(task_id)
+        task, alias = await self._find(task_id, store)
+        if alias is None:
+            task.next_run_time = UNSET
+            return task
+        now = datetime.now(utc)
+        trigger = task.trigger
+        next_time = trigger.get_next_trigger_time(self.trigger_timezone, None, now) if trigger else None
+        if next_time is None:
+            await self.delete_task_async(task_id, alias)
+            return None
+        return await self.update_task_async(task_id, alias, next_run_time=next_time)
+
+    def resume_task(self, task_id: Task | str, store: str | None = None) -> Task | None:
+        """Resume a paused task; one whose trigger has no fire time left is removed."""
+        return self._sync(self.resume_task_async(task_id, store))
+
+    async def delete_task_async(self, task_id: Task | str, store: str | None = None) -> None:
+        task_id = self._task_id(task_id)
+        with self._lock:
+            for task in self._pending:
+                if task.id == task_id and (store is None or task.store_alias == store):
+                    self._pending.remove(task)
+                    self.logger.info("Removed pending task %r", task.name)
+                    self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, None))
+                    return
+        if not self.running:
+            raise TaskLookupError(task_id, store)
+        aliases = [store] if store is not None else list(self._stores)
+        for alias in aliases:
+            target = self.lookup_store(alias)
+            try:
+                await call(target, target.delete_task(task_id))
+            except TaskLookupError:
+                continue
+            self.logger.info("Removed task %r from store %r", task_id, alias)
+            self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
+            return
+        raise TaskLookupError(task_id, store)
+
+    def delete_task(self, task_id: Task | str, store: str | None = None) -> None:
+        """Remove a task; :class:`~asyncz.exceptions.TaskLookupError` when there is none."""
+        self._sync(self.delete_task_async(task_id, store))
+
+    async def remove_all_tasks_async(self, store: str | None = None) -> None:
+        with self._lock:
+            self._pending = [t for t in self._pending if store is not None and t.store_alias != store]
+        if self.running:
+            aliases = [store] if store is not None else list(self._stores)
+            for alias in aliases:
+                target = self.lookup_store(alias)
+                await call(target, target.remove_all_tasks())
+        self._dispatch(ev.SchedulerEvent(ev.ALL_TASKS_REMOVED, store))
+
+    def remove_all_tasks(self, store: str | None = None) -> None:
+        """Remove every task of ``store``, or of all stores when omitted."""
+        self._sync(self.remove_all_tasks_async(store))
+
+    # =====================================================================================
+    # running a task now
+    # =====================================================================================
+    async def run_task_async(
+        self,
+        task_id: Task | str,
+        store: str | None = None,
+        *,
+        force: bool = True,
+        remove_finished: bool = True,
+    ) -> Task | None:
+        task_id = self._task_id(task_id)
+        if not self.running:
+            raise SchedulerNotRunningError("running a task")
+        task, alias = await self._find(task_id, store)
+        if alias is None:  # pragma: no cover - pending tasks exist only while stopped
+            raise SchedulerNotRunningError("running a task")
+        if not force and task.next_run_time is None:
+            raise ValueError(f"Task {task_id!r} is paused; pass force=True to run it anyway")
+        now = datetime.now(utc)
+        self._submit(task, alias, [now], "manual", 0)
+        trigger = task.trigger
+        was_paused = task.next_run_time is None
+        previous = now
+        if isinstance(task.next_run_time, datetime) and task.next_run_time > now:
+            previous = task.next_run_time - timedelta(microseconds=1)
+        next_time = (
+            trigger.get_next_trigger_time(self.trigger_timezone, previous, now) if trigger else None
+        )
+        target = self.lookup_store(alias)
+        if next_time is None and remove_finished:
+            await call(target, target.delete_task(task_id))
+            self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
+            return None
+        task.next_run_time = None if was_paused or next_time is None else next_time
+        await call(target, target.update_task(task))
+        self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task_id, alias))
+        self._wake_if_sooner(task.next_run_time)
+        return task
+
+    def run_task(
+        self,
+        task_id: Task | str,
+        store: str | None = None,
+        *,
+        force: bool = True,
+        remove_finished: bool = True,
+    ) -> Task | None:
+        """Run a task now through its executor (an operator's "run now").
+
+        Dispatches ``TASK_SUBMITTED`` (source ``"manual"``) or ``TASK_MAX_INSTANCES``, then
+        recomputes and stores the next run time. When the trigger has no fire time left, the
+        task is removed (``remove_finished=True``) or kept paused. ``force=False`` refuses to
+        run a paused task. Returns the task, or ``None`` when it was removed.
+        """
+        return self._sync(
+            self.run_task_async(task_id, store, force=force, remove_finished=remove_finished)
+        )
+
+    # =====================================================================================
+    # inspection
+    # =====================================================================================
+    async def get_task_info_async(self, task_id: str, store: str | None = None) -> TaskInfo | None:
+        task = await self.get_task_async(task_id, store)
+        return task.snapshot() if task is not None else None
+
+    def get_task_info(self, task_id: str, store: str | None = None) -> TaskInfo | None:
+        """An immutable snapshot of one task, or ``None``."""
+        return self._sync(self.get_task_info_async(task_id, store))
+
+    async def get_task_infos_async(
+        self,
+        store: str | None = None,
+        *,
+        schedule_state: ScheduleState | str | None = None,
+        executor: str | None = None,
+        trigger: str | None = None,
+        q: str | None = None,
+        sort_by: str = "next_run_time",
+        descending: bool = False,
+    ) -> list[TaskInfo]:
+        if sort_by not in _SORT_KEYS:
+            raise ValueError(f"Cannot sort by {sort_by!r}; valid keys: {', '.join(_SORT_KEYS)}")
+        state: ScheduleState | None = None
+        if schedule_state is not None:
+            try:
+                state = ScheduleState(schedule_state)
+            except ValueError:
+                valid = ", ".join(s.value for s in ScheduleState)
+                raise ValueError(
+                    f"Unknown schedule_state {schedule_state!r}; valid states: {valid}"
+                ) from None
+        infos = [task.snapshot() for task in await self.get_tasks_async(store)]
+        needle = q.lower() if q else None
+        selected = [
+            info
+            for info in infos
+            if (state is None or info.schedule_state is state)
+            and (executor is None or info.executor == executor)
+            and (trigger is None or trigger in (info.trigger_alias, info.trigger_name))
+            and (needle is None or needle in info.search_text())
+        ]
+        selected.sort(key=lambda info: _sort_value(info, sort_by), reverse=descending)
+        return selected
+
+    def get_task_infos(
+        self,
+        store: str | None = None,
+        *,
+        schedule_state: ScheduleState | str | None = None,
+        executor: str | None = None,
+        trigger: str | None = None,
+        q: str | None = None,
+        sort_by: str = "next_run_time",
+        descending: bool = False,
+    ) -> list[TaskInfo]:
+        """Snapshots of the tasks, filtered and sorted (see the Schedulers page)."""
+        return self._sync(
+            self.get_task_infos_async(
+                store,
+                schedule_state=schedule_state,
+                executor=executor,
+                trigger=trigger,
+                q=q,
+                sort_by=sort_by,
+                descending=descending,
+            )
+        )
+
+    def preview_task_runs(
+        self, task_id: str, count: int = 5, store: str | None = None
+    ) -> list[datetime]:
+        """The next ``count`` run times of a task, computed from its trigger (nothing runs)."""
+        task = self.get_task(task_id, store)
+        if task is None:
+            raise TaskLookupError(task_id, store)
+        trigger = task.trigger
+        now = datetime.now(utc)
+        when: datetime | None
+        if isinstance(task.next_run_time, datetime):
+            when = task.next_run_time
+        elif task.next_run_time is None or trigger is None:
+            return []
+        else:
+            when = trigger.get_next_trigger_time(self.trigger_timezone, None, now)
+        runs: list[datetime] = []
+        while when is not None and len(runs) < count:
+            runs.append(when)
+            when = trigger.get_next_trigger_time(self.trigger_timezone, when, now) if trigger else None
+        return runs
+
+    def get_scheduler_info(self) -> dict[str, Any]:
+        """State, zone, components and task counts: for health checks and dashboards."""
+        infos = self.get_task_infos()
+        counts = {state.value: 0 for state in ScheduleState}
+        for info in infos:
+            counts[info.schedule_state.value] += 1
+        return {
+            "state": self._state.name.removeprefix("STATE_").lower(),
+            "running": self.running,
+            "timezone": str(self.timezone),
+            "stores": {alias: type(s).__name__ for alias, s in self._stores.items()},
+            "executors": {alias: type(e).__name__ for alias, e in self._executors.items()},
+            "tasks": len(infos),
+            "tasks_by_state": counts,
+            "next_wakeup": self._next_wakeup,
+        }
+
+    # =====================================================================================
+    # shutdown-trigger tasks
+    # =====================================================================================
+    async def _run_shutdown_tasks(self) -> None:
+        from asyncz.triggers.shutdown import ShutdownTrigger
+
+        now = datetime.now(utc)
+        for alias, store in list(self._stores.items()):
+            for task in await call(store, store.get_all_tasks()):
+                if isinstance(task.trigger, ShutdownTrigger):
+                    executor = self._executors.get(task.executor)
+                    if executor is None:
+                        continue
+                    await self._run_now(executor, task, now)
+                    self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
+                    await call(store, store.delete_tasks([task.id]))
+
+    async def _run_now(self, executor: BaseExecutor, task: Task, now: datetime) -> None:
+        from asyncz.executors.base import is_coroutine_function
+
+        executor.claim(task.id)
+        if is_coroutine_function(task.fn):
+            await executor.run_coroutine(task, [now])
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, executor.run_sync, task, [now])
+
+
+_NONE_MEANS_SOMETHING = frozenset({"next_run_time", "misfire_grace_time"})
+
+
+def _given(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options the caller gave: ``None`` means "not given" except where it is a value
+    (``next_run_time=None`` pauses, ``misfire_grace_time=None`` lifts the limit)."""
+    return {
+        k: v
+        for k, v in options.items()
+        if v is not UNSET and (v is not None or k in _NONE_MEANS_SOMETHING)
+    }
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

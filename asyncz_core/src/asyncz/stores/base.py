@@ -1,0 +1,222 @@
+"""The store contract: where tasks live between runs.
+
+A store is asynchronous. It either never suspends (``io_loop is None``: the in-memory store,
+whose methods complete in one step and may be driven without an event loop) or it owns an
+event loop of its own, on a thread of its own (``io_loop``), on which all its I/O runs. The
+scheduler reaches a store only through :func:`call` (from a coroutine on any loop) and
+:func:`call_sync` (from any thread), so that the synchronous scheduler API works from any
+thread, even from inside a coroutine on the scheduler's own loop, without deadlock.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine, Iterable, Sequence
+from concurrent.futures import Future
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asyncz.exceptions import ConflictingIdError, TaskLookupError
+
+if TYPE_CHECKING:
+    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.tasks import Task
+
+__all__ = ["BaseStore", "LoopThread", "call", "call_sync", "run_inline"]
+
+T = TypeVar("T")
+
+
+class BaseStore(abc.ABC):
+    """Base class of every store.
+
+    Contract (checked by the suite in :mod:`asyncz.testing`):
+
+    * ``add_task`` raises :class:`ConflictingIdError` when the id exists;
+      ``update_task`` and ``delete_task`` raise :class:`TaskLookupError` when it does not.
+    * ``get_due_tasks(now, limit)`` returns tasks whose next run time is ``<= now``, ordered
+      by next run time, at most ``limit`` of them; paused tasks (no next run time) never.
+    * ``get_next_run_time()`` is the earliest next run time of a non-paused task, or None.
+    * ``get_all_tasks()`` returns every task ordered by next run time, paused ones last.
+    * Tasks returned by a store have ``store_alias`` set to the store's alias.
+    """
+
+    #: The loop the store's I/O runs on; ``None`` for stores whose methods never suspend.
+    io_loop: asyncio.AbstractEventLoop | None = None
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            key = next(iter(options))
+            raise TypeError(f"{type(self).__name__} got an unexpected option {key!r}")
+        self.alias: str | None = None
+        self.scheduler: BaseScheduler | None = None
+        self.logger = logging.getLogger("asyncz.stores")
+
+    async def start(self, scheduler: BaseScheduler, alias: str) -> None:
+        """Called when the scheduler starts (or the store is added to a running one)."""
+        self.scheduler = scheduler
+        self.alias = alias
+        self.logger = scheduler.loggers[f"asyncz.stores.{alias}"]
+
+    async def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (connections, threads). Called when the scheduler stops."""
+
+    def _bind(self, task: Task) -> Task:
+        """Attach a task that came out of this store to the store's scheduler and alias."""
+        task._scheduler = self.scheduler
+        task.store_alias = self.alias or "default"
+        task._submitted = True
+        return task
+
+    @abc.abstractmethod
+    async def lookup_task(self, task_id: str) -> Task | None:
+        """The task with this id, or ``None``."""
+
+    @abc.abstractmethod
+    async def get_due_tasks(self, now: datetime, limit: int | None = None) -> list[Task]:
+        """Tasks due at ``now`` (next run time ``<= now``), earliest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    async def get_next_run_time(self) -> datetime | None:
+        """The earliest next run time of any non-paused task."""
+
+    @abc.abstractmethod
+    async def get_all_tasks(self) -> list[Task]:
+        """Every task, earliest next run time first, paused tasks last."""
+
+    @abc.abstractmethod
+    async def add_task(self, task: Task) -> None:
+        """Store a new task; :class:`ConflictingIdError` if its id exists."""
+
+    @abc.abstractmethod
+    async def update_task(self, task: Task) -> None:
+        """Replace a stored task; :class:`TaskLookupError` if its id does not exist."""
+
+    @abc.abstractmethod
+    async def delete_task(self, task_id: str) -> None:
+        """Remove a task; :class:`TaskLookupError` if its id does not exist."""
+
+    @abc.abstractmethod
+    async def remove_all_tasks(self) -> None:
+        """Remove every task."""
+
+    async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
+        """Store many tasks (one round trip where the backend allows it).
+
+        With ``replace_existing`` a task whose id exists replaces it; otherwise the first
+        conflicting id raises :class:`ConflictingIdError` (tasks before it are stored).
+        """
+        for task in tasks:
+            try:
+                await self.add_task(task)
+            except ConflictingIdError:
+                if not replace_existing:
+                    raise
+                await self.update_task(task)
+
+    async def update_tasks(self, tasks: Iterable[Task]) -> None:
+        """Write back many tasks after a processing pass (one round trip where possible)."""
+        for task in tasks:
+            try:
+                await self.update_task(task)
+            except TaskLookupError:
+                # Deleted while it was being processed: nothing to write back.
+                pass
+
+    async def delete_tasks(self, task_ids: Iterable[str]) -> None:
+        """Remove many tasks; ids that are already gone are ignored."""
+        for task_id in task_ids:
+            try:
+                await self.delete_task(task_id)
+            except TaskLookupError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} alias={self.alias!r}>"
+
+
+def run_inline(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to completion, without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise RuntimeError(
+        "A store without an io_loop suspended; a store that does I/O must run it on its own "
+        "loop (set io_loop, e.g. with asyncz.stores.base.LoopThread)"
+    )
+
+
+async def call(store: BaseStore, coro: Coroutine[Any, Any, T]) -> T:
+    """Await a store coroutine from any event loop."""
+    loop = store.io_loop
+    if loop is None:
+        return await coro
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+
+def call_sync(store: BaseStore, coro: Coroutine[Any, Any, T]) -> T:
+    """Run a store coroutine from synchronous code on any thread."""
+    loop = store.io_loop
+    if loop is None:
+        return run_inline(coro)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        coro.close()
+        raise RuntimeError("call_sync() on the store's own loop would deadlock; await it")
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+class LoopThread:
+    """An event loop running forever on a daemon thread: the I/O home of a network store."""
+
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.name = name
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._given = loop
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> asyncio.AbstractEventLoop:
+        if self.loop is not None:
+            return self.loop
+        ready: Future[asyncio.AbstractEventLoop] = Future()
+
+        given = self._given
+
+        def run() -> None:
+            loop = given or asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            ready.set_result(loop)
+            try:
+                loop.run_forever()
+            finally:
+                if given is None:  # a loop handed to us belongs to its owner
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+        self._thread.start()
+        self.loop = ready.result()
+        return self.loop
+
+    def stop(self) -> None:
+        loop, thread = self.loop, self._thread
+        self.loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)

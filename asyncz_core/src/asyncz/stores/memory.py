@@ -1,0 +1,149 @@
+"""The in-memory store: tasks kept as objects, ordered by next run time in a heap."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from asyncz.exceptions import ConflictingIdError, TaskLookupError
+from asyncz.stores.base import BaseStore
+
+if TYPE_CHECKING:
+    from asyncz.tasks import Task
+
+__all__ = ["MemoryStore"]
+
+# (timestamp of the next run, insertion sequence, task id); an entry is live while the
+# task's record still carries the same sequence number.
+_Entry = tuple[float, int, str]
+
+
+class MemoryStore(BaseStore):
+    """Keeps tasks in process memory; nothing survives a restart.
+
+    Add, update and delete cost O(log n): the run-time order lives in a binary heap whose
+    outdated entries are skipped lazily and compacted when they outnumber the live ones.
+    Its methods never suspend, so the scheduler calls them inline from any thread.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.RLock()
+        self._records: dict[str, tuple[Task, float | None, int]] = {}
+        self._heap: list[_Entry] = []
+        self._stale = 0
+        self._sequence = itertools.count()
+
+    # -- internals -----------------------------------------------------------------------
+    def _put(self, task: Task) -> None:
+        when = task.next_run_time
+        seq = next(self._sequence)
+        if isinstance(when, datetime):
+            stamp = when.timestamp()
+            self._records[task.id] = (task, stamp, seq)
+            heapq.heappush(self._heap, (stamp, seq, task.id))
+        else:
+            self._records[task.id] = (task, None, seq)
+
+    def _forget(self, task_id: str) -> None:
+        _, stamp, _ = self._records.pop(task_id)
+        if stamp is not None:
+            self._stale += 1
+            if self._stale > 1024 and self._stale > len(self._heap) // 2:
+                self._compact()
+
+    def _compact(self) -> None:
+        self._heap = [
+            (stamp, seq, task_id)
+            for task_id, (_, stamp, seq) in self._records.items()
+            if stamp is not None
+        ]
+        heapq.heapify(self._heap)
+        self._stale = 0
+
+    def _live(self, entry: _Entry) -> bool:
+        record = self._records.get(entry[2])
+        return record is not None and record[2] == entry[1]
+
+    # -- the contract ---------------------------------------------------------------------
+    async def lookup_task(self, task_id: str) -> Task | None:
+        record = self._records.get(task_id)
+        return record[0] if record is not None else None
+
+    async def get_due_tasks(self, now: datetime, limit: int | None = None) -> list[Task]:
+        horizon = now.timestamp()
+        with self._lock:
+            heap = self._heap
+            taken: list[_Entry] = []
+            due: list[Task] = []
+            while heap and heap[0][0] <= horizon and (limit is None or len(due) < limit):
+                entry = heapq.heappop(heap)
+                if self._live(entry):
+                    taken.append(entry)
+                    due.append(self._records[entry[2]][0])
+                else:
+                    self._stale -= 1
+            # Due tasks stay in the store until the scheduler writes their next run back.
+            for entry in taken:
+                heapq.heappush(heap, entry)
+            return due
+
+    async def get_next_run_time(self) -> datetime | None:
+        with self._lock:
+            heap = self._heap
+            while heap:
+                entry = heap[0]
+                if self._live(entry):
+                    when = self._records[entry[2]][0].next_run_time
+                    return when if isinstance(when, datetime) else None
+                heapq.heappop(heap)
+                self._stale -= 1
+            return None
+
+    async def get_all_tasks(self) -> list[Task]:
+        with self._lock:
+            records = sorted(
+                self._records.values(),
+                key=lambda r: (r[1] is None, r[1] if r[1] is not None else 0.0, r[2]),
+            )
+            return [record[0] for record in records]
+
+    async def add_task(self, task: Task) -> None:
+        with self._lock:
+            if task.id in self._records:
+                raise ConflictingIdError(task.id, self.alias)
+            self._put(task)
+
+    async def add_tasks(self, tasks: list[Task] | tuple[Task, ...], replace_existing: bool = False) -> None:  # type: ignore[override]
+        with self._lock:
+            for task in tasks:
+                if task.id in self._records:
+                    if not replace_existing:
+                        raise ConflictingIdError(task.id, self.alias)
+                    self._forget(task.id)
+                self._put(task)
+
+    async def update_task(self, task: Task) -> None:
+        with self._lock:
+            if task.id not in self._records:
+                raise TaskLookupError(task.id, self.alias)
+            self._forget(task.id)
+            self._put(task)
+
+    async def delete_task(self, task_id: str) -> None:
+        with self._lock:
+            if task_id not in self._records:
+                raise TaskLookupError(task_id, self.alias)
+            self._forget(task_id)
+
+    async def remove_all_tasks(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self._heap.clear()
+            self._stale = 0
+
+    def __len__(self) -> int:
+        return len(self._records)

@@ -1,0 +1,494 @@
+"""The task: what to call, with what, when (its trigger), where (executor and store)."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
+
+from asyncz._util import UNSET, UnsetType, callable_to_ref, ref_to_callable
+from asyncz.exceptions import closest
+from asyncz.triggers.base import BaseTrigger
+
+if TYPE_CHECKING:
+    from asyncz.schedulers.base import BaseScheduler
+
+__all__ = ["STATE_VERSION", "ScheduleState", "Task", "TaskInfo"]
+
+#: Version of the dict produced by :meth:`Task.__getstate__` (stored by persistent stores).
+STATE_VERSION = 1
+
+
+class ScheduleState(str, enum.Enum):
+    """Where a task stands in its lifecycle, as shown by inspection."""
+
+    PENDING = "pending"  # added before start(); committed to its store when the scheduler starts
+    PAUSED = "paused"  # in its store, no next run time
+    SCHEDULED = "scheduled"  # in its store, with a next run time
+    UNRESTORABLE = "unrestorable"  # in its store, but its stored form cannot be restored
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """An immutable snapshot of a task, for dashboards, CLIs and diagnostics."""
+
+    id: str
+    name: str | None
+    callable_name: str | None
+    callable_reference: str | None
+    trigger_alias: str | None
+    trigger_name: str | None
+    trigger_description: str | None
+    executor: str | None
+    store: str | None
+    next_run_time: datetime | None
+    schedule_state: ScheduleState
+    coalesce: bool | None = None
+    max_instances: int | None = None
+    misfire_grace_time: float | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] | None = None
+    reason: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.schedule_state is ScheduleState.PAUSED
+
+    @property
+    def pending(self) -> bool:
+        return self.schedule_state is ScheduleState.PENDING
+
+    def search_text(self) -> str:
+        """Lower-cased text that the ``q`` filter of ``get_task_infos`` searches."""
+        parts = (
+            self.id,
+            self.name,
+            self.callable_name,
+            self.callable_reference,
+            self.trigger_alias,
+            self.trigger_name,
+            self.trigger_description,
+            self.executor,
+            self.store,
+            self.schedule_state.value,
+        )
+        return "\n".join(p for p in parts if p).lower()
+
+
+_OPTION_NAMES = (
+    "fn",
+    "id",
+    "name",
+    "args",
+    "kwargs",
+    "trigger",
+    "executor",
+    "store",
+    "next_run_time",
+    "coalesce",
+    "max_instances",
+    "misfire_grace_time",
+    "mistrigger_grace_time",
+    "replace_existing",
+)
+
+
+class Task:
+    """A unit of scheduled work.
+
+    ``Task(fn, trigger=..., ...)`` builds a task that ``scheduler.add_task(task)`` submits
+    (once). Options left unset (``coalesce``, ``max_instances``, ``misfire_grace_time``) take
+    the scheduler's ``task_defaults`` when the task is added. ``next_run_time=None`` adds the
+    task paused. Without ``fn`` the task is a decorator: ``task(func)`` schedules ``func`` and
+    returns it unchanged.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_scheduler",
+        "_submitted",
+        "args",
+        "coalesce",
+        "executor",
+        "fn",
+        "fn_reference",
+        "id",
+        "kwargs",
+        "max_instances",
+        "misfire_grace_time",
+        "name",
+        "next_run_time",
+        "replace_existing",
+        "store_alias",
+        "trigger",
+    )
+
+    fn: Callable[..., Any] | None
+    fn_reference: str | None
+    trigger: BaseTrigger | None
+    next_run_time: datetime | None | UnsetType
+    coalesce: bool | UnsetType
+    max_instances: int | UnsetType
+    misfire_grace_time: float | None | UnsetType
+
+    def __init__(
+        self,
+        fn: Callable[..., Any] | str | None = None,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        trigger: BaseTrigger | str | None = None,
+        executor: str | None = None,
+        store: str | None = None,
+        next_run_time: datetime | None | UnsetType = UNSET,
+        coalesce: bool | UnsetType = UNSET,
+        max_instances: int | UnsetType = UNSET,
+        misfire_grace_time: float | None | UnsetType = UNSET,
+        mistrigger_grace_time: float | None | UnsetType = UNSET,
+        replace_existing: bool = False,
+        scheduler: BaseScheduler | None = None,
+        **trigger_args: Any,
+    ) -> None:
+        self._scheduler = scheduler
+        self._submitted = False
+        self.fn = None
+        self.fn_reference = None
+        self.id = str(id) if id is not None else uuid4().hex
+        self.name = name
+        self.args: tuple[Any, ...] = tuple(args) if args is not None else ()
+        self.kwargs: dict[str, Any] = dict(kwargs) if kwargs is not None else {}
+        self.executor = executor or "default"
+        self.store_alias = store or "default"
+        self.replace_existing = bool(replace_existing)
+        if misfire_grace_time is UNSET:
+            misfire_grace_time = mistrigger_grace_time
+        self.next_run_time = UNSET
+        self.coalesce = UNSET
+        self.max_instances = UNSET
+        self.misfire_grace_time = UNSET
+        self._set_options(
+            coalesce=coalesce,
+            max_instances=max_instances,
+            misfire_grace_time=misfire_grace_time,
+            next_run_time=next_run_time,
+        )
+        self.trigger = None
+        if trigger is not None or trigger_args:
+            self.trigger = _make_trigger(trigger, trigger_args)
+        if fn is not None:
+            self._set_fn(fn)
+            self._check_arguments()
+
+    # -- validation ------------------------------------------------------------------------
+    def _set_fn(self, fn: Callable[..., Any] | str) -> None:
+        if isinstance(fn, str):
+            self.fn = ref_to_callable(fn)
+            self.fn_reference = fn if ":" in fn else None
+            if self.fn_reference is None:
+                self.fn_reference = _try_ref(self.fn)
+        elif callable(fn):
+            self.fn = fn
+            self.fn_reference = _try_ref(fn)
+        else:
+            raise TypeError(f"fn must be a callable or a 'module:qualname' string, not {fn!r}")
+        if self.name is None:
+            self.name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
+
+    def _check_arguments(self) -> None:
+        if self.fn is None:
+            return
+        try:
+            signature = inspect.signature(self.fn)
+        except (TypeError, ValueError):
+            return  # builtins without a signature: nothing to check against
+        try:
+            signature.bind(*self.args, **self.kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"The arguments of task {self.id!r} do not match the signature of "
+                f"{self.name}{signature}: {exc}"
+            ) from None
+
+    def _set_options(self, **options: Any) -> None:
+        if "coalesce" in options and options["coalesce"] is not UNSET:
+            value = options["coalesce"]
+            if not isinstance(value, bool):
+                raise TypeError(f"coalesce must be True or False, not {value!r}")
+            self.coalesce = value
+        if "max_instances" in options and options["max_instances"] is not UNSET:
+            value = options["max_instances"]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"max_instances must be a positive integer, not {value!r}")
+            self.max_instances = value
+        if "misfire_grace_time" in options and options["misfire_grace_time"] is not UNSET:
+            value = options["misfire_grace_time"]
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(
+                        f"misfire_grace_time must be a number of seconds >= 0 or None, "
+                        f"not {value!r}"
+                    )
+                value = float(value)
+            self.misfire_grace_time = value
+        if "next_run_time" in options and options["next_run_time"] is not UNSET:
+            value = options["next_run_time"]
+            if value is not None:
+                if not isinstance(value, datetime):
+                    raise TypeError(f"next_run_time must be a datetime or None, not {value!r}")
+                if value.tzinfo is None:
+                    from asyncz.timeutil import localize, local_timezone
+
+                    value = localize(value, local_timezone())
+            self.next_run_time = value
+
+    def _modify(self, **changes: Any) -> None:
+        """Apply validated changes (used by ``update`` and by the scheduler)."""
+        unknown = [k for k in changes if k not in _OPTION_NAMES]
+        if unknown:
+            key = unknown[0]
+            guess = closest(key, _OPTION_NAMES)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            raise TypeError(f"Task has no option {key!r}{hint}")
+        if "id" in changes and changes["id"] != self.id:
+            raise ValueError("The id of a task cannot be changed")
+        if "mistrigger_grace_time" in changes:
+            changes.setdefault("misfire_grace_time", changes.pop("mistrigger_grace_time"))
+        if "fn" in changes:
+            self._set_fn(changes["fn"])
+        if "name" in changes:
+            self.name = changes["name"]
+        if "args" in changes:
+            self.args = tuple(changes["args"] or ())
+        if "kwargs" in changes:
+            self.kwargs = dict(changes["kwargs"] or {})
+        if "executor" in changes:
+            self.executor = changes["executor"]
+        if "store" in changes:
+            self.store_alias = changes["store"]
+        if "replace_existing" in changes:
+            self.replace_existing = bool(changes["replace_existing"])
+        if "trigger" in changes:
+            self.trigger = _make_trigger(changes["trigger"], {})
+        self._set_options(**changes)
+        if {"fn", "args", "kwargs"} & changes.keys():
+            self._check_arguments()
+
+    # -- decorator mode ---------------------------------------------------------------------
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator mode: schedule ``fn`` with this task's options and return ``fn``."""
+        if self.fn is not None:
+            raise TypeError("This task already has a callable; only an empty task decorates")
+        task = self.copy_with(fn=fn)
+        if self._scheduler is not None:
+            task = self._scheduler.add_task(task)
+        tasks = getattr(fn, "asyncz_tasks", None)
+        if tasks is None:
+            tasks = []
+            try:
+                fn.asyncz_tasks = tasks  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        tasks.append(task)
+        return fn
+
+    def copy_with(self, **changes: Any) -> Task:
+        """A new, unsubmitted task with this task's options and ``changes`` applied."""
+        clone = Task.__new__(Task)
+        for slot in Task.__slots__:
+            if slot != "__weakref__" and hasattr(self, slot):
+                object.__setattr__(clone, slot, getattr(self, slot))
+        clone.args = tuple(self.args)
+        clone.kwargs = dict(self.kwargs)
+        clone._submitted = False
+        clone._scheduler = None
+        if "id" not in changes:
+            clone.id = uuid4().hex if self.fn is None else self.id
+        else:
+            clone.id = changes.pop("id")
+        clone._modify(**changes)
+        return clone
+
+    # -- operations through the scheduler --------------------------------------------------
+    def _require_scheduler(self, operation: str) -> BaseScheduler:
+        if self._scheduler is None:
+            raise RuntimeError(f"Task {self.id!r} was not added to a scheduler; cannot {operation}")
+        return self._scheduler
+
+    def _refresh(self, other: Task) -> None:
+        if other is not self:
+            for slot in Task.__slots__:
+                if slot not in ("__weakref__", "_scheduler", "_submitted"):
+                    object.__setattr__(self, slot, getattr(other, slot))
+
+    def update(self, **changes: Any) -> Task:
+        """Change options of this task (``coalesce=False``, ``trigger=...``, ...)."""
+        if self._scheduler is None:
+            self._modify(**changes)
+            return self
+        self._refresh(self._scheduler.update_task(self.id, self.store_alias, **changes))
+        return self
+
+    def reschedule(self, trigger: BaseTrigger | str, **trigger_args: Any) -> Task:
+        """Give this task a new trigger (instance, or alias plus its options)."""
+        scheduler = self._require_scheduler("reschedule it")
+        self._refresh(scheduler.reschedule_task(self.id, self.store_alias, trigger, **trigger_args))
+        return self
+
+    def pause(self) -> Task:
+        """Stop this task from running until :meth:`resume` (kept in its store)."""
+        if self._scheduler is None:
+            self.next_run_time = None
+            return self
+        self._refresh(self._scheduler.pause_task(self.id, self.store_alias))
+        return self
+
+    def resume(self) -> Task:
+        """Let a paused task run again from its trigger's next fire time."""
+        if self._scheduler is None:
+            self.next_run_time = UNSET
+            return self
+        resumed = self._scheduler.resume_task(self.id, self.store_alias)
+        if resumed is not None:
+            self._refresh(resumed)
+        return self
+
+    def delete(self) -> None:
+        """Remove this task from its scheduler."""
+        self._require_scheduler("delete it").delete_task(self.id, self.store_alias)
+
+    def snapshot(self, state: ScheduleState | None = None) -> TaskInfo:
+        """An immutable :class:`TaskInfo` of this task as it is now."""
+        if state is None:
+            if not self._submitted:
+                state = ScheduleState.PENDING
+            elif self.next_run_time is None:
+                state = ScheduleState.PAUSED
+            else:
+                state = ScheduleState.SCHEDULED
+        trigger = self.trigger
+        next_run = self.next_run_time if isinstance(self.next_run_time, datetime) else None
+        return TaskInfo(
+            id=self.id,
+            name=self.name,
+            callable_name=getattr(self.fn, "__qualname__", None) if self.fn else None,
+            callable_reference=self.fn_reference,
+            trigger_alias=getattr(trigger, "alias", None) if trigger else None,
+            trigger_name=type(trigger).__name__ if trigger else None,
+            trigger_description=str(trigger) if trigger else None,
+            executor=self.executor,
+            store=self.store_alias,
+            next_run_time=next_run,
+            schedule_state=state,
+            coalesce=self.coalesce if isinstance(self.coalesce, bool) else None,
+            max_instances=self.max_instances if isinstance(self.max_instances, int) else None,
+            misfire_grace_time=(
+                None if self.misfire_grace_time is UNSET else self.misfire_grace_time  # type: ignore[arg-type]
+            ),
+            args=tuple(self.args),
+            kwargs=dict(self.kwargs),
+        )
+
+    # -- Asyncz spelling ---------------------------------------------------------------------
+    @property
+    def mistrigger_grace_time(self) -> float | None | UnsetType:
+        return self.misfire_grace_time
+
+    @property
+    def pending(self) -> bool:
+        return not self._submitted
+
+    @property
+    def paused(self) -> bool:
+        return self.next_run_time is None
+
+    # -- persistence -------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Plain data for persistent stores; the callable is stored by reference."""
+        from asyncz.triggers import trigger_to_data
+
+        if self.fn_reference is None:
+            raise ValueError(
+                f"Task {self.id!r}: {self.fn!r} has no importable 'module:qualname' reference, "
+                "so it cannot be stored persistently"
+            )
+        return {
+            "version": STATE_VERSION,
+            "id": self.id,
+            "name": self.name,
+            "fn": self.fn_reference,
+            "args": tuple(self.args),
+            "kwargs": dict(self.kwargs),
+            "trigger": trigger_to_data(self.trigger) if self.trigger is not None else None,
+            "executor": self.executor,
+            "coalesce": self.coalesce,
+            "max_instances": self.max_instances,
+            "misfire_grace_time": self.misfire_grace_time,
+            "next_run_time": self.next_run_time,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from asyncz.triggers import trigger_from_data
+
+        version = state.get("version")
+        if version != STATE_VERSION:
+            raise ValueError(f"unsupported task state version {version!r}")
+        self._scheduler = None
+        self._submitted = True
+        self.id = state["id"]
+        self.name = state["name"]
+        self.fn_reference = state["fn"]
+        self.fn = ref_to_callable(state["fn"])
+        self.args = tuple(state["args"])
+        self.kwargs = dict(state["kwargs"])
+        trigger = state["trigger"]
+        self.trigger = trigger_from_data(trigger) if trigger is not None else None
+        self.executor = state["executor"]
+        self.store_alias = "default"
+        self.replace_existing = False
+        self.coalesce = state["coalesce"]
+        self.max_instances = state["max_instances"]
+        self.misfire_grace_time = state["misfire_grace_time"]
+        self.next_run_time = state["next_run_time"]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Task):
+            return self.id == other.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Task id={self.id!r} name={self.name!r}>"
+
+    def __str__(self) -> str:
+        when = self.next_run_time
+        if when is UNSET:
+            status = "pending"
+        elif when is None:
+            status = "paused"
+        else:
+            status = f"next run at: {when}"
+        return f"{self.name} (trigger: {self.trigger}, {status})"
+
+
+def _try_ref(fn: Callable[..., Any]) -> str | None:
+    try:
+        return callable_to_ref(fn)
+    except ValueError:
+        return None
+
+
+def _make_trigger(trigger: BaseTrigger | str | None, options: Mapping[str, Any]) -> BaseTrigger:
+    from asyncz.triggers import create_trigger
+
+    return create_trigger(trigger, **options)

@@ -1,0 +1,131 @@
+"""Time zone and datetime helpers shared by triggers, tasks, settings and stores."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "datetime_repr",
+    "from_timestamp",
+    "local_timezone",
+    "timestamp",
+    "timezone_name",
+    "to_datetime",
+    "to_timezone",
+    "utc",
+]
+
+utc = timezone.utc
+
+
+@lru_cache(maxsize=1)
+def local_timezone() -> tzinfo:
+    """The machine's local zone (via tzlocal), as a zoneinfo object when it has a name."""
+    from tzlocal import get_localzone
+
+    zone: tzinfo = get_localzone()
+    return zone
+
+
+_OFFSET_NAME = re.compile(r"^(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> tzinfo:
+    if name.upper() in ("UTC", "Z", "ETC/UTC", "GMT"):
+        return utc
+    match = _OFFSET_NAME.match(name)
+    if match:
+        sign, hours, minutes = match.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta >= timedelta(hours=24):
+            raise ValueError(f"time zone offset {name!r} is out of range")
+        return timezone(-delta if sign == "-" else delta) if delta else utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {name!r} (expected an IANA name like 'Europe/Paris')"
+        ) from exc
+
+
+def to_timezone(value: tzinfo | str | None) -> tzinfo:
+    """Return a tzinfo for a zone name or tzinfo; ``None`` means the local zone."""
+    if value is None:
+        return local_timezone()
+    if isinstance(value, tzinfo):
+        return value
+    if isinstance(value, str):
+        return _zone(value.strip())
+    raise TypeError(f"expected a time zone name or a tzinfo, not {type(value).__name__}")
+
+
+def timezone_name(zone: tzinfo) -> str:
+    """A name that :func:`to_timezone` turns back into an equivalent zone."""
+    if zone is utc:
+        return "UTC"
+    if isinstance(zone, timezone):
+        # A fixed offset: name it by its offset, which _zone() parses back.
+        offset = zone.utcoffset(None)
+        if not offset:
+            return "UTC"
+        sign = "-" if offset < timedelta(0) else "+"
+        minutes = abs(offset) // timedelta(minutes=1)
+        return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    key = getattr(zone, "key", None) or getattr(zone, "zone", None)
+    if isinstance(key, str):
+        return key
+    name = zone.tzname(None)
+    if name:
+        return name
+    raise ValueError(f"time zone {zone!r} has no name; use a zoneinfo zone")
+
+
+def to_datetime(value: Any, zone: tzinfo, name: str) -> datetime | None:
+    """Turn ``value`` (datetime, date, ISO-8601 string or None) into an aware datetime.
+
+    A naive value is read as wall-clock time in ``zone``. ``name`` is used in error messages.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {value!r} is not an ISO-8601 date/time") from exc
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name}: expected a datetime, a date or an ISO string, not {value!r}")
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        return localize(value, zone)
+    return value
+
+
+def localize(naive: datetime, zone: tzinfo) -> datetime:
+    """Attach ``zone`` to a naive wall-clock time (the first of two in an overlap)."""
+    if hasattr(zone, "localize"):  # pytz-style zones
+        localized: datetime = zone.localize(naive)
+        return localized
+    return naive.replace(tzinfo=zone, fold=0)
+
+
+def timestamp(value: datetime) -> float:
+    """POSIX timestamp of an aware datetime."""
+    return value.timestamp()
+
+
+def from_timestamp(value: float, zone: tzinfo = utc) -> datetime:
+    return datetime.fromtimestamp(value, zone)
+
+
+def datetime_repr(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "None"
+
+
+def timedelta_seconds(delta: timedelta) -> float:
+    return delta.total_seconds()
