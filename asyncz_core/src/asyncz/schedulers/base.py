@@ -371,6 +371,12 @@ class BaseScheduler:
             except Exception:
                 self.logger.exception("A plugin failed in %s", name)
 
+    def _restore_failed(self, task_id: str, store: str | None, reason: str) -> None:
+        """Called by a store that keeps an unrestorable task (once per occurrence)."""
+        self._dispatch(
+            ev.TaskRestoreFailedEvent(ev.TASK_RESTORE_FAILED, task_id, store, reason)
+        )
+
     def _before_run(self, task: Task, run_time: datetime) -> None:
         self._call_hook("asyncz_task_before_run", scheduler=self, task=task, run_time=run_time)
 
@@ -1102,6 +1108,11 @@ class BaseScheduler:
                     f"Unknown schedule_state {schedule_state!r}; valid states: {valid}"
                 ) from None
         infos = [task.snapshot() for task in await self.get_tasks_async(store)]
+        if self.running:
+            for alias in [store] if store is not None else list(self._stores):
+                target = self.lookup_store(alias)
+                broken = await call(target, target.get_unrestorable())
+                infos.extend(_unrestorable_info(i, alias, r) for i, r in broken.items())
         needle = q.lower() if q else None
         selected = [
             info
@@ -1202,6 +1213,23 @@ class BaseScheduler:
             await executor.run_coroutine(task, [now])
         else:
             await asyncio.get_running_loop().run_in_executor(None, executor.run_sync, task, [now])
+
+
+def _unrestorable_info(task_id: str, store: str, reason: str) -> TaskInfo:
+    return TaskInfo(
+        id=task_id,
+        name=None,
+        callable_name=None,
+        callable_reference=None,
+        trigger_alias=None,
+        trigger_name=None,
+        trigger_description=None,
+        executor=None,
+        store=store,
+        next_run_time=None,
+        schedule_state=ScheduleState.UNRESTORABLE,
+        reason=reason,
+    )
 
 
 _NONE_MEANS_SOMETHING = frozenset({"next_run_time", "misfire_grace_time"})

@@ -19,13 +19,13 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from asyncz.exceptions import ConflictingIdError, TaskLookupError
+from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
 
 if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
     from asyncz.tasks import Task
 
-__all__ = ["BaseStore", "LoopThread", "call", "call_sync", "run_inline"]
+__all__ = ["BaseStore", "LoopThread", "PersistentStore", "call", "call_sync", "run_inline"]
 
 T = TypeVar("T")
 
@@ -103,6 +103,10 @@ class BaseStore(abc.ABC):
     async def remove_all_tasks(self) -> None:
         """Remove every task."""
 
+    async def get_unrestorable(self) -> dict[str, str]:
+        """Ids of stored tasks that cannot be restored, with the reason (kept, not deleted)."""
+        return {}
+
     async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
         """Store many tasks (one round trip where the backend allows it).
 
@@ -136,6 +140,62 @@ class BaseStore(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"
+
+
+class PersistentStore(BaseStore):
+    """Base of stores that keep serialized tasks outside the process.
+
+    ``serializer`` is a :class:`~asyncz.serializers.base.BaseSerializer`, an alias
+    (``"json"``, the default, or ``"pickle"``) or ``None``. :meth:`encode_task` and
+    :meth:`decode_task` are the only way tasks cross the boundary; a payload that cannot be
+    restored raises :class:`TaskRestoreError` from :meth:`decode_task`, and the store must
+    keep it, exclude it from due queries and report it once with
+    :meth:`report_unrestorable`.
+    """
+
+    def __init__(self, serializer: Any = None, **options: Any) -> None:
+        super().__init__(**options)
+        from asyncz.registry import resolve
+        from asyncz.serializers.base import BaseSerializer
+
+        if serializer is None:
+            serializer = "json"
+        if isinstance(serializer, str):
+            serializer = resolve("serializer", serializer)()
+        if not isinstance(serializer, BaseSerializer):
+            raise TypeError(f"serializer must be a BaseSerializer or an alias, not {serializer!r}")
+        self.serializer: BaseSerializer = serializer
+        self._reported: set[tuple[str, str]] = set()
+
+    def encode_task(self, task: Task) -> bytes:
+        return self.serializer.dumps(task.__getstate__())
+
+    def decode_task(self, task_id: str, payload: bytes) -> Task:
+        """Restore a task; :class:`TaskRestoreError` (naming the id and reason) if it cannot."""
+        from asyncz.tasks import Task
+
+        try:
+            state = self.serializer.loads(payload)
+            task = Task.__new__(Task)
+            task.__setstate__(state)
+        except Exception as exc:
+            raise TaskRestoreError(task_id, f"{type(exc).__name__}: {exc}") from exc
+        return self._bind(task)
+
+    def report_unrestorable(self, task_id: str, reason: str) -> None:
+        """Log and dispatch ``TASK_RESTORE_FAILED`` once per (task, reason)."""
+        key = (task_id, reason)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self.logger.error(
+            "Stored task %r cannot be restored and is kept in store %r: %s",
+            task_id,
+            self.alias,
+            reason,
+        )
+        if self.scheduler is not None:
+            self.scheduler._restore_failed(task_id, self.alias, reason)
 
 
 def run_inline(coro: Coroutine[Any, Any, T]) -> T:
