@@ -1,0 +1,58 @@
+"""Triggers decide when tasks run. Built-ins are registered as ``asyncz.triggers`` entry points.
+
+``from asyncz.triggers import CronTrigger`` and friends are imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from asyncz.triggers._data import create_trigger, trigger_from_data, trigger_to_data
+from asyncz.triggers.base import BaseTrigger, UnknownOptionError
+
+if TYPE_CHECKING:
+    from asyncz.triggers._cronfields import CronExpressionError
+    from asyncz.triggers.combining import AndTrigger, OrTrigger
+    from asyncz.triggers.cron import CronTrigger
+    from asyncz.triggers.date import DateTrigger
+    from asyncz.triggers.interval import IntervalTrigger
+    from asyncz.triggers.shutdown import ShutdownTrigger
+
+__all__ = [
+    "AndTrigger",
+    "BaseTrigger",
+    "CronExpressionError",
+    "CronTrigger",
+    "DateTrigger",
+    "IntervalTrigger",
+    "OrTrigger",
+    "ShutdownTrigger",
+    "UnknownOptionError",
+    "create_trigger",
+    "trigger_from_data",
+    "trigger_to_data",
+]
+
+_LAZY = {
+    "AndTrigger": "asyncz.triggers.combining",
+    "OrTrigger": "asyncz.triggers.combining",
+    "CronTrigger": "asyncz.triggers.cron",
+    "CronExpressionError": "asyncz.triggers._cronfields",
+    "DateTrigger": "asyncz.triggers.date",
+    "IntervalTrigger": "asyncz.triggers.interval",
+    "ShutdownTrigger": "asyncz.triggers.shutdown",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asyncz.triggers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

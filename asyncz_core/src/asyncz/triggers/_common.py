@@ -1,0 +1,82 @@
+"""Small helpers shared by the built-in triggers (state encoding, zones, bounds)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from asyncz.timeutil import local_timezone, timezone_name, to_datetime, to_timezone
+
+__all__ = [
+    "STATE_VERSION",
+    "check_version",
+    "derive_zone",
+    "dt_from_state",
+    "dt_to_state",
+    "normalize_zone",
+    "zone_from_state",
+    "zone_to_state",
+]
+
+STATE_VERSION = 1
+
+
+def normalize_zone(value: tzinfo | str | None) -> tzinfo | None:
+    """A zone the wall-clock arithmetic can trust: zoneinfo, a fixed offset, or ``None``.
+
+    pytz-style zones (which misbehave with ``datetime.replace``) are swapped for the zoneinfo
+    zone of the same name.
+    """
+    if value is None:
+        return None
+    zone = to_timezone(value)
+    if hasattr(zone, "localize") and not isinstance(zone, (ZoneInfo, timezone)):
+        name = getattr(zone, "zone", None)
+        if isinstance(name, str):
+            return to_timezone(name)
+    return zone
+
+
+def derive_zone(zone: tzinfo | str | None, *bounds: Any) -> tzinfo | None:
+    """The trigger's own zone: the one given, else that of an aware zoneinfo bound."""
+    normalized = normalize_zone(zone)
+    if normalized is not None:
+        return normalized
+    for bound in bounds:
+        if isinstance(bound, datetime) and isinstance(bound.tzinfo, ZoneInfo):
+            return bound.tzinfo
+    return None
+
+
+def to_bound(value: Any, zone: tzinfo | None, name: str) -> datetime | None:
+    """An aware datetime bound; a naive one is wall time in ``zone`` (or the local zone)."""
+    result = to_datetime(value, zone or local_timezone(), name)
+    if result is not None and zone is not None:
+        result = result.astimezone(zone)
+    return result
+
+
+def dt_to_state(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def dt_from_state(value: Any, zone: tzinfo | None, name: str) -> datetime | None:
+    return to_bound(value, zone, name)
+
+
+def zone_to_state(zone: tzinfo | None) -> str | None:
+    return timezone_name(zone) if zone is not None else None
+
+
+def zone_from_state(value: Any) -> tzinfo | None:
+    return to_timezone(value) if value is not None else None
+
+
+def check_version(owner: str, state: dict[str, Any]) -> None:
+    version = state.get("version", STATE_VERSION)
+    if not isinstance(version, int) or version > STATE_VERSION:
+        raise ValueError(
+            f"{owner}: state version {version!r} is newer than this asyncz understands "
+            f"({STATE_VERSION}); upgrade asyncz"
+        )

@@ -1,0 +1,158 @@
+"""The interval trigger: fires every fixed amount of elapsed time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, tzinfo
+from datetime import timezone as _timezone
+from typing import Any, ClassVar
+
+from asyncz.timeutil import local_timezone
+from asyncz.triggers._common import (
+    STATE_VERSION,
+    check_version,
+    derive_zone,
+    dt_from_state,
+    dt_to_state,
+    to_bound,
+    zone_from_state,
+    zone_to_state,
+)
+from asyncz.triggers.base import BaseTrigger, check_options, validate_jitter
+
+__all__ = ["IntervalTrigger"]
+
+_UTC = _timezone.utc
+
+
+class IntervalTrigger(BaseTrigger):
+    """Fires on the grid ``start_at + k * interval`` (k = 0, 1, ...), up to ``end_at``.
+
+    The interval is exact elapsed time: DST changes do not stretch or shrink it. Without
+    ``start_at`` the grid starts one interval after the trigger is created. ``jitter`` delays
+    each fire by up to that many seconds without moving the grid (and never past the next
+    slot or ``end_at``). ``timezone`` only sets the zone of the returned datetimes and of a
+    naive ``start_at``/``end_at``; ``None`` means the zone of an aware zoneinfo ``start_at``,
+    else the scheduler's zone.
+    """
+
+    alias: ClassVar[str] = "interval"
+    _OPTIONS: ClassVar[tuple[str, ...]] = (
+        "weeks",
+        "days",
+        "hours",
+        "minutes",
+        "seconds",
+        "start_at",
+        "end_at",
+        "timezone",
+        "jitter",
+    )
+
+    __slots__ = ("_start_utc", "end_at", "interval", "jitter", "start_at", "timezone")
+
+    def __init__(
+        self,
+        weeks: float = 0,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+        start_at: datetime | str | None = None,
+        end_at: datetime | str | None = None,
+        timezone: tzinfo | str | None = None,
+        jitter: float | None = None,
+        **unknown: Any,
+    ) -> None:
+        check_options(type(self).__name__, unknown, self._OPTIONS)
+        for name, value in (
+            ("weeks", weeks),
+            ("days", days),
+            ("hours", hours),
+            ("minutes", minutes),
+            ("seconds", seconds),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name}: expected a number, not {value!r}")
+        interval = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+        self._setup(interval, start_at, end_at, timezone, jitter)
+
+    def _setup(
+        self, interval: timedelta, start_at: Any, end_at: Any, timezone: Any, jitter: Any
+    ) -> None:
+        if interval <= timedelta(0):
+            raise ValueError(
+                f"the interval must be positive, got {interval} "
+                "(give weeks, days, hours, minutes and/or seconds)"
+            )
+        self.interval = interval
+        self.timezone = derive_zone(timezone, start_at, end_at)
+        zone = self.timezone or local_timezone()
+        start = to_bound(start_at, self.timezone, "start_at")
+        if start is None:
+            start = datetime.now(zone) + interval
+        self.start_at: datetime = start
+        self.end_at = to_bound(end_at, self.timezone, "end_at")
+        if self.end_at is not None and self.end_at < self.start_at:
+            raise ValueError(f"end_at ({self.end_at}) is before start_at ({self.start_at})")
+        self.jitter = validate_jitter(jitter)
+        self._start_utc = self.start_at.astimezone(_UTC)
+
+    def get_next_trigger_time(
+        self, timezone: tzinfo, previous_time: datetime | None, now: datetime | None = None
+    ) -> datetime | None:
+        """The first grid point strictly after ``previous_time``.
+
+        Before the first fire it is the first grid point at or after ``now`` (default: the
+        current time). ``None`` once past ``end_at``.
+        """
+        start, interval = self._start_utc, self.interval
+        if previous_time is not None:
+            elapsed = previous_time.astimezone(_UTC) - start
+            index = 0 if elapsed < timedelta(0) else elapsed // interval + 1
+        else:
+            current = now.astimezone(_UTC) if now is not None else datetime.now(_UTC)
+            elapsed = current - start
+            index = 0 if elapsed <= timedelta(0) else -((-elapsed) // interval)
+        fire = start + interval * index
+        if self.end_at is not None and fire > self.end_at:
+            return None
+        result = fire.astimezone(self.timezone or timezone)
+        if self.jitter:
+            limit = self.jitter_limit(result + interval, self.end_at)
+            result = self.apply_jitter(result, self.jitter, limit)
+        return result
+
+    def __getstate__(self) -> dict[str, Any]:
+        seconds = self.interval.total_seconds()
+        return {
+            "version": STATE_VERSION,
+            "interval": int(seconds) if seconds.is_integer() else seconds,
+            "start_at": dt_to_state(self.start_at),
+            "end_at": dt_to_state(self.end_at),
+            "timezone": zone_to_state(self.timezone),
+            "jitter": self.jitter,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        check_version(type(self).__name__, state)
+        zone = zone_from_state(state.get("timezone"))
+        self._setup(
+            timedelta(seconds=state["interval"]),
+            dt_from_state(state["start_at"], zone, "start_at"),
+            dt_from_state(state.get("end_at"), zone, "end_at"),
+            zone,
+            state.get("jitter"),
+        )
+
+    def __str__(self) -> str:
+        return f"interval[{self.interval}]"
+
+    def __repr__(self) -> str:
+        parts = [f"interval={self.interval!s}", f"start_at='{self.start_at.isoformat()}'"]
+        if self.end_at is not None:
+            parts.append(f"end_at='{self.end_at.isoformat()}'")
+        if self.timezone is not None:
+            parts.append(f"timezone={zone_to_state(self.timezone)!r}")
+        if self.jitter:
+            parts.append(f"jitter={self.jitter}")
+        return f"<IntervalTrigger ({', '.join(parts)})>"
