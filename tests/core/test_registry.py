@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from importlib import metadata
 
 from asyncz import registry as registry_module
 from asyncz.exceptions import (
@@ -124,8 +125,16 @@ def test_scan_is_cached_until_rescan(make_dist: MakeDist, reg: Registry) -> None
     ],
 )
 def test_unknown_first_party_alias_says_what_to_install(
-    reg: Registry, alias: str, package: str
+    reg: Registry, alias: str, package: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The first-party plugins are installed in the development environment: hide them, as
+    # on a machine that has only the core.
+    real = metadata.distributions
+
+    def core_only() -> list[metadata.Distribution]:
+        return [d for d in real() if d.metadata["Name"] != package]
+
+    monkeypatch.setattr(metadata, "distributions", core_only)
     with pytest.raises(UnknownAliasError) as info:
         reg.resolve("store", alias)
     message = str(info.value)

@@ -535,8 +535,8 @@ async def test_stores_and_executors_by_alias() -> None:
     scheduler.remove_store("extra")
     assert "extra" not in scheduler.stores
     assert [e.code for e in seen] == [ev.STORE_ADDED, ev.EXECUTOR_ADDED, ev.STORE_REMOVED]
-    with pytest.raises(ConfigurationError, match="pip install asyncz-redis"):
-        scheduler.add_store("redis", "cache")
+    with pytest.raises(ConfigurationError, match=r"asyncz\.stores\.cache\.type.*memory"):
+        scheduler.add_store("no-such-store", "cache")
 
 
 async def test_setup_reconfigures_a_stopped_scheduler_and_keeps_tasks() -> None:
@@ -565,8 +565,8 @@ async def test_configuration_errors_name_the_dotted_key() -> None:
         AsyncIOScheduler(
             global_config={"asyncz.executors.pool": {"type": "threadpool", "max_workrs": "2"}}
         )
-    with pytest.raises(ConfigurationError, match="pip install asyncz-mongo"):
-        AsyncIOScheduler(global_config={"asyncz.stores.mongo": {"type": "mongodb"}})
+    with pytest.raises(ConfigurationError, match=r"asyncz\.stores\.mongo\.type.*Installed:"):
+        AsyncIOScheduler(global_config={"asyncz.stores.mongo": {"type": "mongodbb"}})
 
 
 async def test_listener_errors_do_not_stop_dispatch() -> None:

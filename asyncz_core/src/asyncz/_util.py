@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import enum
 import inspect
+import itertools
+import os
+import weakref
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from asyncz.registry import import_ref
 
-__all__ = ["UNSET", "UnsetType", "callable_to_ref", "ref_to_callable"]
+__all__ = [
+    "UNSET",
+    "CallableInfo",
+    "UnsetType",
+    "callable_info",
+    "callable_to_ref",
+    "new_task_id",
+    "ref_to_callable",
+]
 
 
 class UnsetType(enum.Enum):
@@ -56,3 +67,52 @@ def ref_to_callable(ref: str) -> Callable[..., Any]:
     if not callable(obj):
         raise TypeError(f"{ref!r} does not refer to a callable")
     return obj  # type: ignore[no-any-return]
+
+
+class CallableInfo(NamedTuple):
+    """What add_task needs to know about a callable, computed once per callable."""
+
+    reference: str | None
+    signature: inspect.Signature | None
+    #: True when calling it without arguments is valid (the common case skips bind()).
+    takes_no_arguments: bool
+
+
+_INFO: weakref.WeakKeyDictionary[Any, CallableInfo] = weakref.WeakKeyDictionary()
+
+
+def callable_info(fn: Callable[..., Any]) -> CallableInfo:
+    """Reference, signature and the no-argument check of ``fn``, cached per callable."""
+    try:
+        return _INFO[fn]
+    except (KeyError, TypeError):
+        pass
+    try:
+        reference: str | None = callable_to_ref(fn)
+    except ValueError:
+        reference = None
+    try:
+        signature: inspect.Signature | None = inspect.signature(fn)
+    except (TypeError, ValueError):
+        signature = None
+    no_args = True
+    if signature is not None:
+        try:
+            signature.bind()
+        except TypeError:
+            no_args = False
+    info = CallableInfo(reference, signature, no_args)
+    try:
+        _INFO[fn] = info
+    except TypeError:  # not weak-referenceable (some builtins): not cached
+        pass
+    return info
+
+
+# Task ids: a random per-process prefix and a counter: unique, and far cheaper than uuid4().
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_task_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"

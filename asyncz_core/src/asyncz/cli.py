@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-__all__ = ["config", "config_show", "describe_installed", "main", "plugins"]
+__all__ = ["config", "config_show", "describe_installed", "main", "plugins", "run_command"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -136,6 +136,38 @@ def config_show(as_json: bool, config_file: Path | None, show_secrets: bool) -> 
         where = row["source"] + (f": {row['detail']}" if row["detail"] else "")
         value = json.dumps(row["value"], default=str)
         click.echo(f"{row['key']:<{width}} = {value}  # {where}")
+
+
+# -- asyncz run -------------------------------------------------------------------------------
+@main.command("run")
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the embedded store keeps tasks (default: .asyncz/ beside CONFIG_FILE).",
+)
+@click.option(
+    "--duration", type=float, default=None, help="Stop after this many seconds (for demos)."
+)
+@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
+def run_command(
+    config_file: Path, data_dir: Path | None, duration: float | None, log_level: str
+) -> None:
+    """Run the scheduler and the tasks declared in CONFIG_FILE until Ctrl-C or SIGTERM."""
+    import asyncio
+    import logging
+
+    from asyncz.exceptions import ConfigurationError
+    from asyncz.runner import run_config
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run_config(config_file, data_dir=data_dir, duration=duration))
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def run() -> None:  # pragma: no cover - console entry when installed without a script

@@ -62,7 +62,7 @@ class ProcessPoolExecutor(BaseExecutor):
         scheduler = self.scheduler
         if scheduler is not None:
             scheduler._before_run(task, run_time)
-        future = self._executor().submit(_run_in_child, task.fn, task.args, task.kwargs)
+        future = self._executor().submit(_run_in_child, task.fn, task.args, dict(task.kwargs))
         self._running.add(future)
 
         def done(f: Future[tuple[bool, Any, str | None]]) -> None:

@@ -130,6 +130,7 @@ class BaseScheduler:
         self._wake_requested = False
         self._next_wakeup: datetime | None = None
         self._pm: pluggy.PluginManager | None = None
+        self._hook_callers: dict[str, Any] = {}
         self.prefix = prefix
         self._configure(
             global_config,
@@ -342,12 +343,18 @@ class BaseScheduler:
             self._pm = get_plugin_manager()
         return self._pm
 
-    def _hook_wanted(self, name: str) -> bool:
-        caller = getattr(self._plugin_manager().hook, name)
-        return bool(caller.get_hookimpls())
+    def _hook(self, name: str) -> Any:
+        callers = self._hook_callers
+        caller = callers.get(name)
+        if caller is None:
+            caller = callers[name] = getattr(self._plugin_manager().hook, name)
+        return caller
 
     def _wants(self, code: int) -> bool:
-        return bool(code & self._listener_mask) or self._hook_wanted("asyncz_event_dispatched")
+        """Whether an event with ``code`` has an audience (so it is worth building)."""
+        if code & self._listener_mask:
+            return True
+        return bool(self._hook("asyncz_event_dispatched").get_hookimpls())
 
     def _dispatch(self, event: ev.SchedulerEvent) -> None:
         for callback, mask in tuple(self._listeners):
@@ -356,15 +363,15 @@ class BaseScheduler:
                     callback(event)
                 except Exception:
                     self.logger.exception("Listener %r failed on %r", callback, event)
-        pm = self._plugin_manager()
-        if pm.hook.asyncz_event_dispatched.get_hookimpls():
+        hook = self._hook("asyncz_event_dispatched")
+        if hook.get_hookimpls():
             try:
-                pm.hook.asyncz_event_dispatched(scheduler=self, event=event)
+                hook(scheduler=self, event=event)
             except Exception:
                 self.logger.exception("A plugin failed in asyncz_event_dispatched(%r)", event)
 
     def _call_hook(self, name: str, **kwargs: Any) -> None:
-        caller = getattr(self._plugin_manager().hook, name)
+        caller = self._hook(name)
         if caller.get_hookimpls():
             try:
                 caller(**kwargs)
@@ -822,12 +829,15 @@ class BaseScheduler:
 
     async def _commit_many(self, tasks: list[Task], alias: str) -> None:
         store = self.lookup_store(alias)
-        replace = any(t.replace_existing for t in tasks)
-        if replace and not all(t.replace_existing for t in tasks):
-            for task in tasks:
-                await call(store, store.add_tasks([task], task.replace_existing))
+        if len(tasks) == 1 and not tasks[0].replace_existing:
+            await call(store, store.add_task(tasks[0]))
         else:
-            await call(store, store.add_tasks(tasks, replace))
+            replace = [t for t in tasks if t.replace_existing]
+            keep = [t for t in tasks if not t.replace_existing]
+            if keep:
+                await call(store, store.add_tasks(keep, False))
+            if replace:
+                await call(store, store.add_tasks(replace, True))
         soonest: datetime | None = None
         want_event = self._wants(ev.TASK_ADDED)
         for task in tasks:

@@ -6,11 +6,11 @@ import enum
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from uuid import uuid4
 
-from asyncz._util import UNSET, UnsetType, callable_to_ref, ref_to_callable
+from asyncz._util import UNSET, UnsetType, callable_info, new_task_id, ref_to_callable
 from asyncz.exceptions import closest
 from asyncz.triggers.base import BaseTrigger
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
 
 __all__ = ["STATE_VERSION", "ScheduleState", "Task", "TaskInfo"]
+
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 #: Version of the dict produced by :meth:`Task.__getstate__` (stored by persistent stores).
 STATE_VERSION = 1
@@ -162,10 +164,11 @@ class Task:
         self._submitted = False
         self.fn = None
         self.fn_reference = None
-        self.id = str(id) if id is not None else uuid4().hex
+        self.id = str(id) if id is not None else new_task_id()
         self.name = name
         self.args: tuple[Any, ...] = tuple(args) if args is not None else ()
-        self.kwargs: dict[str, Any] = dict(kwargs) if kwargs is not None else {}
+        # Most tasks take no keyword arguments: they share one read-only empty mapping.
+        self.kwargs: Mapping[str, Any] = dict(kwargs) if kwargs else _NO_KWARGS
         self.executor = executor or "default"
         self.store_alias = store or "default"
         self.replace_existing = bool(replace_existing)
@@ -192,12 +195,10 @@ class Task:
     def _set_fn(self, fn: Callable[..., Any] | str) -> None:
         if isinstance(fn, str):
             self.fn = ref_to_callable(fn)
-            self.fn_reference = fn if ":" in fn else None
-            if self.fn_reference is None:
-                self.fn_reference = _try_ref(self.fn)
+            self.fn_reference = fn if ":" in fn else callable_info(self.fn).reference
         elif callable(fn):
             self.fn = fn
-            self.fn_reference = _try_ref(fn)
+            self.fn_reference = callable_info(fn).reference
         else:
             raise TypeError(f"fn must be a callable or a 'module:qualname' string, not {fn!r}")
         if self.name is None:
@@ -206,10 +207,12 @@ class Task:
     def _check_arguments(self) -> None:
         if self.fn is None:
             return
-        try:
-            signature = inspect.signature(self.fn)
-        except (TypeError, ValueError):
+        info = callable_info(self.fn)
+        signature = info.signature
+        if signature is None:
             return  # builtins without a signature: nothing to check against
+        if not self.args and not self.kwargs and info.takes_no_arguments:
+            return
         try:
             signature.bind(*self.args, **self.kwargs)
         except TypeError as exc:
@@ -269,7 +272,7 @@ class Task:
         if "args" in changes:
             self.args = tuple(changes["args"] or ())
         if "kwargs" in changes:
-            self.kwargs = dict(changes["kwargs"] or {})
+            self.kwargs = dict(changes["kwargs"]) if changes["kwargs"] else _NO_KWARGS
         if "executor" in changes:
             self.executor = changes["executor"]
         if "store" in changes:
@@ -307,11 +310,11 @@ class Task:
             if slot != "__weakref__" and hasattr(self, slot):
                 object.__setattr__(clone, slot, getattr(self, slot))
         clone.args = tuple(self.args)
-        clone.kwargs = dict(self.kwargs)
+        clone.kwargs = dict(self.kwargs) if self.kwargs else _NO_KWARGS
         clone._submitted = False
         clone._scheduler = None
         if "id" not in changes:
-            clone.id = uuid4().hex if self.fn is None else self.id
+            clone.id = new_task_id() if self.fn is None else self.id
         else:
             clone.id = changes.pop("id")
         clone._modify(**changes)
@@ -448,7 +451,7 @@ class Task:
         self.fn_reference = state["fn"]
         self.fn = ref_to_callable(state["fn"])
         self.args = tuple(state["args"])
-        self.kwargs = dict(state["kwargs"])
+        self.kwargs = dict(state["kwargs"]) if state["kwargs"] else _NO_KWARGS
         trigger = state["trigger"]
         self.trigger = trigger_from_data(trigger) if trigger is not None else None
         self.executor = state["executor"]
@@ -479,13 +482,6 @@ class Task:
         else:
             status = f"next run at: {when}"
         return f"{self.name} (trigger: {self.trigger}, {status})"
-
-
-def _try_ref(fn: Callable[..., Any]) -> str | None:
-    try:
-        return callable_to_ref(fn)
-    except ValueError:
-        return None
 
 
 def _make_trigger(trigger: BaseTrigger | str | None, options: Mapping[str, Any]) -> BaseTrigger:

@@ -1,0 +1,76 @@
+"""Every check of the repository, one session per concern.
+
+    nox -s tests-3.12        the whole suite on one Python (3.10 to 3.13)
+    nox -s lint              ruff check and ruff format --check
+    nox -s typecheck         mypy (strict on the core)
+    nox -s bench             the benchmarks (see docs/benchmarks.md)
+
+Python interpreters are found on PATH and, on machines that use pyenv, in its versions.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+_pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+_extra = sorted(glob.glob(os.path.join(_pyenv, "versions", "3.1[0-9]*", "bin")))
+if _extra:
+    os.environ["PATH"] = os.pathsep.join([*_extra, os.environ.get("PATH", "")])
+
+
+def distributions() -> list[str]:
+    """Every distribution of the repository, core first."""
+    dists = ["asyncz_core"]
+    dists += [p for p in ("asyncz_redis", "asyncz_mongo") if (ROOT / p / "pyproject.toml").exists()]
+    dists += sorted(
+        str(p.parent.relative_to(ROOT))
+        for p in ROOT.glob("plugins/asyncz_*/pyproject.toml")
+    )
+    return dists
+
+
+def install_all(session: nox.Session) -> None:
+    args: list[str] = []
+    for dist in distributions():
+        args += ["-e", dist]
+    session.install(*args, "-r", "requirements/test.txt")
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole suite (the tests start their own servers)."""
+    install_all(session)
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff: lint rules and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on the core (see [tool.mypy] in pyproject.toml)."""
+    install_all(session)
+    session.install("mypy>=1.11")
+    session.run("mypy", "asyncz_core/src", *[f"{d}/src" for d in distributions()[1:]])
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks against Asyncz 0.17.2 and APScheduler 3.11.3 (see benchmarks/README)."""
+    install_all(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
