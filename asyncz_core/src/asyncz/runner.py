@@ -41,12 +41,18 @@ def embedded_store(data_dir: Path) -> dict[str, Any]:
     return {"type": "file", "directory": str(data_dir / "tasks")}
 
 
-def _definition(state: Mapping[str, Any]) -> tuple[Any, ...]:
+def _definition(state: Mapping[str, Any], clock_keys: frozenset[str]) -> tuple[Any, ...]:
+    """What a declaration defines; trigger state derived from the clock (``clock_keys``,
+    e.g. an interval's ``start_at`` that was not declared) does not count."""
+    trigger = state.get("trigger")
+    if isinstance(trigger, Mapping) and isinstance(trigger.get("state"), Mapping):
+        kept = {k: v for k, v in trigger["state"].items() if k not in clock_keys}
+        trigger = {"type": trigger.get("type"), "state": kept}
     return (
         state.get("fn"),
         tuple(state.get("args") or ()),
         dict(state.get("kwargs") or {}),
-        state.get("trigger"),
+        trigger,
         state.get("executor"),
         state.get("coalesce"),
         state.get("max_instances"),
@@ -83,15 +89,18 @@ async def _declare(scheduler: NativeAsyncIOScheduler, task_id: str, decl: TaskDe
     candidate = scheduler._build_task(decl.fn, trigger_ref, options, trigger_args)
     if existing is not None:
         try:
-            same = _definition(existing.__getstate__()) == _definition(candidate.__getstate__())
+            clock = frozenset(k for k in ("start_at",) if k not in trigger_args)
+            same = _definition(existing.__getstate__(), clock) == _definition(
+                candidate.__getstate__(), clock
+            )
         except ValueError:
             same = False
         if same:
             return "kept"
         await scheduler.delete_task_async(task_id, store_alias)
-        await scheduler.add_task_async(candidate)
+        await scheduler._add_built(candidate)
         return "replaced"
-    await scheduler.add_task_async(candidate)
+    await scheduler._add_built(candidate)
     return "added"
 
 

@@ -38,7 +38,7 @@ from asyncz.exceptions import (
     TaskLookupError,
 )
 from asyncz.executors.base import BaseExecutor
-from asyncz.stores.base import BaseStore, LoopThread, call, run_inline
+from asyncz.stores.base import BaseStore, LoopThread, PersistentStore, call, run_inline
 from asyncz.tasks.task import ScheduleState, Task, TaskInfo
 from asyncz.timeutil import utc
 from asyncz.triggers.base import BaseTrigger
@@ -46,6 +46,7 @@ from asyncz.triggers.base import BaseTrigger
 if TYPE_CHECKING:
     import pluggy
 
+    from asyncz.locks import FileLock
     from asyncz.settings import AsynczSettings
 
 __all__ = ["BaseScheduler", "ClassicLogging", "SchedulerState"]
@@ -131,6 +132,7 @@ class BaseScheduler:
         self._next_wakeup: datetime | None = None
         self._pm: pluggy.PluginManager | None = None
         self._hook_callers: dict[str, Any] = {}
+        self._store_locks: dict[str, FileLock] = {}
         self.prefix = prefix
         self._configure(
             global_config,
@@ -176,6 +178,14 @@ class BaseScheduler:
             name = f"{name}.{settings.logger_name}"
         self.logger = self.loggers[name]
         self.lock_path: str | None = settings.lock_path
+        if self.lock_path:
+            from asyncz.exceptions import ConfigurationError
+            from asyncz.locks import format_lock_path
+
+            try:
+                format_lock_path(self.lock_path, "default")
+            except ValueError as exc:
+                raise ConfigurationError([(f"{prefix}lock_path", str(exc))]) from None
         self.startup_delay: float = settings.effective_startup_delay
 
         stores: dict[str, BaseStore] = {}
@@ -428,13 +438,23 @@ class BaseScheduler:
             executor.start(self, alias)
         with self._lock:
             pending, self._pending = self._pending, []
-        now = datetime.now(utc)
         by_store: dict[str, list[Task]] = {}
         for task in pending:
-            self._prepare_commit(task, now)
             by_store.setdefault(task.store_alias, []).append(task)
         for alias, tasks in by_store.items():
-            await self._commit_many(tasks, alias)
+            # Under the store's inter-process lock, so that the first run times computed
+            # here cannot overwrite a run another process has just processed.
+            lock = self._store_lock(alias)
+            if lock is not None:
+                lock.acquire(LOCK_WAIT)
+            try:
+                now = datetime.now(utc)
+                for task in tasks:
+                    self._prepare_commit(task, now)
+                await self._commit_many(tasks, alias)
+            finally:
+                if lock is not None:
+                    lock.release()
 
     async def _stop_components(self, wait: bool) -> None:
         for executor in self._executors.values():
@@ -444,6 +464,9 @@ class BaseScheduler:
                 await call(store, store.shutdown())
             except Exception:
                 self.logger.exception("Store %r failed to shut down", store)
+        locks, self._store_locks = self._store_locks, {}
+        for lock in locks.values():
+            lock.close(remove=True)
 
     def _acquire(self) -> bool:
         """Count a start(); True when this call must really start the scheduler."""
@@ -543,9 +566,14 @@ class BaseScheduler:
             await self._sleep(loop, wait)
 
     def _poll_interval(self) -> float | None:
-        intervals = [
-            s.poll_interval for s in self._stores.values() if getattr(s, "poll_interval", None)
-        ]
+        intervals = []
+        for store in self._stores.values():
+            poll = getattr(store, "poll_interval", None)
+            if not poll and self.lock_path and isinstance(store, PersistentStore):
+                # Shared with other processes, which may add tasks: look again regularly.
+                poll = LOCK_POLL_INTERVAL
+            if poll:
+                intervals.append(poll)
         return min(intervals) if intervals else None
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> None:
@@ -562,35 +590,70 @@ class BaseScheduler:
                 handle.cancel()
 
     async def _process(self) -> datetime | None:
-        """One pass: submit every due task of every store; return the next wake-up time."""
+        """One pass: submit every due task of every store; return the next wake-up time.
+
+        With ``lock_path``, a shared (persistent) store is processed only while this process
+        holds its inter-process lock; when another process holds it, the store is skipped
+        for this pass and retried shortly.
+        """
         next_wakeup: datetime | None = None
         for alias, store in list(self._stores.items()):
-            while True:
-                now = datetime.now(utc)
-                due = await call(store, store.get_due_tasks(now, BATCH_SIZE))
-                if not due:
-                    break
-                updates: list[Task] = []
-                finished: list[Task] = []
-                for task in due:
-                    self._process_task(task, alias, now, updates, finished)
-                # Let the runs just created start before the store round trips.
-                await asyncio.sleep(0)
-                if updates:
-                    await call(store, store.update_tasks(updates))
-                if finished:
-                    await call(store, store.delete_tasks([t.id for t in finished]))
-                    if self._wants(ev.TASK_REMOVED):
-                        for task in finished:
-                            self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
-                if len(due) < BATCH_SIZE or self._state != SchedulerState.STATE_RUNNING:
-                    break
+            lock = self._store_lock(alias)
+            if lock is not None and not lock.try_acquire():
+                retry = LOCK_RETRY * (1.0 + random.random())
+                when: datetime | None = datetime.now(utc) + timedelta(seconds=retry)
+            else:
+                try:
+                    when = await self._process_store(alias, store)
+                finally:
+                    if lock is not None:
+                        lock.release()
             if self._state != SchedulerState.STATE_RUNNING:
                 return None
-            when = await call(store, store.get_next_run_time())
             if when is not None and (next_wakeup is None or when < next_wakeup):
                 next_wakeup = when
         return next_wakeup
+
+    async def _process_store(self, alias: str, store: BaseStore) -> datetime | None:
+        """Submit the due tasks of one store; return its next run time."""
+        while True:
+            now = datetime.now(utc)
+            due = await call(store, store.get_due_tasks(now, BATCH_SIZE))
+            if not due:
+                break
+            updates: list[Task] = []
+            finished: list[Task] = []
+            for task in due:
+                self._process_task(task, alias, now, updates, finished)
+            # Let the runs just created start before the store round trips.
+            await asyncio.sleep(0)
+            if updates:
+                await call(store, store.update_tasks(updates))
+            if finished:
+                await call(store, store.delete_tasks([t.id for t in finished]))
+                if self._wants(ev.TASK_REMOVED):
+                    for task in finished:
+                        self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
+            if len(due) < BATCH_SIZE or self._state != SchedulerState.STATE_RUNNING:
+                break
+        if self._state != SchedulerState.STATE_RUNNING:
+            return None
+        return await call(store, store.get_next_run_time())
+
+    def _store_lock(self, alias: str) -> FileLock | None:
+        """The inter-process lock of store ``alias``: only with ``lock_path``, and only for
+        stores other processes can share (persistent ones; a memory store is private)."""
+        if not self.lock_path:
+            return None
+        lock = self._store_locks.get(alias)
+        if lock is None:
+            if not isinstance(self._stores.get(alias), PersistentStore):
+                return None
+            from asyncz.locks import FileLock, format_lock_path
+
+            lock = FileLock(format_lock_path(self.lock_path, alias))
+            self._store_locks[alias] = lock
+        return lock
 
     def _run_times(self, task: Task, now: datetime) -> tuple[list[datetime], datetime | None]:
         """Every due run time of ``task`` up to ``now`` and the first one after it."""
@@ -801,7 +864,10 @@ class BaseScheduler:
         options = {k: kwargs.pop(k) for k in names if k in kwargs}
         if "mistrigger_grace_time" in options:
             options.setdefault("misfire_grace_time", options.pop("mistrigger_grace_time"))
-        task = self._build_task(fn_or_task, trigger, options, kwargs)
+        return await self._add_built(self._build_task(fn_or_task, trigger, options, kwargs))
+
+    async def _add_built(self, task: Task) -> Task:
+        """Keep a built task pending (scheduler stopped) or commit it to its store."""
         with self._lock:
             if not self.running:
                 self._add_pending(task)
