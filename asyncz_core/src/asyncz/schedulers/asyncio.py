@@ -58,6 +58,10 @@ class AsyncIOScheduler(BaseScheduler):
         return loop
 
     def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Plugins and listeners hear about the start before the first task is submitted.
+        self.logger.info("Scheduler started")
+        self._call_hook("asyncz_scheduler_started", scheduler=self)
+        self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_START))
         if _running_loop() is loop:
             self._main_task = loop.create_task(self._run(), name="asyncz-scheduler")
         else:
@@ -69,9 +73,6 @@ class AsyncIOScheduler(BaseScheduler):
 
             loop.call_soon_threadsafe(create)
             started.wait(timeout=10)
-        self.logger.info("Scheduler started")
-        self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_START))
-        self._call_hook("asyncz_scheduler_started", scheduler=self)
 
     def _abort(self) -> None:
         self._state = SchedulerState.STATE_STOPPED
