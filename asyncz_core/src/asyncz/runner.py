@@ -144,7 +144,7 @@ async def run_config(
     scheduler.add_listener(count, ev.TASK_EXECUTED | ev.TASK_ERROR)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import random
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, timedelta, tzinfo
@@ -56,6 +57,14 @@ T = TypeVar("T")
 #: Due tasks fetched per store round trip; small enough that the first run starts within
 #: milliseconds when thousands are due at once (the loop yields between batches).
 BATCH_SIZE = 256
+
+#: With ``lock_path``: seconds before a store whose lock another process holds is tried
+#: again (plus up to as much random jitter, so waiting processes do not collide again) ...
+LOCK_RETRY = 0.05
+#: ... how often a shared store is looked at for tasks other processes added ...
+LOCK_POLL_INTERVAL = 1.0
+#: ... and how long starting and stopping wait for a store's lock before giving up.
+LOCK_WAIT = 10.0
 
 _SORT_KEYS = ("id", "name", "next_run_time", "schedule_state", "executor", "store", "trigger")
 
@@ -129,6 +138,7 @@ class BaseScheduler:
         self._main_task: asyncio.Task[None] | None = None
         self._wake_future: asyncio.Future[None] | None = None
         self._wake_requested = False
+        self._wake_pending = False
         self._next_wakeup: datetime | None = None
         self._pm: pluggy.PluginManager | None = None
         self._hook_callers: dict[str, Any] = {}
@@ -189,11 +199,15 @@ class BaseScheduler:
         self.startup_delay: float = settings.effective_startup_delay
 
         stores: dict[str, BaseStore] = {}
-        for alias, spec in settings.stores.items():
-            if isinstance(spec, BaseStore):
-                stores[alias] = spec
-            else:
-                stores[alias] = create("store", spec, key=f"{prefix}stores.{alias}")
+        from asyncz.serializers.pickle import configured_secret_key
+
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        with configured_secret_key(secret):  # signs for stores with serializer="pickle"
+            for alias, spec in settings.stores.items():
+                if isinstance(spec, BaseStore):
+                    stores[alias] = spec
+                else:
+                    stores[alias] = create("store", spec, key=f"{prefix}stores.{alias}")
         executors: dict[str, BaseExecutor] = {}
         for alias, spec in settings.executors.items():
             if isinstance(spec, BaseExecutor):
@@ -229,6 +243,13 @@ class BaseScheduler:
     def event_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop the scheduler processes tasks on (``None`` while stopped)."""
         return self._loop
+
+    def asgi(self, app: Any = None, handle_lifespan: bool = False, wait: bool = False) -> Any:
+        """Wrap an ASGI application so that its lifespan starts and stops this scheduler;
+        without ``app``, a decorator. See :mod:`asyncz.asgi`."""
+        from asyncz.asgi import wrap
+
+        return wrap(self, app, handle_lifespan=handle_lifespan, wait=wait)
 
     # =====================================================================================
     # sync <-> async bridge
@@ -521,9 +542,13 @@ class BaseScheduler:
                 self._wake_requested = False
 
     def _wake(self) -> None:
-        self._wake_requested = False
+        # _wake_requested stays set until the next pass begins: later wake-ups are no-ops.
         future = self._wake_future
-        if future is not None and not future.done():
+        if future is None:
+            # A pass is in progress (awaiting a store): the change may have come too late
+            # for it, so the next sleep must not happen.
+            self._wake_pending = True
+        elif not future.done():
             future.set_result(None)
 
     def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None:
@@ -537,7 +562,9 @@ class BaseScheduler:
         """The processing loop: runs on the scheduler's event loop until shutdown."""
         loop = asyncio.get_running_loop()
         if self.startup_delay > 0:
-            await self._sleep(loop, self.startup_delay)
+            # Not interruptible by wake-ups: no pass starts before the delay (shutdown
+            # cancels this task).
+            await asyncio.sleep(self.startup_delay)
         failures = 0
         while self._state != SchedulerState.STATE_STOPPED:
             wait: float | None = None
@@ -561,9 +588,13 @@ class BaseScheduler:
                     poll = self._poll_interval()
                     if poll is not None:
                         wait = poll if wait is None else min(wait, poll)
-            if self._state == SchedulerState.STATE_STOPPED:
+            if self._stopped():
                 break
             await self._sleep(loop, wait)
+
+    def _stopped(self) -> bool:
+        # A method, not an inline comparison: the state changes while the loop awaits.
+        return self._state == SchedulerState.STATE_STOPPED
 
     def _poll_interval(self) -> float | None:
         intervals = []
@@ -577,6 +608,10 @@ class BaseScheduler:
         return min(intervals) if intervals else None
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> None:
+        if self._wake_pending:
+            self._wake_pending = False
+            self._wake_requested = False
+            return
         future: asyncio.Future[None] = loop.create_future()
         self._wake_future = future
         handle = None
@@ -586,6 +621,7 @@ class BaseScheduler:
             await future
         finally:
             self._wake_future = None
+            self._wake_requested = False
             if handle is not None:
                 handle.cancel()
 
@@ -604,7 +640,7 @@ class BaseScheduler:
                 when: datetime | None = datetime.now(utc) + timedelta(seconds=retry)
             else:
                 try:
-                    when = await self._process_store(alias, store)
+                    when = await self._process_store(alias, store, claim_first=lock is not None)
                 finally:
                     if lock is not None:
                         lock.release()
@@ -614,8 +650,15 @@ class BaseScheduler:
                 next_wakeup = when
         return next_wakeup
 
-    async def _process_store(self, alias: str, store: BaseStore) -> datetime | None:
-        """Submit the due tasks of one store; return its next run time."""
+    async def _process_store(
+        self, alias: str, store: BaseStore, claim_first: bool = False
+    ) -> datetime | None:
+        """Submit the due tasks of one store; return its next run time.
+
+        ``claim_first`` (a store shared with other processes): write the next run times
+        back *before* submitting the runs, so that a process killed mid-pass never leaves
+        a run behind for another process to run a second time.
+        """
         while True:
             now = datetime.now(utc)
             due = await call(store, store.get_due_tasks(now, BATCH_SIZE))
@@ -623,10 +666,12 @@ class BaseScheduler:
                 break
             updates: list[Task] = []
             finished: list[Task] = []
+            deferred: list[tuple[Task, list[datetime]]] | None = [] if claim_first else None
             for task in due:
-                self._process_task(task, alias, now, updates, finished)
-            # Let the runs just created start before the store round trips.
-            await asyncio.sleep(0)
+                self._process_task(task, alias, now, updates, finished, deferred)
+            if deferred is None:
+                # Let the runs just created start before the store round trips.
+                await asyncio.sleep(0)
             if updates:
                 await call(store, store.update_tasks(updates))
             if finished:
@@ -634,6 +679,8 @@ class BaseScheduler:
                 if self._wants(ev.TASK_REMOVED):
                     for task in finished:
                         self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
+            for task, run_times in deferred or ():
+                self._submit_due(task, alias, run_times, now)
             if len(due) < BATCH_SIZE or self._state != SchedulerState.STATE_RUNNING:
                 break
         if self._state != SchedulerState.STATE_RUNNING:
@@ -676,10 +723,14 @@ class BaseScheduler:
         now: datetime,
         updates: list[Task],
         finished: list[Task],
+        deferred: list[tuple[Task, list[datetime]]] | None = None,
     ) -> None:
         run_times, next_time = self._run_times(task, now)
         if run_times:
-            self._submit_due(task, store_alias, run_times, now)
+            if deferred is not None:
+                deferred.append((task, run_times))
+            else:
+                self._submit_due(task, store_alias, run_times, now)
         task.next_run_time = next_time
         if next_time is None:
             finished.append(task)
@@ -1272,14 +1323,23 @@ class BaseScheduler:
 
         now = datetime.now(utc)
         for alias, store in list(self._stores.items()):
-            for task in await call(store, store.get_all_tasks()):
-                if isinstance(task.trigger, ShutdownTrigger):
-                    executor = self._executors.get(task.executor)
-                    if executor is None:
-                        continue
-                    await self._run_now(executor, task, now)
-                    self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
-                    await call(store, store.delete_tasks([task.id]))
+            # A shared store's shutdown tasks run once: in the first process that stops.
+            lock = self._store_lock(alias)
+            if lock is not None and not await _acquire_soon(lock, LOCK_WAIT):
+                self.logger.warning("Store %r stayed locked; its shutdown tasks did not run", alias)
+                continue
+            try:
+                for task in await call(store, store.get_all_tasks()):
+                    if isinstance(task.trigger, ShutdownTrigger):
+                        executor = self._executors.get(task.executor)
+                        if executor is None:
+                            continue
+                        await self._run_now(executor, task, now)
+                        self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
+                        await call(store, store.delete_tasks([task.id]))
+            finally:
+                if lock is not None:
+                    lock.release()
 
     async def _run_now(self, executor: BaseExecutor, task: Task, now: datetime) -> None:
         from asyncz.executors.base import is_coroutine_function
@@ -1319,6 +1379,17 @@ def _given(options: Mapping[str, Any]) -> dict[str, Any]:
         for k, v in options.items()
         if v is not UNSET and (v is not None or k in _NONE_MEANS_SOMETHING)
     }
+
+
+async def _acquire_soon(lock: FileLock, timeout: float) -> bool:
+    """Try ``lock`` until it is free or ``timeout`` seconds passed, without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not lock.try_acquire():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(LOCK_RETRY / 5)
+    return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -46,6 +46,9 @@ class BaseStore(abc.ABC):
 
     #: The loop the store's I/O runs on; ``None`` for stores whose methods never suspend.
     io_loop: asyncio.AbstractEventLoop | None = None
+    #: Seconds between passes even when nothing is due, for stores that other processes
+    #: change (so their additions are seen); ``None``: only the store's own changes matter.
+    poll_interval: float | None = None
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -394,7 +394,7 @@ class Task:
             coalesce=self.coalesce if isinstance(self.coalesce, bool) else None,
             max_instances=self.max_instances if isinstance(self.max_instances, int) else None,
             misfire_grace_time=(
-                None if self.misfire_grace_time is UNSET else self.misfire_grace_time  # type: ignore[arg-type]
+                None if self.misfire_grace_time is UNSET else self.misfire_grace_time
             ),
             args=tuple(self.args),
             kwargs=dict(self.kwargs),
