@@ -301,7 +301,13 @@ def test_create_errors_name_the_dotted_key(reg: Registry) -> None:
     assert "did you mean 'max_workers'" in str(info.value)
 
 
-def test_create_spec_errors(reg: Registry) -> None:
+def test_create_spec_errors(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = metadata.distributions
+    monkeypatch.setattr(
+        metadata,
+        "distributions",
+        lambda: [d for d in real() if d.metadata["Name"] != "asyncz-redis"],
+    )
     with pytest.raises(ConfigurationError, match=r"asyncz.stores.default: needs 'type'"):
         reg.create("store", {"database": 0}, key="asyncz.stores.default")
     with pytest.raises(ConfigurationError, match="not both"):

@@ -243,7 +243,9 @@ def test_processes_sharing_one_sqlite_file_run_each_due_run_once(
     keys = Counter(lines[0::2])
     assert len(keys) == count, f"missing runs: {count - len(keys)}"
     assert max(keys.values()) == 1, f"runs taken twice: {[k for k, n in keys.items() if n > 1]}"
-    assert len(set(lines[1::2])) >= 2, "the work should be shared between processes"
+    # Which process takes which run depends on timing (one may take them all): only
+    # "exactly once" is the contract.
+    print(f"{count} runs checked, taken by {len(set(lines[1::2]))} process(es)")
     check = started(SQLAlchemyStore(sqlite_url))
     try:
         assert run(check, check.get_all_tasks()) == []  # date tasks removed once run

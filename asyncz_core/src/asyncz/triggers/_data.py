@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -17,20 +18,31 @@ def _registry() -> Any:
     return registry
 
 
-def _check_option_names(cls: type, options: Mapping[str, Any]) -> None:
-    """Name an unknown option (and the closest valid one) before the constructor does."""
+@functools.lru_cache(maxsize=256)
+def _option_names(cls: type) -> tuple[str, ...] | None:
+    """The keyword options ``cls`` accepts; ``None`` when it checks its own (``**kwargs``)."""
     try:
         signature = inspect.signature(cls)
     except (TypeError, ValueError):
-        return
+        return None
     parameters = signature.parameters
     if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return  # the class checks its own keyword arguments (the built-ins do)
-    valid = [
+        return None  # the class checks its own keyword arguments (the built-ins do)
+    return tuple(
         name
         for name, p in parameters.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
+    )
+
+
+def _check_option_names(cls: type, options: Mapping[str, Any]) -> None:
+    """Name an unknown option (and the closest valid one) before the constructor does."""
+    if not options:
+        return
+    names = _option_names(cls)
+    if names is None:
+        return
+    valid = list(names)
     for key in options:
         if key not in valid:
             raise UnknownOptionError(cls.__name__, key, valid)
