@@ -127,7 +127,8 @@ class BaseScheduler:
         self._lock = threading.RLock()
         self._stores: dict[str, BaseStore] = {}
         self._executors: dict[str, BaseExecutor] = {}
-        self._pending: list[Task] = []
+        # Tasks added before start(), by id (insertion order is commit order).
+        self._pending: dict[str, Task] = {}
         self._listeners: list[tuple[Callable[[ev.SchedulerEvent], Any], int]] = []
         self._listener_mask = 0
         self._portal: LoopThread | None = None
@@ -254,8 +255,17 @@ class BaseScheduler:
     # =====================================================================================
     # sync <-> async bridge
     # =====================================================================================
-    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a management coroutine to completion from synchronous code on any thread."""
+    def _sync(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T:
+        """Run a management coroutine to completion from synchronous code on any thread.
+
+        ``store``: the coroutine touches only this store, so it runs right on the store's
+        I/O loop (one thread hop instead of two).
+        """
+        if store is not None:
+            loop = store.io_loop
+            if loop is None:
+                return run_inline(coro)
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
         if all(store.io_loop is None for store in self._stores.values()):
             return run_inline(coro)
         with self._lock:
@@ -458,7 +468,7 @@ class BaseScheduler:
         for alias, executor in list(self._executors.items()):
             executor.start(self, alias)
         with self._lock:
-            pending, self._pending = self._pending, []
+            pending, self._pending = list(self._pending.values()), {}
         by_store: dict[str, list[Task]] = {}
         for task in pending:
             by_store.setdefault(task.store_alias, []).append(task)
@@ -899,7 +909,7 @@ class BaseScheduler:
             if not self.running:
                 self._add_pending(task)
                 return task
-        return self._sync(self._add_running(task))
+        return self._sync(self._add_running(task), self.lookup_store(task.store_alias))
 
     async def add_task_async(self, *args: Any, **kwargs: Any) -> Task:
         """Awaitable :meth:`add_task` (for network stores, without blocking the loop)."""
@@ -926,10 +936,11 @@ class BaseScheduler:
         return await self._add_running(task)
 
     def _add_pending(self, task: Task) -> None:
-        if not task.replace_existing and any(t.id == task.id for t in self._pending):
-            raise ConflictingIdError(task.id)
-        self._pending = [t for t in self._pending if t.id != task.id]
-        self._pending.append(task)
+        if task.id in self._pending:
+            if not task.replace_existing:
+                raise ConflictingIdError(task.id)
+            del self._pending[task.id]
+        self._pending[task.id] = task
         self.logger.info("Added task %r; it is committed when the scheduler starts", task.name)
 
     def _prepare_commit(self, task: Task, now: datetime) -> None:
@@ -977,9 +988,9 @@ class BaseScheduler:
 
     def _pending_task(self, task_id: str, store: str | None) -> Task | None:
         with self._lock:
-            for task in self._pending:
-                if task.id == task_id and (store is None or task.store_alias == store):
-                    return task
+            task = self._pending.get(task_id)
+            if task is not None and (store is None or task.store_alias == store):
+                return task
         return None
 
     async def _find(self, task_id: str, store: str | None) -> tuple[Task, str | None]:
@@ -1010,7 +1021,7 @@ class BaseScheduler:
 
     async def get_tasks_async(self, store: str | None = None) -> list[Task]:
         with self._lock:
-            tasks = [t for t in self._pending if store is None or t.store_alias == store]
+            tasks = [t for t in self._pending.values() if store is None or t.store_alias == store]
         if self.running:
             aliases = [store] if store is not None else list(self._stores)
             for alias in aliases:
@@ -1104,12 +1115,12 @@ class BaseScheduler:
     async def delete_task_async(self, task_id: Task | str, store: str | None = None) -> None:
         task_id = self._task_id(task_id)
         with self._lock:
-            for task in self._pending:
-                if task.id == task_id and (store is None or task.store_alias == store):
-                    self._pending.remove(task)
-                    self.logger.info("Removed pending task %r", task.name)
-                    self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, None))
-                    return
+            task = self._pending.get(task_id)
+            if task is not None and (store is None or task.store_alias == store):
+                del self._pending[task_id]
+                self.logger.info("Removed pending task %r", task.name)
+                self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, None))
+                return
         if not self.running:
             raise TaskLookupError(task_id, store)
         aliases = [store] if store is not None else list(self._stores)
@@ -1130,7 +1141,9 @@ class BaseScheduler:
 
     async def remove_all_tasks_async(self, store: str | None = None) -> None:
         with self._lock:
-            self._pending = [t for t in self._pending if store is not None and t.store_alias != store]
+            self._pending = {
+                i: t for i, t in self._pending.items() if store is not None and t.store_alias != store
+            }
         if self.running:
             aliases = [store] if store is not None else list(self._stores)
             for alias in aliases:
