@@ -1,16 +1,39 @@
-"""asyncio schedulers: :class:`AsyncIOScheduler` and :class:`NativeAsyncIOScheduler`."""
+"""asyncio schedulers: :class:`AsyncIOScheduler` and :class:`NativeAsyncIOScheduler`.
+
+Lifecycle contract (both schedulers):
+
+* ``start()`` and ``shutdown()`` are reference counted: every ``start()`` must be paired
+  with one ``shutdown()`` (or ``stop()``), and only the outermost pair really starts and
+  stops the scheduler. Each call returns ``True`` exactly when *that call* really started /
+  stopped it, ``False`` when it only counted a nested scope. (Asyncz 0.17 returns the
+  opposite from its asyncio schedulers; asyncz follows the natural reading: "did this call
+  start it?".) ``shutdown()`` of a scheduler that is not running raises
+  :class:`~asyncz.exceptions.SchedulerNotRunningError`.
+* ``running`` and ``state`` are up to date as soon as the call returns.
+* ``shutdown(wait=True, timeout=None)`` runs the ``shutdown``-trigger tasks, then returns
+  once the running tasks finished; after ``timeout`` seconds the rest are cancelled and
+  reported (a warning, and ``TASK_ERROR`` with :class:`asyncio.CancelledError` for each
+  cancelled coroutine). ``wait=False`` cancels what runs and returns. Plain functions
+  already running on a worker thread cannot be interrupted; they finish in the background.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, NoReturn
 
 from asyncz import events as ev
 from asyncz.schedulers.base import BaseScheduler, SchedulerState
 from asyncz.stores.base import LoopThread
 
 __all__ = ["AsyncIOScheduler", "NativeAsyncIOScheduler"]
+
+#: Seconds a synchronous start() waits for the scheduler loop to accept the processing loop.
+_LAUNCH_TIMEOUT = 10.0
+#: Seconds shutdown lets a processing pass in progress complete before cancelling it.
+_PASS_GRACE = 5.0
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -23,19 +46,28 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class AsyncIOScheduler(BaseScheduler):
     """The default scheduler, with synchronous ``start()`` / ``shutdown()``.
 
-    Started inside a running event loop it processes tasks on that loop; started from plain
-    synchronous code (or with ``isolated_event_loop=True``) it runs an event loop of its own
-    on a daemon thread, which ``shutdown()`` stops and joins. An explicit ``event_loop=`` is
-    used as given (run on a thread of its own if it is not running).
+    Where it runs:
 
-    ``start()`` and ``shutdown()`` are reference counted: only the outermost pair really
-    starts and stops the scheduler, and each returns ``True`` exactly when that call did.
+    * started inside a running event loop, it processes tasks on that loop;
+    * started from plain synchronous code, or with ``isolated_event_loop=True``, it runs an
+      event loop of its own on a daemon thread, which ``shutdown()`` stops and joins;
+    * with ``event_loop=`` it uses that loop: as it is when the loop is running, else on a
+      thread of its own (the loop is stopped at shutdown, never closed: it is yours).
+
+    Context managers: ``with scheduler:`` and ``async with scheduler:`` start on entry and
+    shut down (waiting for running tasks) on exit, and nest like ``start()``/``shutdown()``.
+    Inside a coroutine on the scheduler's own loop, prefer ``async with`` or
+    :meth:`shutdown_async`: a synchronous ``shutdown()`` there cannot wait for coroutines
+    without blocking the very loop they run on, so it stops the scheduler at once and lets
+    the clean-up (shutdown tasks, waiting, closing stores) finish in the background.
     """
 
     # -- loop selection ----------------------------------------------------------------------
     def _choose_loop(self) -> asyncio.AbstractEventLoop:
         requested = self._requested_loop
-        if requested is not None and not requested.is_closed():
+        if requested is not None:
+            if requested.is_closed():
+                raise RuntimeError("The event_loop given to the scheduler is closed")
             if requested.is_running():
                 return requested
             self._loop_thread = LoopThread("asyncz-scheduler", loop=requested)
@@ -47,7 +79,8 @@ class AsyncIOScheduler(BaseScheduler):
         self._loop_thread = LoopThread("asyncz-scheduler")
         return self._loop_thread.start()
 
-    def _on_loop_thread(self) -> bool:
+    def _on_loop(self) -> bool:
+        """Whether the caller runs on the scheduler's loop (in one of its coroutines)."""
         return self._loop is not None and _running_loop() is self._loop
 
     # -- start -------------------------------------------------------------------------------
@@ -58,23 +91,37 @@ class AsyncIOScheduler(BaseScheduler):
         return loop
 
     def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Plugins and listeners hear about the start before the first task is submitted.
-        self.logger.info("Scheduler started")
-        self._call_hook("asyncz_scheduler_started", scheduler=self)
-        self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_START))
-        if _running_loop() is loop:
+        def create() -> None:
+            # Plugins and listeners hear about the start before the first task is submitted.
+            self.logger.info("Scheduler started")
+            self._call_hook("asyncz_scheduler_started", scheduler=self)
+            self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_START))
             self._main_task = loop.create_task(self._run(), name="asyncz-scheduler")
-        else:
-            started = threading.Event()
 
-            def create() -> None:
-                self._main_task = loop.create_task(self._run(), name="asyncz-scheduler")
-                started.set()
+        if _running_loop() is loop:
+            create()
+            return
+        done = threading.Event()
+        failure: list[BaseException] = []
 
-            loop.call_soon_threadsafe(create)
-            started.wait(timeout=10)
+        def create_there() -> None:
+            try:
+                create()
+            except BaseException as exc:  # reported to the caller of start()
+                failure.append(exc)
+            finally:
+                done.set()
+
+        loop.call_soon_threadsafe(create_there)
+        if not done.wait(_LAUNCH_TIMEOUT):
+            raise RuntimeError(
+                f"The scheduler's event loop did not respond within {_LAUNCH_TIMEOUT:g} s"
+            )
+        if failure:
+            raise failure[0]
 
     def _abort(self) -> None:
+        """Undo a start() that failed half-way, so that a later start() begins afresh."""
         self._state = SchedulerState.STATE_STOPPED
         self._loop = None
         with self._lock:
@@ -83,9 +130,10 @@ class AsyncIOScheduler(BaseScheduler):
             self._loop_thread.stop()
             self._loop_thread = None
 
-    def start(self, paused: bool = False) -> bool:  # type: ignore[override]
-        """Start processing (``paused=True``: start without running anything until
-        :meth:`resume`). Returns ``True`` when this call really started the scheduler."""
+    def start(self, paused: bool = False) -> bool:
+        """Start processing tasks; ``paused=True`` starts without running anything until
+        :meth:`resume`. Returns ``True`` when this call really started the scheduler,
+        ``False`` when it was already running (the call is then only counted)."""
         if not self._acquire():
             return False
         try:
@@ -99,20 +147,31 @@ class AsyncIOScheduler(BaseScheduler):
 
     # -- shutdown ----------------------------------------------------------------------------
     async def _finish(self, wait: bool, timeout: float | None = None) -> None:
-        """On the scheduler loop: shutdown tasks, wait for (or cancel) runs, stop components."""
+        """On the scheduler loop: stop processing, run the shutdown tasks, wait for (or
+        cancel) the running tasks, stop the components."""
         main = self._main_task
         self._main_task = None
-        if main is not None and not main.done():
-            main.cancel()
+        if main is not None and not main.done() and main.get_loop() is _running_loop():
+            # The state is already STOPPED: woken up, the processing loop ends after the
+            # pass in progress, so no pass is cut between submitting and storing.
+            self._wake()
+            finished, _ = await asyncio.wait({main}, timeout=_PASS_GRACE)
+            if not finished:
+                main.cancel()
             try:
                 await main
             except (asyncio.CancelledError, Exception):
                 pass
-        await self._run_shutdown_tasks()
+        try:
+            await self._run_shutdown_tasks()
+        except Exception:
+            self.logger.exception("Running the shutdown tasks failed")
+        timed_out = False
         for executor in self._executors.values():
             if not wait:
                 executor.cancel_running()
             elif not await executor.join(timeout):
+                timed_out = True
                 cancelled = executor.cancel_running()
                 self.logger.warning(
                     "Shutdown timed out after %s s; cancelled %d run(s) of executor %r",
@@ -120,46 +179,73 @@ class AsyncIOScheduler(BaseScheduler):
                     cancelled,
                     executor.alias,
                 )
-        await self._stop_components(wait)
+        await self._stop_components(wait and not timed_out)
 
     def _end(self) -> None:
         self._loop = None
         self._next_wakeup = None
+        if self._portal is not None:
+            self._portal.stop()
+            self._portal = None
         self.logger.info("Scheduler has been shut down")
         self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_SHUTDOWN))
         self._call_hook("asyncz_scheduler_shutdown", scheduler=self)
 
-    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:  # type: ignore[override]
-        """Stop the scheduler (the outermost call does). Returns ``True`` when this call
-        really stopped it.
-
-        ``wait=True`` returns after the running tasks finished (after ``timeout`` seconds the
-        rest are cancelled and reported); ``wait=False`` cancels what runs and returns. On
-        the scheduler's own loop thread a synchronous call cannot wait for coroutines: they
-        finish in the background (use :class:`NativeAsyncIOScheduler` to await them).
-        """
+    def _shutdown_sync(self, wait: bool, timeout: float | None) -> bool:
         if not self._release():
             return False
         loop = self._loop
         self._state = SchedulerState.STATE_STOPPED
-        if loop is not None:
-            if _running_loop() is loop:
-                finishing = loop.create_task(self._finish(wait, timeout))
-                finishing.add_done_callback(_log_failure(self))
-            elif loop.is_running():
-                asyncio.run_coroutine_threadsafe(self._finish(wait, timeout), loop).result()
+        finishing = self._finish(wait, timeout)
+        if loop is not None and _running_loop() is loop:
+            # Cannot block the loop the tasks run on: finish in the background.
+            loop.create_task(finishing).add_done_callback(self._report_finish)
+        elif loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(finishing, loop).result()
+        else:
+            # The loop is gone (e.g. asyncio.run() returned): clean up on a fresh one.
+            _run_elsewhere(finishing)
         if self._loop_thread is not None:
             self._loop_thread.stop()
             self._loop_thread = None
-        if self._portal is not None:
-            self._portal.stop()
-            self._portal = None
         self._end()
         return True
 
-    def stop(self, wait: bool = True) -> bool:
-        """The reference-counted twin of :meth:`shutdown`."""
-        return self.shutdown(wait=wait)
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """Stop the scheduler (the outermost call does). Returns ``True`` when this call
+        really stopped it, ``False`` when it only closed a nested scope.
+
+        ``wait=True`` returns after the running tasks finished (after ``timeout`` seconds the
+        rest are cancelled and reported); ``wait=False`` cancels what runs and returns.
+        Called from a coroutine on the scheduler's own loop it cannot wait (see the class
+        documentation): use ``await shutdown_async()`` there.
+        """
+        return self._shutdown_sync(wait, timeout)
+
+    def stop(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """The reference-counted twin of :meth:`shutdown` (the Asyncz spelling)."""
+        return self._shutdown_sync(wait, timeout)
+
+    async def shutdown_async(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """Awaitable :meth:`shutdown`: waits for the running tasks without blocking the loop.
+
+        On the scheduler's own loop the clean-up is awaited here; from another loop, it is
+        done on a worker thread.
+        """
+        if self._on_loop():
+            if not self._release():
+                return False
+            self._state = SchedulerState.STATE_STOPPED
+            try:
+                await self._finish(wait, timeout)
+            finally:
+                self._end()
+            return True
+        return await asyncio.to_thread(self._shutdown_sync, wait, timeout)
+
+    def _report_finish(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.logger.error("Shutting the scheduler down failed", exc_info=task.exception())
 
     # -- context managers -------------------------------------------------------------------
     def __enter__(self) -> AsyncIOScheduler:
@@ -167,7 +253,7 @@ class AsyncIOScheduler(BaseScheduler):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
+        self._shutdown_sync(True, None)
 
     async def __aenter__(self) -> AsyncIOScheduler:
         self.start()
@@ -176,35 +262,23 @@ class AsyncIOScheduler(BaseScheduler):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown_async()
 
-    async def shutdown_async(self, wait: bool = True, timeout: float | None = None) -> bool:
-        """Awaitable shutdown: on the scheduler's loop it awaits the running tasks."""
-        if self._loop is not None and _running_loop() is self._loop:
-            if not self._release():
-                return False
-            self._state = SchedulerState.STATE_STOPPED
-            await self._finish(wait, timeout)
-            if self._portal is not None:
-                self._portal.stop()
-                self._portal = None
-            self._end()
-            return True
-        return await asyncio.to_thread(self.shutdown, wait, timeout)
-
 
 class NativeAsyncIOScheduler(AsyncIOScheduler):
     """For applications that own the running loop: ``await start()`` / ``await shutdown()``.
 
-    Always runs on the loop that awaits :meth:`start`; shutdown awaits the running tasks
-    and the ``shutdown``-trigger tasks.
+    Always runs on the loop that awaits :meth:`start` (``event_loop=`` and
+    ``isolated_event_loop`` do not apply); :meth:`shutdown` awaits the running tasks and the
+    ``shutdown``-trigger tasks. Use it as ``async with scheduler:``.
     """
 
     def _choose_loop(self) -> asyncio.AbstractEventLoop:
         running = _running_loop()
-        if running is None:
+        if running is None:  # pragma: no cover - an awaited start() always has a loop
             raise RuntimeError("NativeAsyncIOScheduler.start() must be awaited in a running loop")
         return running
 
     async def start(self, paused: bool = False) -> bool:  # type: ignore[override]
+        """Start on the running loop; ``True`` when this call really started it."""
         if not self._acquire():
             return False
         try:
@@ -216,11 +290,18 @@ class NativeAsyncIOScheduler(AsyncIOScheduler):
             raise
         return True
 
-    async def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:  # type: ignore[override]
+    async def shutdown(  # type: ignore[override]
+        self, wait: bool = True, timeout: float | None = None
+    ) -> bool:
+        """Stop (the outermost call does) and await the clean-up; ``True`` when this call
+        really stopped the scheduler."""
         return await self.shutdown_async(wait, timeout)
 
-    async def stop(self, wait: bool = True) -> bool:  # type: ignore[override]
-        return await self.shutdown_async(wait)
+    async def stop(  # type: ignore[override]
+        self, wait: bool = True, timeout: float | None = None
+    ) -> bool:
+        """The reference-counted twin of :meth:`shutdown`."""
+        return await self.shutdown_async(wait, timeout)
 
     async def __aenter__(self) -> NativeAsyncIOScheduler:
         await self.start()
@@ -229,13 +310,32 @@ class NativeAsyncIOScheduler(AsyncIOScheduler):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown_async()
 
-    def __enter__(self) -> Any:
-        raise TypeError("NativeAsyncIOScheduler is an async context manager: use 'async with'")
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "NativeAsyncIOScheduler starts by being awaited: use 'async with scheduler:' "
+            "(or AsyncIOScheduler for 'with scheduler:')"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
+        return None
 
 
-def _log_failure(scheduler: BaseScheduler) -> Any:
-    def done(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            scheduler.logger.error("Shutdown failed", exc_info=task.exception())
+def _run_elsewhere(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to the end on a fresh event loop (on a helper thread if this thread
+    already runs one)."""
+    if _running_loop() is None:
+        asyncio.run(coro)
+        return
+    failure: list[BaseException] = []
 
-    return done
+    def run() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="asyncz-shutdown")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
