@@ -34,9 +34,9 @@ from typing import Any
 if __name__ == "__main__":  # the tasks below are stored as references to this module
     sys.modules.setdefault("bench_redis", sys.modules["__main__"])
 
+import redis
 from asyncz_redis import RedisStore
 
-import redis
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
 from asyncz.tasks import Task

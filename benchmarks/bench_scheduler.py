@@ -123,8 +123,9 @@ async def bench_lateness(n: int = 1000, seconds: float = 10.0) -> dict[str, floa
         for i in range(n):
             at = start + timedelta(microseconds=i * 997)  # spread over the second
             scheduled[i] = at
-            scheduler.add_task(job, IntervalTrigger(seconds=1, start_at=at), args=[i],
-                               max_instances=2)
+            scheduler.add_task(
+                job, IntervalTrigger(seconds=1, start_at=at), args=[i], max_instances=2
+            )
         await asyncio.sleep(seconds + 0.6)
     finally:
         scheduler.shutdown(wait=False)

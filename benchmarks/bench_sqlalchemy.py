@@ -34,6 +34,7 @@ if __name__ == "__main__":  # the tasks below are stored as references to this m
     sys.modules.setdefault("bench_sqlalchemy", sys.modules["__main__"])
 
 import sqlalchemy
+
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
 from asyncz.tasks import Task

@@ -70,7 +70,9 @@ def test_nested_scopes_only_the_outermost_starts_and_stops() -> None:
         stores=stores, executors=executors, task_defaults=task_defaults, timezone=tz.utc
     )
     starts: list[int] = []
-    scheduler.add_listener(lambda e: starts.append(e.code), ev.SCHEDULER_START | ev.SCHEDULER_SHUTDOWN)
+    scheduler.add_listener(
+        lambda e: starts.append(e.code), ev.SCHEDULER_START | ev.SCHEDULER_SHUTDOWN
+    )
     with scheduler:
         scheduler.start()
         scheduler.stop()
@@ -138,7 +140,7 @@ def test_adding_tasks_example() -> None:
         )
 
     # The rest of the example, with a newsletter function that takes the feed:
-    def send_email_newsletter(feed=None):  # type: ignore[no-untyped-def]  # noqa: F811
+    def send_email_newsletter(feed=None):  # type: ignore[no-untyped-def]
         ...
 
     t4 = scheduler.add_task(

@@ -6,10 +6,10 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import pytest
-from importlib import metadata
 
 from asyncz import registry as registry_module
 from asyncz.exceptions import (

@@ -59,8 +59,8 @@ async def test_declared_tasks_run_and_keep_their_schedule_across_restarts(
     assert runs >= 2
     assert runs_file.read_text().splitlines().count("t") == runs
 
-    from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
     from asyncz.runner import embedded_store
+    from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
 
     async def stored() -> dict[str, object]:
         scheduler = NativeAsyncIOScheduler(stores={"default": embedded_store(data)})

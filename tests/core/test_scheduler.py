@@ -172,7 +172,7 @@ async def test_a_task_object_is_submitted_once() -> None:
     added = scheduler.add_task(task)
     assert added is task and task.max_instances == 1
     assert task.coalesce is True and task.misfire_grace_time == 1.0  # scheduler defaults
-    with pytest.raises(ValueError, match="already submitted|added once"):
+    with pytest.raises(ValueError, match=r"already submitted|added once"):
         scheduler.add_task(task)
 
 
@@ -345,8 +345,14 @@ async def test_coalesce_folds_missed_runs_into_one() -> None:
     past = datetime.now(UTC) - timedelta(seconds=10)
     trigger = IntervalTrigger(seconds=1, start_at=past)
     scheduler.add_task(arecord, trigger, id="c", next_run_time=past)
-    scheduler.add_task(arecord, IntervalTrigger(seconds=1, start_at=past), id="n",
-                       next_run_time=past, coalesce=False, max_instances=20)
+    scheduler.add_task(
+        arecord,
+        IntervalTrigger(seconds=1, start_at=past),
+        id="n",
+        next_run_time=past,
+        coalesce=False,
+        max_instances=20,
+    )
     scheduler.start()
     try:
         await wait_for(lambda: {e.task_id for e in seen} == {"c", "n"})

@@ -84,8 +84,15 @@ async def test_scheduler_calls_every_hook(recorder: Recorder) -> None:
     befores = [data for name, data in recorder.calls if name == "before"]
     assert {b["task"].id for b in befores} == {"ok", "bad"}
     event_codes = {data["event"].code for name, data in recorder.calls if name == "event"}
-    assert {ev.SCHEDULER_START, ev.TASK_ADDED, ev.TASK_SUBMITTED, ev.TASK_EXECUTED,
-            ev.TASK_ERROR, ev.TASK_REMOVED, ev.SCHEDULER_SHUTDOWN} <= event_codes
+    assert {
+        ev.SCHEDULER_START,
+        ev.TASK_ADDED,
+        ev.TASK_SUBMITTED,
+        ev.TASK_EXECUTED,
+        ev.TASK_ERROR,
+        ev.TASK_REMOVED,
+        ev.SCHEDULER_SHUTDOWN,
+    } <= event_codes
 
 
 async def test_a_failing_hook_does_not_stop_the_scheduler() -> None:

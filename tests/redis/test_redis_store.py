@@ -54,10 +54,9 @@ def test_constructing_does_not_connect() -> None:
 
 
 def test_starting_against_no_server_is_a_connection_error() -> None:
+    import redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-
-    import redis
 
     store = RedisStore(port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.ConnectionError):

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 import sqlalchemy as sa
+
 from asyncz.stores.base import BaseStore
 from asyncz.testing import StoreContract
 from asyncz_sqlalchemy import SQLAlchemyStore

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-
 import sqlalchemy as sa
+
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
 from asyncz.testing import functions, make_task, wait_until

@@ -100,8 +100,12 @@ class SchedulerEvent:
         self.alias = alias
 
     def _fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for cls in type(self).__mro__
-                for name in getattr(cls, "__slots__", ()) if name != "code"}
+        return {
+            name: getattr(self, name)
+            for cls in type(self).__mro__
+            for name in getattr(cls, "__slots__", ())
+            if name != "code"
+        }
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self._fields().items() if v is not None)

@@ -107,11 +107,19 @@ async def _declare(scheduler: NativeAsyncIOScheduler, task_id: str, decl: TaskDe
 def _log_event(event: ev.SchedulerEvent) -> None:
     if isinstance(event, ev.TaskExecutionEvent):
         if event.code == ev.TASK_EXECUTED:
-            logger.info("%s ran (scheduled %s): %r", event.task_id, event.scheduled_run_time,
-                        event.return_value)
+            logger.info(
+                "%s ran (scheduled %s): %r",
+                event.task_id,
+                event.scheduled_run_time,
+                event.return_value,
+            )
         elif event.code == ev.TASK_ERROR:
-            logger.error("%s failed (scheduled %s): %r", event.task_id,
-                         event.scheduled_run_time, event.exception)
+            logger.error(
+                "%s failed (scheduled %s): %r",
+                event.task_id,
+                event.scheduled_run_time,
+                event.exception,
+            )
         elif event.code == ev.TASK_MISSED:
             logger.warning("%s missed its run at %s", event.task_id, event.scheduled_run_time)
 
@@ -155,8 +163,9 @@ async def run_config(
             outcome = await _declare(scheduler, task_id, decl)
             logger.info("Task %s %s", task_id, outcome)
         for info in await scheduler.get_task_infos_async():
-            logger.info("  %s: %s, next run %s", info.id, info.trigger_description,
-                        info.next_run_time)
+            logger.info(
+                "  %s: %s, next run %s", info.id, info.trigger_description, info.next_run_time
+            )
         if duration is None:
             await stop.wait()
         else:

@@ -206,5 +206,3 @@ def is_coroutine_function(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or (
         callable(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
     )
-
-

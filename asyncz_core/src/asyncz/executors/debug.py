@@ -21,6 +21,10 @@ class DebugExecutor(BaseExecutor):
     no loop runs). Never use it for real work: a slow task blocks the scheduler.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._running: set[asyncio.Task[None]] = set()
+
     def do_submit(self, task: Task, run_times: list[datetime]) -> None:
         if is_coroutine_function(task.fn):
             try:
@@ -28,6 +32,8 @@ class DebugExecutor(BaseExecutor):
             except RuntimeError:
                 asyncio.run(self.run_coroutine(task, run_times))
             else:
-                loop.create_task(self.run_coroutine(task, run_times))
+                running = loop.create_task(self.run_coroutine(task, run_times))
+                self._running.add(running)
+                running.add_done_callback(self._running.discard)
         else:
             self.run_sync(task, run_times)

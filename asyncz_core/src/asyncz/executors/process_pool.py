@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 __all__ = ["ProcessPoolExecutor"]
 
 
-def _run_in_child(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any, str | None]:
+def _run_in_child(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[bool, Any, str | None]:
     try:
         return True, call_task(fn, args, kwargs), None
     except Exception as exc:

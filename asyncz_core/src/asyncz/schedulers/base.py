@@ -421,9 +421,7 @@ class BaseScheduler:
 
     def _restore_failed(self, task_id: str, store: str | None, reason: str) -> None:
         """Called by a store that keeps an unrestorable task (once per occurrence)."""
-        self._dispatch(
-            ev.TaskRestoreFailedEvent(ev.TASK_RESTORE_FAILED, task_id, store, reason)
-        )
+        self._dispatch(ev.TaskRestoreFailedEvent(ev.TASK_RESTORE_FAILED, task_id, store, reason))
 
     def _before_run(self, task: Task, run_time: datetime) -> None:
         self._call_hook("asyncz_task_before_run", scheduler=self, task=task, run_time=run_time)
@@ -761,9 +759,7 @@ class BaseScheduler:
         for run_time in candidates:
             late = (now - run_time).total_seconds()
             if isinstance(grace, float) and late > grace:
-                self.logger.warning(
-                    "Run time of task %r was missed by %.3f s", task.name, late
-                )
+                self.logger.warning("Run time of task %r was missed by %.3f s", task.name, late)
                 if self._wants(ev.TASK_MISSED):
                     self._dispatch(
                         ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
@@ -795,15 +791,15 @@ class BaseScheduler:
             )
             code = ev.TASK_MAX_INSTANCES
         except Exception:
-            self.logger.exception("Submitting task %r to executor %r failed", task.name, task.executor)
+            self.logger.exception(
+                "Submitting task %r to executor %r failed", task.name, task.executor
+            )
             return False
         else:
             code = ev.TASK_SUBMITTED
         if self._wants(code):
             self._dispatch(
-                ev.TaskSubmissionEvent(
-                    code, task.id, store_alias, list(run_times), source, folded
-                )
+                ev.TaskSubmissionEvent(code, task.id, store_alias, list(run_times), source, folded)
             )
         return code == ev.TASK_SUBMITTED
 
@@ -896,14 +892,13 @@ class BaseScheduler:
         }
         if fn_or_task is None:
             # Decorator mode: a task without a callable; calling it schedules the function.
-            decorator = Task(
+            return Task(
                 None,
                 trigger=trigger,
                 scheduler=self,
                 **_given(options),
                 **trigger_args,
             )
-            return decorator
         task = self._build_task(fn_or_task, trigger, options, trigger_args)
         with self._lock:
             if not self.running:
@@ -919,9 +914,20 @@ class BaseScheduler:
         if fn_or_task is None:
             raise TypeError("add_task_async() needs a callable or a Task")
         trigger = args[1] if len(args) > 1 else kwargs.pop("trigger", None)
-        names = ("args", "kwargs", "id", "name", "mistrigger_grace_time", "coalesce",
-                 "max_instances", "next_run_time", "store", "executor", "replace_existing",
-                 "misfire_grace_time")
+        names = (
+            "args",
+            "kwargs",
+            "id",
+            "name",
+            "mistrigger_grace_time",
+            "coalesce",
+            "max_instances",
+            "next_run_time",
+            "store",
+            "executor",
+            "replace_existing",
+            "misfire_grace_time",
+        )
         options = {k: kwargs.pop(k) for k in names if k in kwargs}
         if "mistrigger_grace_time" in options:
             options.setdefault("misfire_grace_time", options.pop("mistrigger_grace_time"))
@@ -1041,8 +1047,6 @@ class BaseScheduler:
     ) -> Task:
         task_id = self._task_id(task_id)
         task, alias = await self._find(task_id, store)
-        if "trigger" in changes or any(k for k in changes if k.startswith("trigger_")):
-            pass
         task._modify(**changes)
         if alias is not None:
             target = self.lookup_store(alias)
@@ -1068,7 +1072,7 @@ class BaseScheduler:
         now = datetime.now(utc)
         next_time = new_trigger.get_next_trigger_time(self.trigger_timezone, None, now)
         task_id = self._task_id(task_id)
-        task, alias = await self._find(task_id, store)
+        _, alias = await self._find(task_id, store)
         if alias is None:
             return await self.update_task_async(task_id, store, trigger=new_trigger)
         return await self.update_task_async(
@@ -1092,9 +1096,7 @@ class BaseScheduler:
         """Pause a task: it stays in its store with no next run time."""
         return self._sync(self.pause_task_async(task_id, store))
 
-    async def resume_task_async(
-        self, task_id: Task | str, store: str | None = None
-    ) -> Task | None:
+    async def resume_task_async(self, task_id: Task | str, store: str | None = None) -> Task | None:
         task_id = self._task_id(task_id)
         task, alias = await self._find(task_id, store)
         if alias is None:
@@ -1102,7 +1104,9 @@ class BaseScheduler:
             return task
         now = datetime.now(utc)
         trigger = task.trigger
-        next_time = trigger.get_next_trigger_time(self.trigger_timezone, None, now) if trigger else None
+        next_time = (
+            trigger.get_next_trigger_time(self.trigger_timezone, None, now) if trigger else None
+        )
         if next_time is None:
             await self.delete_task_async(task_id, alias)
             return None
@@ -1142,7 +1146,9 @@ class BaseScheduler:
     async def remove_all_tasks_async(self, store: str | None = None) -> None:
         with self._lock:
             self._pending = {
-                i: t for i, t in self._pending.items() if store is not None and t.store_alias != store
+                i: t
+                for i, t in self._pending.items()
+                if store is not None and t.store_alias != store
             }
         if self.running:
             aliases = [store] if store is not None else list(self._stores)
@@ -1308,7 +1314,9 @@ class BaseScheduler:
         runs: list[datetime] = []
         while when is not None and len(runs) < count:
             runs.append(when)
-            when = trigger.get_next_trigger_time(self.trigger_timezone, when, now) if trigger else None
+            when = (
+                trigger.get_next_trigger_time(self.trigger_timezone, when, now) if trigger else None
+            )
         return runs
 
     def get_scheduler_info(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -117,7 +118,7 @@ class MemoryStore(BaseStore):
                 raise ConflictingIdError(task.id, self.alias)
             self._put(task)
 
-    async def add_tasks(self, tasks: list[Task] | tuple[Task, ...], replace_existing: bool = False) -> None:  # type: ignore[override]
+    async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
         with self._lock:
             for task in tasks:
                 if task.id in self._records:

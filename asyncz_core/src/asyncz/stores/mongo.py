@@ -1,4 +1,4 @@
-"""``from asyncz.stores.mongo import MongoDBStore``: the MongoDBStore of the ``asyncz-mongo`` distribution.
+"""``from asyncz.stores.mongo import MongoDBStore``, provided by the ``asyncz-mongo`` distribution.
 
 The core does not depend on the driver; this shim imports the plugin and, when it is not
 installed, raises an error that says how to install it.
@@ -24,4 +24,4 @@ def __getattr__(name: str) -> Any:
             "MongoDBStore is provided by the asyncz-mongo distribution: pip install asyncz-mongo",
             name="asyncz_mongo",
         ) from exc
-    return getattr(plugin, "MongoDBStore")
+    return plugin.MongoDBStore

@@ -1,4 +1,4 @@
-"""``from asyncz.stores.redis import RedisStore``: the RedisStore of the ``asyncz-redis`` distribution.
+"""``from asyncz.stores.redis import RedisStore``, provided by the ``asyncz-redis`` distribution.
 
 The core does not depend on the driver; this shim imports the plugin and, when it is not
 installed, raises an error that says how to install it.
@@ -24,4 +24,4 @@ def __getattr__(name: str) -> Any:
             "RedisStore is provided by the asyncz-redis distribution: pip install asyncz-redis",
             name="asyncz_redis",
         ) from exc
-    return getattr(plugin, "RedisStore")
+    return plugin.RedisStore

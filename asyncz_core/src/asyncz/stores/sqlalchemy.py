@@ -1,4 +1,4 @@
-"""``from asyncz.stores.sqlalchemy import SQLAlchemyStore``: the SQLAlchemyStore of the ``asyncz-sqlalchemy`` distribution.
+"""``from asyncz.stores.sqlalchemy import SQLAlchemyStore`` (distribution ``asyncz-sqlalchemy``).
 
 The core does not depend on the driver; this shim imports the plugin and, when it is not
 installed, raises an error that says how to install it.
@@ -21,7 +21,8 @@ def __getattr__(name: str) -> Any:
         if exc.name is not None and exc.name.split(".")[0] != "asyncz_sqlalchemy":
             raise
         raise ImportError(
-            "SQLAlchemyStore is provided by the asyncz-sqlalchemy distribution: pip install asyncz-sqlalchemy",
+            "SQLAlchemyStore is provided by the asyncz-sqlalchemy distribution: "
+            "pip install asyncz-sqlalchemy",
             name="asyncz_sqlalchemy",
         ) from exc
-    return getattr(plugin, "SQLAlchemyStore")
+    return plugin.SQLAlchemyStore

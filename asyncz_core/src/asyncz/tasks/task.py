@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import enum
-import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from asyncz._util import UNSET, UnsetType, callable_info, new_task_id, ref_to_callable
@@ -248,7 +247,7 @@ class Task:
                 if not isinstance(value, datetime):
                     raise TypeError(f"next_run_time must be a datetime or None, not {value!r}")
                 if value.tzinfo is None:
-                    from asyncz.timeutil import localize, local_timezone
+                    from asyncz.timeutil import local_timezone, localize
 
                     value = localize(value, local_timezone())
             self.next_run_time = value

@@ -15,16 +15,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-import sqlalchemy as sa
 from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
 from asyncz.stores.base import LoopThread, PersistentStore
 from asyncz_sqlalchemy.schema import FORMAT_VERSION, REQUIRED_COLUMNS, build_table
-from sqlalchemy import event
 
 if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
