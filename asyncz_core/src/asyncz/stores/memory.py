@@ -7,7 +7,7 @@ import itertools
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError
 from asyncz.stores.base import BaseStore
@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore"]
 
-# (timestamp of the next run, insertion sequence, task id); an entry is live while the
-# task's record still carries the same sequence number.
-_Entry = tuple[float, int, str]
+# (timestamp of the next run or None when paused, insertion sequence, task). The record of a
+# task is the very tuple that sits in the heap, so an entry is live exactly while it is its
+# task's record (an identity check), and a scheduled task costs one tuple.
+_Entry = tuple[float | None, int, "Task"]
+_Scheduled = tuple[float, int, "Task"]
 
 
 class MemoryStore(BaseStore):
@@ -33,58 +35,53 @@ class MemoryStore(BaseStore):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.RLock()
-        self._records: dict[str, tuple[Task, float | None, int]] = {}
-        self._heap: list[_Entry] = []
+        self._records: dict[str, _Entry] = {}
+        self._heap: list[_Scheduled] = []
         self._stale = 0
         self._sequence = itertools.count()
 
     # -- internals -----------------------------------------------------------------------
     def _put(self, task: Task) -> None:
         when = task.next_run_time
-        seq = next(self._sequence)
         if isinstance(when, datetime):
-            stamp = when.timestamp()
-            self._records[task.id] = (task, stamp, seq)
-            heapq.heappush(self._heap, (stamp, seq, task.id))
+            scheduled: _Scheduled = (when.timestamp(), next(self._sequence), task)
+            heapq.heappush(self._heap, scheduled)
+            self._records[task.id] = scheduled
         else:
-            self._records[task.id] = (task, None, seq)
+            self._records[task.id] = (None, next(self._sequence), task)
 
     def _forget(self, task_id: str) -> None:
-        _, stamp, _ = self._records.pop(task_id)
-        if stamp is not None:
+        entry = self._records.pop(task_id)
+        if entry[0] is not None:
             self._stale += 1
             if self._stale > 1024 and self._stale > len(self._heap) // 2:
                 self._compact()
 
     def _compact(self) -> None:
-        self._heap = [
-            (stamp, seq, task_id)
-            for task_id, (_, stamp, seq) in self._records.items()
-            if stamp is not None
-        ]
+        # A record with a timestamp is the very tuple that was pushed on the heap.
+        self._heap = [cast(_Scheduled, e) for e in self._records.values() if e[0] is not None]
         heapq.heapify(self._heap)
         self._stale = 0
 
-    def _live(self, entry: _Entry) -> bool:
-        record = self._records.get(entry[2])
-        return record is not None and record[2] == entry[1]
+    def _live(self, entry: _Scheduled) -> bool:
+        return self._records.get(entry[2].id) is entry
 
     # -- the contract ---------------------------------------------------------------------
     async def lookup_task(self, task_id: str) -> Task | None:
-        record = self._records.get(task_id)
-        return record[0] if record is not None else None
+        entry = self._records.get(task_id)
+        return entry[2] if entry is not None else None
 
     async def get_due_tasks(self, now: datetime, limit: int | None = None) -> list[Task]:
         horizon = now.timestamp()
         with self._lock:
             heap = self._heap
-            taken: list[_Entry] = []
+            taken: list[_Scheduled] = []
             due: list[Task] = []
             while heap and heap[0][0] <= horizon and (limit is None or len(due) < limit):
                 entry = heapq.heappop(heap)
                 if self._live(entry):
                     taken.append(entry)
-                    due.append(self._records[entry[2]][0])
+                    due.append(entry[2])
                 else:
                     self._stale -= 1
             # Due tasks stay in the store until the scheduler writes their next run back.
@@ -98,7 +95,7 @@ class MemoryStore(BaseStore):
             while heap:
                 entry = heap[0]
                 if self._live(entry):
-                    when = self._records[entry[2]][0].next_run_time
+                    when = entry[2].next_run_time
                     return when if isinstance(when, datetime) else None
                 heapq.heappop(heap)
                 self._stale -= 1
@@ -106,11 +103,11 @@ class MemoryStore(BaseStore):
 
     async def get_all_tasks(self) -> list[Task]:
         with self._lock:
-            records = sorted(
+            entries = sorted(
                 self._records.values(),
-                key=lambda r: (r[1] is None, r[1] if r[1] is not None else 0.0, r[2]),
+                key=lambda e: (e[0] is None, e[0] if e[0] is not None else 0.0, e[1]),
             )
-            return [record[0] for record in records]
+            return [entry[2] for entry in entries]
 
     async def add_task(self, task: Task) -> None:
         with self._lock:

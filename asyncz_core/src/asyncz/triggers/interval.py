@@ -6,7 +6,6 @@ from datetime import datetime, timedelta, tzinfo
 from datetime import timezone as _timezone
 from typing import Any, ClassVar
 
-from asyncz.timeutil import local_timezone
 from asyncz.triggers._common import (
     STATE_VERSION,
     check_version,
@@ -22,6 +21,9 @@ from asyncz.triggers.base import BaseTrigger, check_options, validate_jitter
 __all__ = ["IntervalTrigger"]
 
 _UTC = _timezone.utc
+
+
+_INTERVALS: dict[timedelta, timedelta] = {}
 
 
 class IntervalTrigger(BaseTrigger):
@@ -84,11 +86,15 @@ class IntervalTrigger(BaseTrigger):
                 f"the interval must be positive, got {interval} "
                 "(give weeks, days, hours, minutes and/or seconds)"
             )
-        self.interval = interval
+        # Equal intervals share one timedelta: thousands of "every hour" tasks cost one.
+        self.interval = (
+            _INTERVALS.setdefault(interval, interval) if len(_INTERVALS) < 4096 else interval
+        )
         self.timezone = derive_zone(timezone, start_at, end_at)
-        zone = self.timezone or local_timezone()
         start = to_bound(start_at, self.timezone, "start_at")
         if start is None:
+            # Without a zone of its own, keep the instant in UTC (one datetime, not two).
+            zone = self.timezone or _UTC
             start = datetime.now(zone) + interval
         self.start_at: datetime = start
         self.end_at = to_bound(end_at, self.timezone, "end_at")
