@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from asyncz_redis import RedisStore
 
 from asyncz.stores.base import BaseStore
 from asyncz.testing import StoreContract
+from asyncz_redis import RedisStore
 from conftest import RedisServer
 
 pytestmark = pytest.mark.redis

@@ -11,13 +11,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from asyncz_redis import RedisStore
 
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.serializers import PickleSerializer
 from asyncz.stores.base import call_sync
 from asyncz.tasks import ScheduleState
 from asyncz.testing import functions, make_task, wait_until
+from asyncz_redis import RedisStore
 from conftest import RedisServer
 
 pytestmark = pytest.mark.redis
