@@ -2,7 +2,7 @@
 
 The examples are plain synchronous scripts (no running event loop), so these tests are
 synchronous too: the scheduler runs its own loop on a thread, as it does for such scripts.
-Examples that need Redis and MongoDB live in tests/test_seed_page_stores.py.
+Examples that need Redis and MongoDB live in tests/redis/test_seed_page_stores.py.
 """
 
 from __future__ import annotations
