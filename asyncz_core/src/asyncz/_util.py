@@ -76,6 +76,8 @@ class CallableInfo(NamedTuple):
     signature: inspect.Signature | None
     #: True when calling it without arguments is valid (the common case skips bind()).
     takes_no_arguments: bool
+    #: True for coroutine functions (and callables whose ``__call__`` is one).
+    is_coroutine: bool
 
 
 _INFO: weakref.WeakKeyDictionary[Any, CallableInfo] = weakref.WeakKeyDictionary()
@@ -101,7 +103,14 @@ def callable_info(fn: Callable[..., Any]) -> CallableInfo:
             signature.bind()
         except TypeError:
             no_args = False
-    info = CallableInfo(reference, signature, no_args)
+    target: Any = fn
+    while isinstance(target, partial):
+        target = target.func
+    is_coroutine = inspect.iscoroutinefunction(target) or (
+        not inspect.isroutine(target)
+        and inspect.iscoroutinefunction(getattr(target, "__call__", None))  # noqa: B004
+    )
+    info = CallableInfo(reference, signature, no_args, is_coroutine)
     try:
         _INFO[fn] = info
     except TypeError:  # not weak-referenceable (some builtins): not cached

@@ -201,8 +201,7 @@ class BaseExecutor(abc.ABC):
 
 
 def is_coroutine_function(fn: Any) -> bool:
-    while hasattr(fn, "func"):  # functools.partial
-        fn = fn.func
-    return inspect.iscoroutinefunction(fn) or (
-        callable(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
-    )
+    """Whether calling ``fn`` returns a coroutine (cached per callable)."""
+    from asyncz._util import callable_info
+
+    return callable_info(fn).is_coroutine

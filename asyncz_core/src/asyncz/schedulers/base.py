@@ -66,6 +66,11 @@ LOCK_POLL_INTERVAL = 1.0
 #: ... and how long starting and stopping wait for a store's lock before giving up.
 LOCK_WAIT = 10.0
 
+_EVENT_HOOK = "asyncz_event_dispatched"
+_BEFORE_HOOK = "asyncz_task_before_run"
+_AFTER_HOOK = "asyncz_task_after_run"
+_HOT_HOOKS = (_EVENT_HOOK, _BEFORE_HOOK, _AFTER_HOOK)
+
 _SORT_KEYS = ("id", "name", "next_run_time", "schedule_state", "executor", "store", "trigger")
 
 
@@ -143,6 +148,7 @@ class BaseScheduler:
         self._next_wakeup: datetime | None = None
         self._pm: pluggy.PluginManager | None = None
         self._hook_callers: dict[str, Any] = {}
+        self._active_hooks: frozenset[str] = frozenset()
         self._store_locks: dict[str, FileLock] = {}
         self.prefix = prefix
         self._configure(
@@ -159,6 +165,7 @@ class BaseScheduler:
             startup_delay=startup_delay,
             **options,
         )
+        self._refresh_hooks()
 
     # =====================================================================================
     # configuration
@@ -391,11 +398,16 @@ class BaseScheduler:
             caller = callers[name] = getattr(self._plugin_manager().hook, name)
         return caller
 
+    def _refresh_hooks(self) -> None:
+        """Note which per-run and per-event hooks have implementations (checked on the hot
+        path). Refreshed at start and before every processing pass."""
+        self._active_hooks = frozenset(
+            name for name in _HOT_HOOKS if self._hook(name).get_hookimpls()
+        )
+
     def _wants(self, code: int) -> bool:
         """Whether an event with ``code`` has an audience (so it is worth building)."""
-        if code & self._listener_mask:
-            return True
-        return bool(self._hook("asyncz_event_dispatched").get_hookimpls())
+        return bool(code & self._listener_mask) or _EVENT_HOOK in self._active_hooks
 
     def _dispatch(self, event: ev.SchedulerEvent) -> None:
         for callback, mask in tuple(self._listeners):
@@ -404,10 +416,9 @@ class BaseScheduler:
                     callback(event)
                 except Exception:
                     self.logger.exception("Listener %r failed on %r", callback, event)
-        hook = self._hook("asyncz_event_dispatched")
-        if hook.get_hookimpls():
+        if _EVENT_HOOK in self._active_hooks:
             try:
-                hook(scheduler=self, event=event)
+                self._hook(_EVENT_HOOK)(scheduler=self, event=event)
             except Exception:
                 self.logger.exception("A plugin failed in asyncz_event_dispatched(%r)", event)
 
@@ -424,11 +435,14 @@ class BaseScheduler:
         self._dispatch(ev.TaskRestoreFailedEvent(ev.TASK_RESTORE_FAILED, task_id, store, reason))
 
     def _before_run(self, task: Task, run_time: datetime) -> None:
-        self._call_hook("asyncz_task_before_run", scheduler=self, task=task, run_time=run_time)
+        if _BEFORE_HOOK in self._active_hooks:
+            self._call_hook(_BEFORE_HOOK, scheduler=self, task=task, run_time=run_time)
 
     def _after_run(
         self, task: Task, run_time: datetime, value: Any, exception: BaseException | None
     ) -> None:
+        if _AFTER_HOOK not in self._active_hooks:
+            return
         self._call_hook(
             "asyncz_task_after_run",
             scheduler=self,
@@ -460,6 +474,7 @@ class BaseScheduler:
     async def _start_components(self) -> None:
         """Start stores and executors, then commit the pending tasks. Never suspends for
         in-memory stores."""
+        self._refresh_hooks()
         self._ensure_defaults()
         for alias, store in list(self._stores.items()):
             await call(store, store.start(self, alias))
@@ -579,6 +594,7 @@ class BaseScheduler:
             if self._state == SchedulerState.STATE_RUNNING:
                 try:
                     self._next_wakeup = None
+                    self._refresh_hooks()
                     next_wakeup = await self._process()
                 except Exception:
                     failures += 1
