@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from asyncz._lazy import lazy_exports
 from asyncz.stores.base import BaseStore
 from asyncz.stores.memory import MemoryStore
 
@@ -20,10 +19,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'asyncz.stores' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -6,22 +6,9 @@ installed, raises an error that says how to install it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from asyncz._lazy import plugin_export
 
 __all__ = ["MongoDBStore"]
 
 
-def __getattr__(name: str) -> Any:
-    if name != "MongoDBStore":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        plugin = importlib.import_module("asyncz_mongo")
-    except ImportError as exc:
-        if exc.name is not None and exc.name.split(".")[0] != "asyncz_mongo":
-            raise
-        raise ImportError(
-            "MongoDBStore is provided by the asyncz-mongo distribution: pip install asyncz-mongo",
-            name="asyncz_mongo",
-        ) from exc
-    return plugin.MongoDBStore
+__getattr__ = plugin_export(__name__, "MongoDBStore", "asyncz_mongo", "asyncz-mongo")

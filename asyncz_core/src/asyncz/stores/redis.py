@@ -6,22 +6,9 @@ installed, raises an error that says how to install it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from asyncz._lazy import plugin_export
 
 __all__ = ["RedisStore"]
 
 
-def __getattr__(name: str) -> Any:
-    if name != "RedisStore":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        plugin = importlib.import_module("asyncz_redis")
-    except ImportError as exc:
-        if exc.name is not None and exc.name.split(".")[0] != "asyncz_redis":
-            raise
-        raise ImportError(
-            "RedisStore is provided by the asyncz-redis distribution: pip install asyncz-redis",
-            name="asyncz_redis",
-        ) from exc
-    return plugin.RedisStore
+__getattr__ = plugin_export(__name__, "RedisStore", "asyncz_redis", "asyncz-redis")
