@@ -33,8 +33,7 @@ def distributions() -> list[str]:
     dists = ["asyncz_core"]
     dists += [p for p in ("asyncz_redis", "asyncz_mongo") if (ROOT / p / "pyproject.toml").exists()]
     dists += sorted(
-        str(p.parent.relative_to(ROOT))
-        for p in ROOT.glob("plugins/asyncz_*/pyproject.toml")
+        str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/asyncz_*/pyproject.toml")
     )
     return dists
 
@@ -71,6 +70,30 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Benchmarks against Asyncz 0.17.2 and APScheduler 3.11.3 (see benchmarks/README)."""
+    """Benchmarks against Asyncz 0.17.2 and APScheduler 3.11.3 (see benchmarks/README.md).
+
+    asyncz (this tree) runs in the session's venv; each peer gets a venv of its own in
+    .nox/bench-peers/<lib> on the same interpreter, with the drivers of its stores.
+    ``nox -s bench -- --quick`` for a smoke run; other arguments go to benchmarks/run.py.
+    """
     install_all(session)
+    session.install("asyncpg>=0.28", "pyinstrument")  # the PostgreSQL driver of asyncz's SQL store
+    peers = {
+        "asyncz-0.17.2": ["asyncz==0.17.2"],
+        "apscheduler-3.11.3": ["apscheduler==3.11.3"],
+    }
+    drivers = ["redis", "pymongo", "sqlalchemy", "psycopg2-binary"]
+    python = session.run(
+        "python", "-c", "import sys; print(sys._base_executable)", silent=True
+    ).strip()
+    for lib, spec in peers.items():
+        venv = ROOT / ".nox" / "bench-peers" / lib
+        stamp = venv / ".bench-stamp"
+        wanted = " ".join([*spec, *drivers])
+        if stamp.exists() and stamp.read_text() == wanted:
+            continue
+        session.run(python, "-m", "venv", "--clear", str(venv), external=True)
+        session.run(str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *spec,
+                    *drivers, external=True)  # fmt: skip
+        stamp.write_text(wanted)
     session.run("python", "benchmarks/run.py", *session.posargs)

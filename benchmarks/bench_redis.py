@@ -35,11 +35,11 @@ if __name__ == "__main__":  # the tasks below are stored as references to this m
     sys.modules.setdefault("bench_redis", sys.modules["__main__"])
 
 import redis
-from asyncz_redis import RedisStore
 
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
 from asyncz.tasks import Task
+from asyncz_redis import RedisStore
 
 UTC = timezone.utc
 _done = 0

@@ -1,0 +1,615 @@
+"""Run the benchmark suite side by side on asyncz, Asyncz 0.17.2 and APScheduler 3.11.3.
+
+    python benchmarks/run.py                 full run (>= 3 repeats), about 20 minutes
+    python benchmarks/run.py --quick         smoke run: 1 repeat... small N
+    python benchmarks/run.py --only burst,cron --libs asyncz,apscheduler-3.11.3
+    nox -s bench [-- --quick]                 makes the peer venvs, then runs this
+
+Each library runs in its own virtual environment (``--python LIB=PATH``; by default asyncz in
+this interpreter and the peers in ``.nox/bench-peers/<lib>``, made by ``nox -s bench``). Every
+measurement is one fresh child process (``benchmarks/scenarios.py``); repeats are interleaved
+across libraries so that a noisy moment hits them all alike. The store scenarios run against
+servers started here: ``redis-server``, a throw-away PostgreSQL cluster (initdb/pg_ctl),
+a SQLite file, and mongoeco (``scripts/setup-mongoeco``) for MongoDB. Results go to
+``benchmarks/results/latest.json`` and ``docs/benchmarks.md`` (``--doc PATH`` / ``--no-doc``).
+The store benchmarks of the asyncz distributions (``benchmarks/bench_{redis,mongo,sqlalchemy}.py``)
+run once each, when present, and their JSON is kept in the results and the doc.
+"""
+
+# ruff: noqa: RUF001  (typographic signs in the Markdown it writes)
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+PEERS_DIR = ROOT / ".nox" / "bench-peers"
+LIBS = ["asyncz", "asyncz-0.17.2", "apscheduler-3.11.3"]
+STORES = ["redis", "mongodb", "sqlite", "postgresql"]
+
+#: (id, scenario, args of the full run, args of --quick)
+SCENARIOS: list[tuple[str, str, list[str], list[str]]] = [
+    ("add-1k", "add", ["--n", "1000"], ["--n", "1000"]),
+    ("add-10k", "add", ["--n", "10000"], ["--n", "10000"]),
+    ("add-100k", "add", ["--n", "100000"], ["--n", "20000"]),
+    ("mem-1k", "add-mem", ["--n", "1000"], ["--n", "1000"]),
+    ("mem-10k", "add-mem", ["--n", "10000"], ["--n", "10000"]),
+    ("mem-100k", "add-mem", ["--n", "100000"], ["--n", "20000"]),
+    ("burst", "burst", ["--n", "10000"], ["--n", "10000"]),
+    ("lateness", "lateness", ["--n", "1000", "--seconds", "10"], ["--n", "1000", "--seconds", "3"]),
+    ("idle", "idle", ["--n", "10000", "--seconds", "5"], ["--n", "10000", "--seconds", "2"]),
+    ("cron", "cron", ["--n", "20000"], ["--n", "5000"]),
+]
+STORE_SCENARIOS: list[tuple[str, str, list[str], list[str]]] = [
+    ("store-add", "store-add", ["--n", "2000"], ["--n", "300"]),
+    ("store-burst", "store-burst", ["--n", "2000"], ["--n", "300"]),
+]
+
+# ---------------------------------------------------------------------------------- servers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Servers:
+    """The store servers of the run; ``urls[kind]`` or ``missing[kind]`` (the reason)."""
+
+    def __init__(self) -> None:
+        self.urls: dict[str, str] = {}
+        self.versions: dict[str, str] = {}
+        self.missing: dict[str, str] = {}
+        self._closers: list[Any] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="asyncz-bench-"))
+
+    def start(self, kinds: list[str]) -> None:
+        for kind in kinds:
+            try:
+                getattr(self, f"_start_{kind}")()
+            except Exception as exc:  # reported as n/a with the reason
+                self.missing[kind] = f"{type(exc).__name__}: {exc}".strip()[:500]
+                print(f"[bench] no {kind} server: {self.missing[kind]}", file=sys.stderr)
+
+    def _start_redis(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        port = _free_port()
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._closers.append(lambda: (process.terminate(), process.wait(10)))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), 0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("redis-server did not answer PING")
+            time.sleep(0.05)
+        self.urls["redis"] = f"redis://127.0.0.1:{port}/0"
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+        words = out.split()  # "Redis server v=7.0.15 sha=..."
+        self.versions["redis"] = words[2].removeprefix("v=") if len(words) > 2 else out.strip()
+
+    def _start_sqlite(self) -> None:
+        self.urls["sqlite"] = f"sqlite:///{self.tmp / 'bench.sqlite3'}"
+        import sqlite3
+
+        self.versions["sqlite"] = sqlite3.sqlite_version
+
+    def _start_postgresql(self) -> None:
+        from asyncz_sqlalchemy.testing import TemporaryPostgres
+
+        server = TemporaryPostgres()
+        self._closers.append(server.close)
+        server.start()
+        self.urls["postgresql"] = server.url
+        out = subprocess.run(
+            [os.path.join(server.bin, "postgres"), "--version"], capture_output=True, text=True
+        ).stdout
+        words = out.split()  # "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
+        self.versions["postgresql"] = words[2] if len(words) > 2 else "?"
+
+    def _start_mongodb(self) -> None:
+        url = os.environ.get("ASYNCZ_TEST_MONGO_URL")
+        if url:
+            self.urls["mongodb"] = url
+            self.versions["mongodb"] = "(ASYNCZ_TEST_MONGO_URL)"
+            return
+        from asyncz_mongo.testing import TemporaryMongoeco
+
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "setup-mongoeco")], capture_output=True, text=True, timeout=900
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/setup-mongoeco failed: {done.stderr.strip()[-300:]}")
+        server = TemporaryMongoeco(done.stdout.split()[-1])
+        self._closers.append(server.close)
+        server.start()
+        self.urls["mongodb"] = server.url
+        self.versions["mongodb"] = f"mongoeco (wire version {server.version})"
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception as exc:
+                print(f"[bench] closing a server: {exc}", file=sys.stderr)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+def run_child(
+    python: str, lib: str, scenario: str, args: list[str], timeout: float
+) -> dict[str, Any]:
+    command = [python, str(BENCH / "scenarios.py"), "--lib", lib, "--scenario", scenario,
+               *args, "--json"]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+    return {"error": f"exit {done.returncode}: " + " | ".join(tail)[-400:]}
+
+
+def numeric_paths(sample: dict[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in sample.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            paths.append(prefix + key)
+        elif isinstance(value, dict):
+            paths += numeric_paths(value, prefix + key + ".")
+    return paths
+
+
+def get(sample: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        sample = sample[part]
+    return sample
+
+
+def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [s for s in samples if "error" not in s]
+    out: dict[str, Any] = {"count": len(good)}
+    if len(good) < len(samples):
+        out["errors"] = [s["error"] for s in samples if "error" in s]
+    if not good:
+        return out
+    for path in numeric_paths(good[0]):
+        if path in ("n", "calls", "expected_runs"):
+            continue
+        values = [float(get(s, path)) for s in good]
+        out[path] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    for key in ("n", "version", "store", "expected_runs", "added_before_due"):
+        if key in good[0]:
+            out[key] = good[0][key] if key != "added_before_due" else all(s[key] for s in good)
+    return out
+
+
+def load_avg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def peer_benches(servers: Servers, timeout: float, quick: bool) -> dict[str, Any]:
+    """The asyncz distributions' own store benchmarks (asyncz only), when they exist.
+
+    They start their own servers unless told a URL; the variables below are passed in case
+    they honour them."""
+    out: dict[str, Any] = {}
+    env_for = {
+        "bench_redis.py": {"ASYNCZ_TEST_REDIS_URL": servers.urls.get("redis", "")},
+        "bench_mongo.py": {"ASYNCZ_TEST_MONGO_URL": servers.urls.get("mongodb", "")},
+        "bench_sqlalchemy.py": {"ASYNCZ_TEST_POSTGRES_URL": servers.urls.get("postgresql", "")},
+    }
+    for script, extra in env_for.items():
+        path = BENCH / script
+        if not path.exists():
+            continue
+        env = {**os.environ, **{k: v for k, v in extra.items() if v}}
+        print(f"[bench] {script}", file=sys.stderr)
+        try:
+            sizes = ["--tasks", "500", "--burst", "300"] if quick else []
+            if script == "bench_mongo.py" and not quick:
+                sizes = ["--tasks", "2000", "--burst", "2000"]  # mongoeco: ms per write
+            done = subprocess.run([sys.executable, str(path), "--json", *sizes],
+                                  capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            out[script] = {"error": f"timed out after {timeout:g} s"}
+            continue
+        try:
+            start = done.stdout.index("{")
+            out[script] = json.loads(done.stdout[start:])
+        except ValueError:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            out[script] = {"error": f"exit {done.returncode}: " + " | ".join(tail)[-400:]}
+    return out
+
+
+# ---------------------------------------------------------------------------------- report
+
+#: the goals of issue 9: (label, scenario id, metric, unit, goal text, check)
+GOALS: list[tuple[str, str, str, str, str, Any]] = [
+    ("add 100k, µs/add", "add-100k", "us_per_add", "{:.1f}", "≤ 10", lambda v: v <= 10),
+    ("bytes per task (100k)", "mem-100k", "bytes_per_task", "{:,.0f}", "≤ 400", lambda v: v <= 400),
+    ("burst 10k, tasks/s", "burst", "tasks_per_s", "{:,.0f}", "≥ 150,000", lambda v: v >= 150_000),
+    ("burst: rate / bare asyncio", "burst", "ratio_to_bare", "{:.0%}", "≥ 50%", lambda v: v >= 0.5),
+    (
+        "burst: due → first run, ms",
+        "burst",
+        "due_to_first_ms",
+        "{:,.1f}",
+        "≤ 10",
+        lambda v: v <= 10,
+    ),
+    ("lateness p99 (1000 × 1 s), ms", "lateness", "p99_ms", "{:.2f}", "≤ 1", lambda v: v <= 1),
+    ("Redis add, µs", "store-add:redis", "us_per_add", "{:,.0f}", "≤ 60", lambda v: v <= 60),
+    (
+        "Redis burst 2,000, tasks/s",
+        "store-burst:redis",
+        "tasks_per_s",
+        "{:,.0f}",
+        "≥ 20,000",
+        lambda v: v >= 20_000,
+    ),
+    (
+        "cron next, µs/call (mean of 3)",
+        "cron",
+        "mean_us_per_call",
+        "{:.2f}",
+        "≤ 2.5",
+        lambda v: v <= 2.5,
+    ),
+]
+
+#: detail rows: (scenario id, metric, label, format)
+DETAIL: list[tuple[str, str, str, str]] = [
+    ("add-1k", "us_per_add", "add 1k interval tasks, µs/add", "{:.1f}"),
+    ("add-10k", "us_per_add", "add 10k interval tasks, µs/add", "{:.1f}"),
+    ("add-100k", "us_per_add", "add 100k interval tasks, µs/add", "{:.1f}"),
+    ("mem-1k", "bytes_per_task", "bytes per task (1k)", "{:,.0f}"),
+    ("mem-10k", "bytes_per_task", "bytes per task (10k)", "{:,.0f}"),
+    ("mem-100k", "bytes_per_task", "bytes per task (100k)", "{:,.0f}"),
+    ("burst", "due_to_first_ms", "burst 10k: due → first run, ms", "{:,.1f}"),
+    ("burst", "due_to_all_ms", "burst 10k: due → all done, ms", "{:,.1f}"),
+    ("burst", "tasks_per_s", "burst 10k: tasks/s", "{:,.0f}"),
+    ("burst", "bare_asyncio_tasks_per_s", "bare asyncio, same process: tasks/s", "{:,.0f}"),
+    ("burst", "ratio_to_bare", "burst rate / bare asyncio", "{:.1%}"),
+    ("lateness", "p50_ms", "lateness p50 (1000 × 1 s, 10 s), ms", "{:.2f}"),
+    ("lateness", "p99_ms", "lateness p99, ms", "{:.2f}"),
+    ("lateness", "max_ms", "lateness max, ms", "{:.2f}"),
+    ("lateness", "runs", "lateness: runs observed (of 10,000)", "{:,.0f}"),
+    ("lateness", "bare_p50_ms", "bare asyncio timers, same process: lateness p50, ms", "{:.2f}"),
+    ("lateness", "bare_p99_ms", "bare asyncio timers: lateness p99, ms", "{:.2f}"),
+    ("idle", "cpu_s_per_s", "idle, 10k tasks far ahead: CPU ms per s", "{:.3f}"),
+    (
+        "cron",
+        "us_per_call.mon-fri 9-17 */15 (Europe/Paris)",
+        "cron `mon-fri 9-17 */15` Paris, µs/call",
+        "{:.2f}",
+    ),
+    (
+        "cron",
+        "us_per_call.*/5 * * * * (America/New_York)",
+        "cron `*/5 * * * *` New York, µs/call",
+        "{:.2f}",
+    ),
+    ("cron", "us_per_call.*/5 * * * * (UTC)", "cron `*/5 * * * *` UTC, µs/call", "{:.2f}"),
+]
+for _kind, _name in (("redis", "Redis"), ("mongodb", "MongoDB"), ("sqlite", "SQLite"),
+                     ("postgresql", "PostgreSQL")):  # fmt: skip
+    DETAIL += [
+        (f"store-add:{_kind}", "us_per_add", f"{_name}: add, µs/add", "{:,.0f}"),
+        (
+            f"store-burst:{_kind}",
+            "due_to_first_ms",
+            f"{_name}: burst 2k, due → first run, ms",
+            "{:,.1f}",
+        ),
+        (f"store-burst:{_kind}", "tasks_per_s", f"{_name}: burst 2k, tasks/s", "{:,.0f}"),
+    ]
+
+
+def _cell(results: dict[str, Any], sid: str, lib: str, metric: str, fmt: str,
+          spread: bool = True) -> tuple[str, float | None]:  # fmt: skip
+    entry = results["scenarios"].get(sid, {}).get(lib)
+    if entry is None:
+        return "–", None
+    if metric not in entry:
+        return "n/a¹", None
+    stat = entry[metric]
+    scale = 1000.0 if metric == "cpu_s_per_s" else 1.0
+    text = fmt.format(stat["median"] * scale)
+    if spread and entry.get("count", 1) > 1:
+        text += f" ({fmt.format(stat['min'] * scale)}–{fmt.format(stat['max'] * scale)})"
+    return text, stat["median"]
+
+
+def render(results: dict[str, Any]) -> str:
+    libs = [lib for lib in LIBS if any(lib in v for v in results["scenarios"].values())]
+    m = results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "asyncz side by side with Asyncz 0.17.2 and APScheduler 3.11.3: the same scenario code",
+        "(`benchmarks/scenarios.py`) runs on each library through a small adapter",
+        "(`benchmarks/adapters/`), each library in its own virtual environment on the same",
+        "interpreter, one fresh process per measurement. Figures are the **median** of",
+        f"{results['repeats']} runs, with the min–max in parentheses.",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        "nox -s bench                  # full run (about 20 minutes), rewrites this page",
+        "nox -s bench -- --quick       # smoke run: 1 repeat, smaller N",
+        "nox -s bench -- --only burst,cron,redis --libs asyncz,apscheduler-3.11.3",
+        "```",
+        "",
+        f"This page was written by `{results['command']}` on {results['started']}"
+        + (" (**quick mode: smoke figures, not for comparison**)." if results["quick"] else "."),
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores; {m['os']}; Python {m['python']} for all three.",
+        f"- Load average (1, 5, 15 min) before the run: {results['load_before']}; "
+        f"after: {results['load_after']}.",
+        "- Servers: " + ", ".join(f"{k} {v}" for k, v in results.get("servers", {}).items()) + ".",
+        "",
+        "## Goals (issue 9)",
+        "",
+        "| scenario | " + " | ".join(libs) + " | asyncz goal | met |",
+        "|---|" + "---:|" * len(libs) + "---|---|",
+    ]
+    for label, sid, metric, fmt, goal, check in GOALS:
+        cells = []
+        ours = None
+        for lib in libs:
+            text, value = _cell(results, sid, lib, metric, fmt, spread=False)
+            cells.append(text)
+            if lib == "asyncz":
+                ours = value
+        met = "–" if ours is None else ("yes" if check(ours) else "**no**")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {goal} | {met} |")
+    lines += [
+        "",
+        "## All figures",
+        "",
+        "| scenario | " + " | ".join(libs) + " |",
+        "|---|" + "---:|" * len(libs),
+    ]
+    for sid, metric, label, fmt in DETAIL:
+        if sid not in results["scenarios"]:
+            continue
+        cells = [_cell(results, sid, lib, metric, fmt)[0] for lib in libs]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    notes = []
+    for sid, per_lib in results["scenarios"].items():
+        for lib, entry in per_lib.items():
+            if entry.get("errors"):
+                notes.append(f"- `{sid}` on {lib}: {entry['errors'][0]}")
+    if notes:
+        lines += ["", "¹ Not available / failed runs:", "", *sorted(set(notes))]
+    benches = results.get("asyncz_store_benches") or {}
+    if benches:
+        lines += ["", "## The asyncz store benchmarks (asyncz only)", "",
+                  "`benchmarks/bench_{redis,mongo,sqlalchemy}.py`, run once each against the",
+                  "same servers (they measure more than the side-by-side scenarios, e.g. bulk",
+                  "adds):", ""]  # fmt: skip
+        for script, data in benches.items():
+            lines.append(f"- `{script}`: `{json.dumps(data)}`")
+    lines += ["", LIMITS, "", NOTES]
+    return "\n".join(lines) + "\n"
+
+
+LIMITS = """## What bounds some figures
+
+- **Lateness** cannot be lower than the event loop's own timers: asyncio on Linux sleeps in
+  `epoll_wait`, whose timeout has a 1 ms resolution (rounded up), so a timer is late by
+  0–1 ms plus whatever else the machine runs. The row "bare asyncio timers" measures that
+  floor in the same process (1,000 `loop.call_later` timers spread over the second); compare
+  the scheduler's p50/p99 with it rather than with an absolute figure.
+- **A store add through the synchronous API** waits for the store: one round trip to the
+  server, plus (asyncz) a hop to the store's I/O thread and back. On an idle machine a
+  `redis-py` PING costs about 30 µs and a thread hop 30 µs, and `redis.asyncio` is about
+  twice as slow as the sync client per round trip.
+- **MongoDB** figures are against mongoeco, a wire-protocol server written in Python that
+  needs milliseconds (tens of them on a busy machine) per write: they rank the libraries,
+  they say nothing about a real `mongod`."""
+
+
+NOTES = """## How each figure is measured
+
+- **add N**: a started `AsyncIOScheduler` (UTC) on the running loop, memory store;
+  `add_task(anoop, "interval", hours=1)` (APScheduler: `add_job`) N times in a row; µs per
+  add is the wall time of the loop divided by N.
+- **bytes per task**: the same, in a separate process under `tracemalloc`: traced memory
+  after minus before (after a `gc.collect()`), divided by N. Tracing slows adding, hence the
+  separate run.
+- **burst**: 10,000 `date` tasks due at the same instant T (3 s ahead, so that every library
+  has added them all before T even on a busy machine; no misfire grace time), a trivial coroutine that records the
+  time; due → first run and due → last run are measured from T. Then, in the same process,
+  the bare-asyncio baseline creates and awaits 10,000 trivial tasks; the ratio is the
+  scheduler's rate over that baseline.
+- **lateness**: 1,000 `interval(seconds=1)` tasks whose start times are spread evenly over
+  one second, run for 10 s; lateness is the run's `time.time()` minus its scheduled time.
+- **idle**: 10,000 tasks 30 days ahead, CPU time of the process per wall second over 5 s.
+- **cron**: `get_next_trigger_time` (APScheduler: `get_next_fire_time`) called with the
+  previous fire time and a "now" 3 ms after it, 20,000 calls, best of 3 rounds, for three
+  triggers; the goal row is their mean.
+- **stores**: the same add (2,000 interval tasks, one by one, through the scheduler) and burst
+  (2,000 date tasks added while the scheduler is paused, then it resumes at the due instant;
+  due → last run) against real servers started by the run: `redis-server`, a throw-away
+  PostgreSQL cluster (`initdb`/`pg_ctl`), a SQLite file, and mongoeco (a MongoDB
+  wire-protocol server in Python, `scripts/setup-mongoeco`) for MongoDB. Each library uses
+  its own store classes with its default serializer (Asyncz 0.17.2 and APScheduler pickle,
+  asyncz JSON) and its usual driver (sync for the peers, asyncio drivers for asyncz).
+  mongoeco is far slower than a real `mongod`, so the MongoDB figures compare the libraries
+  with each other, not with a production server.
+
+## Noise
+
+The machine has 2 cores and is shared: other engineers run test suites on it while the
+benchmarks run, which is why the load average is printed above. Each measurement is a fresh
+process, the libraries are interleaved run by run so that a busy moment hits all three, and
+the median with its min–max is shown; still, expect ±20% on the timing figures and more on
+the tails (lateness p99/max, due → first run), which are sensitive to any other process
+taking a core for a few milliseconds. Bytes per task and cron µs/call (best of 3) are the
+most stable figures. Compare libraries within one run, not across runs.
+"""
+
+
+def render_only(path: str, doc: str) -> None:
+    """Rewrite the doc from a results file (``--render results/latest.json``)."""
+    Path(doc).write_text(render(json.loads(Path(path).read_text())))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 repeat... smaller N (smoke run)")
+    parser.add_argument("--repeats", type=int, default=0, help="default 3 (1 with --quick)")
+    parser.add_argument("--only", default="", help="scenario ids or stores, comma separated")
+    parser.add_argument("--libs", default=",".join(LIBS))
+    parser.add_argument("--python", action="append", default=[], metavar="LIB=PATH")
+    parser.add_argument("--no-peer-benches", action="store_true")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--json-out", default=str(BENCH / "results" / "latest.json"))
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--render", metavar="JSON", help="only rewrite the doc from a results file")
+    args = parser.parse_args()
+    if args.render:
+        render_only(args.render, args.doc)
+        return
+
+    repeats = args.repeats or (1 if args.quick else 3)
+    libs = [lib for lib in args.libs.split(",") if lib]
+    pythons = {"asyncz": sys.executable}
+    for lib in LIBS[1:]:
+        pythons[lib] = str(PEERS_DIR / lib / "bin" / "python")
+    for given in args.python:
+        lib, _, path = given.partition("=")
+        pythons[lib] = path
+    for lib in libs:
+        if not Path(pythons[lib]).exists():
+            raise SystemExit(
+                f"no interpreter for {lib} at {pythons[lib]}: run `nox -s bench` (which makes "
+                f"the peer venvs) or pass --python {lib}=PATH"
+            )
+    only = {x for x in args.only.split(",") if x}
+
+    plan: list[tuple[str, str, list[str], str | None]] = []  # (id, scenario, args, store)
+    for sid, scenario, full, quick in SCENARIOS:
+        if not only or sid in only or scenario in only:
+            plan.append((sid, scenario, quick if args.quick else full, None))
+    wanted_stores = [k for k in STORES if not only or k in only or "store" in only
+                     or any(sid in only for sid, *_ in STORE_SCENARIOS)]  # fmt: skip
+    if only and not (only & set(STORES)) and not any(s.startswith("store") for s in only):
+        wanted_stores = []
+    servers = Servers()
+    results: dict[str, Any] = {
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_before": load_avg(),
+        "quick": args.quick,
+        "repeats": repeats,
+        "command": "nox -s bench" + (" -- " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+        "scenarios": {},
+    }
+    try:
+        servers.start(wanted_stores)
+        for kind in wanted_stores:
+            for sid, scenario, full, quick in STORE_SCENARIOS:
+                if only and not (kind in only or sid in only or "store" in only):
+                    continue
+                store_args = ["--store", kind, "--url", servers.urls.get(kind, "")]
+                plan.append((f"{sid}:{kind}", scenario, (quick if args.quick else full) + store_args,
+                             kind))  # fmt: skip
+        samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for sid, scenario, scenario_args, store in plan:
+            for rep in range(repeats):
+                for lib in libs:  # interleaved: a noisy moment hits every library alike
+                    if store is not None and store not in servers.urls:
+                        sample = {"error": f"n/a: {servers.missing.get(store, 'no server')}"}
+                    else:
+                        sample = run_child(pythons[lib], lib, scenario, scenario_args, args.timeout)
+                    samples.setdefault((sid, lib), []).append(sample)
+                    brief = sample.get("error") or ", ".join(
+                        f"{k}={v:.4g}"
+                        for k, v in sample.items()
+                        if isinstance(v, float) and k != "adding_s"
+                    )
+                    print(f"[bench] {sid} {lib} #{rep + 1}: {brief}", file=sys.stderr)
+        for (sid, lib), runs in samples.items():
+            results["scenarios"].setdefault(sid, {})[lib] = {**aggregate(runs), "samples": runs}
+        if not args.no_peer_benches and (not only or wanted_stores):
+            results["asyncz_store_benches"] = peer_benches(servers, args.timeout, args.quick)
+    finally:
+        servers.close()
+    results["servers"] = {
+        **servers.versions,
+        **{k: f"n/a: {v}" for k, v in servers.missing.items()},
+    }
+    results["load_after"] = load_avg()
+    results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+    out = Path(args.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"[bench] wrote {out}", file=sys.stderr)
+    if not args.no_doc:
+        Path(args.doc).write_text(render(results))
+        print(f"[bench] wrote {args.doc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
