@@ -130,6 +130,9 @@ class Registry:
         self._lock = threading.RLock()
         self._scanned: dict[str, dict[str, list[PluginEntry]]] | None = None
         self._registered: dict[str, dict[str, PluginEntry]] = {k: {} for k in KINDS}
+        # (kind, alias) -> class, for the hot path (add_task with a trigger alias); cleared
+        # whenever what an alias means can change.
+        self._resolved: dict[tuple[str, str], type] = {}
 
     # -- scanning ------------------------------------------------------------------------
     def _scan(self) -> dict[str, dict[str, list[PluginEntry]]]:
@@ -165,6 +168,7 @@ class Registry:
         """Forget the cached scan (after installing or removing a distribution)."""
         with self._lock:
             self._scanned = None
+            self._resolved.clear()
             importlib.invalidate_caches()
 
     def claims(self, kind: str) -> dict[str, list[PluginEntry]]:
@@ -208,6 +212,9 @@ class Registry:
         claim the alias, :class:`PluginLoadError` chained to the import error, and
         :class:`PluginTypeError` when the object is not a subclass of the kind's base class.
         """
+        cached = self._resolved.get((kind, alias))
+        if cached is not None:
+            return cached
         entry = self.entry(kind, alias)
         with self._lock:
             if entry.obj is None:
@@ -230,6 +237,7 @@ class Registry:
                 self._check(kind, alias, obj)
                 entry.obj = obj
             resolved: type = entry.obj
+            self._resolved[(kind, alias)] = resolved
             return resolved
 
     def resolve_ref(self, ref: str, kind: str | None = None) -> Any:
@@ -274,6 +282,7 @@ class Registry:
                 value = f"{obj.__module__}:{obj.__qualname__}"
                 entry = PluginEntry(kind=kind, alias=alias, value=value, obj=obj)
             self._registered[kind][alias] = entry
+            self._resolved.pop((kind, alias), None)
 
     def deregister(self, kind: str, alias: str) -> None:
         """Remove an in-process registration; raises ``LookupError`` when there is none."""
@@ -281,6 +290,7 @@ class Registry:
         with self._lock:
             if self._registered[kind].pop(alias, None) is None:
                 raise LookupError(f"No in-process {kind} registered as {alias!r}")
+            self._resolved.pop((kind, alias), None)
 
     def iter_entries(self) -> Iterator[PluginEntry]:
         """Every resolvable entry of every kind (first claimant when an alias conflicts)."""

@@ -46,15 +46,15 @@ class AsyncIOExecutor(BaseExecutor):
         if loop is None:
             raise RuntimeError("the executor has not been started")
         if is_coroutine_function(task.fn):
-            future: asyncio.Future[Any] = loop.create_task(self.run_coroutine(task, run_times))
+            self._coroutines.add(loop.create_task(self.run_coroutine(task, run_times)))
         else:
             future = loop.run_in_executor(self._thread_pool(), self.run_sync, task, run_times)
-        self._running.add(future)
-        future.add_done_callback(self._running.discard)
+            self._running.add(future)
+            future.add_done_callback(self._running.discard)
 
     def cancel_running(self) -> int:
         cancelled = 0
-        for future in list(self._running):
+        for future in [*self._coroutines, *self._running]:
             if future.cancel():
                 cancelled += 1
         return cancelled

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
@@ -123,6 +123,19 @@ class MemoryStore(BaseStore):
                         raise ConflictingIdError(task.id, self.alias)
                     self._forget(task.id)
                 self._put(task)
+
+    async def update_tasks(self, tasks: Iterable[Task]) -> None:
+        with self._lock:
+            for task in tasks:
+                if task.id in self._records:  # deleted meanwhile: nothing to write back
+                    self._forget(task.id)
+                    self._put(task)
+
+    async def delete_tasks(self, task_ids: Iterable[str]) -> None:
+        with self._lock:
+            for task_id in task_ids:
+                if task_id in self._records:
+                    self._forget(task_id)
 
     async def update_task(self, task: Task) -> None:
         with self._lock:

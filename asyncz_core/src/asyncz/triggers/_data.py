@@ -7,14 +7,13 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from asyncz.registry import registry
 from asyncz.triggers.base import BaseTrigger, UnknownOptionError
 
 __all__ = ["create_trigger", "trigger_from_data", "trigger_to_data"]
 
 
 def _registry() -> Any:
-    from asyncz.registry import registry
-
     return registry
 
 
