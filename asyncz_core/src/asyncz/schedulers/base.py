@@ -182,7 +182,7 @@ class BaseScheduler:
         #: The zone triggers without their own zone use (``task_defaults.timezone``).
         self.trigger_timezone: tzinfo = settings.task_defaults.timezone or settings.timezone
         defaults = settings.task_defaults
-        self.task_defaults = {
+        self.task_defaults: dict[str, Any] = {
             "coalesce": defaults.coalesce,
             "max_instances": defaults.max_instances,
             "misfire_grace_time": defaults.misfire_grace_time,
@@ -854,14 +854,22 @@ class BaseScheduler:
                 **trigger_args,
             )
         task._scheduler = self
+        self._apply_defaults(task)
+        return task
+
+    def _apply_defaults(self, task: Task) -> None:
+        """A trigger (run once, now) and the ``task_defaults`` for what the task left unset."""
         if task.trigger is None:
             from asyncz.triggers import create_trigger
 
             task.trigger = create_trigger(None)
-        for key, value in self.task_defaults.items():
-            if getattr(task, key) is UNSET:
-                setattr(task, key, value)
-        return task
+        defaults = self.task_defaults
+        if task.coalesce is UNSET:
+            task.coalesce = defaults["coalesce"]
+        if task.max_instances is UNSET:
+            task.max_instances = defaults["max_instances"]
+        if task.misfire_grace_time is UNSET:
+            task.misfire_grace_time = defaults["misfire_grace_time"]
 
     def add_task(
         self,
@@ -893,6 +901,27 @@ class BaseScheduler:
             fn_or_task = fn
         if misfire_grace_time is UNSET:
             misfire_grace_time = mistrigger_grace_time
+        if fn_or_task is not None and not isinstance(fn_or_task, Task):
+            # The common case, kept lean: the Task takes the options as they came.
+            task = Task(
+                fn_or_task,
+                trigger=trigger,
+                args=args,
+                kwargs=kwargs,
+                id=id,
+                name=name,
+                misfire_grace_time=misfire_grace_time,
+                coalesce=coalesce,
+                max_instances=max_instances,
+                next_run_time=next_run_time,
+                store=store,
+                executor=executor,
+                replace_existing=replace_existing,
+                scheduler=self,
+                **trigger_args,
+            )
+            self._apply_defaults(task)
+            return self._add(task)
         options: dict[str, Any] = {
             "args": args,
             "kwargs": kwargs,
@@ -915,12 +944,22 @@ class BaseScheduler:
                 **_given(options),
                 **trigger_args,
             )
-        task = self._build_task(fn_or_task, trigger, options, trigger_args)
+        return self._add(self._build_task(fn_or_task, trigger, options, trigger_args))
+
+    def _add(self, task: Task) -> Task:
+        """Keep a built task pending, or commit it to its store (synchronously)."""
         with self._lock:
             if not self.running:
                 self._add_pending(task)
                 return task
-        return self._sync(self._add_running(task), self.lookup_store(task.store_alias))
+        store = self.lookup_store(task.store_alias)
+        if store.io_loop is None and not task.replace_existing:
+            # The common case, an in-memory store: no coroutine layers around one dict insert.
+            self._prepare_commit(task, datetime.now(utc))
+            run_inline(store.add_task(task))
+            self._committed([task], task.store_alias)
+            return task
+        return self._sync(self._add_running(task), store)
 
     async def add_task_async(self, *args: Any, **kwargs: Any) -> Task:
         """Awaitable :meth:`add_task` (for network stores, without blocking the loop)."""
@@ -988,6 +1027,10 @@ class BaseScheduler:
                 await call(store, store.add_tasks(keep, False))
             if replace:
                 await call(store, store.add_tasks(replace, True))
+        self._committed(tasks, alias)
+
+    def _committed(self, tasks: list[Task], alias: str) -> None:
+        """Bookkeeping once tasks are in their store: state, TASK_ADDED, wake-up."""
         soonest: datetime | None = None
         want_event = self._wants(ev.TASK_ADDED)
         for task in tasks:

@@ -9,7 +9,14 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from asyncz._util import UNSET, UnsetType, callable_info, new_task_id, ref_to_callable
+from asyncz._util import (
+    UNSET,
+    CallableInfo,
+    UnsetType,
+    callable_info,
+    new_task_id,
+    ref_to_callable,
+)
 from asyncz.exceptions import closest
 from asyncz.triggers.base import BaseTrigger
 
@@ -177,36 +184,45 @@ class Task:
         self.coalesce = UNSET
         self.max_instances = UNSET
         self.misfire_grace_time = UNSET
-        self._set_options(
-            coalesce=coalesce,
-            max_instances=max_instances,
-            misfire_grace_time=misfire_grace_time,
-            next_run_time=next_run_time,
-        )
+        if (
+            coalesce is not UNSET
+            or max_instances is not UNSET
+            or misfire_grace_time is not UNSET
+            or next_run_time is not UNSET
+        ):
+            self._set_options(
+                coalesce=coalesce,
+                max_instances=max_instances,
+                misfire_grace_time=misfire_grace_time,
+                next_run_time=next_run_time,
+            )
         self.trigger = None
         if trigger is not None or trigger_args:
             self.trigger = _make_trigger(trigger, trigger_args)
         if fn is not None:
-            self._set_fn(fn)
-            self._check_arguments()
+            self._check_arguments(self._set_fn(fn))
 
     # -- validation ------------------------------------------------------------------------
-    def _set_fn(self, fn: Callable[..., Any] | str) -> None:
+    def _set_fn(self, fn: Callable[..., Any] | str) -> CallableInfo:
         if isinstance(fn, str):
             self.fn = ref_to_callable(fn)
-            self.fn_reference = fn if ":" in fn else callable_info(self.fn).reference
+            info = callable_info(self.fn)
+            self.fn_reference = fn if ":" in fn else info.reference
         elif callable(fn):
             self.fn = fn
-            self.fn_reference = callable_info(fn).reference
+            info = callable_info(fn)
+            self.fn_reference = info.reference
         else:
             raise TypeError(f"fn must be a callable or a 'module:qualname' string, not {fn!r}")
         if self.name is None:
             self.name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
+        return info
 
-    def _check_arguments(self) -> None:
+    def _check_arguments(self, info: CallableInfo | None = None) -> None:
         if self.fn is None:
             return
-        info = callable_info(self.fn)
+        if info is None:
+            info = callable_info(self.fn)
         signature = info.signature
         if signature is None:
             return  # builtins without a signature: nothing to check against

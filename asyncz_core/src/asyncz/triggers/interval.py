@@ -91,13 +91,13 @@ class IntervalTrigger(BaseTrigger):
             _INTERVALS.setdefault(interval, interval) if len(_INTERVALS) < 4096 else interval
         )
         self.timezone = derive_zone(timezone, start_at, end_at)
-        start = to_bound(start_at, self.timezone, "start_at")
+        start = to_bound(start_at, self.timezone, "start_at") if start_at is not None else None
         if start is None:
             # Without a zone of its own, keep the instant in UTC (one datetime, not two).
             zone = self.timezone or _UTC
             start = datetime.now(zone) + interval
         self.start_at: datetime = start
-        self.end_at = to_bound(end_at, self.timezone, "end_at")
+        self.end_at = to_bound(end_at, self.timezone, "end_at") if end_at is not None else None
         if self.end_at is not None and self.end_at < self.start_at:
             raise ValueError(f"end_at ({self.end_at}) is before start_at ({self.start_at})")
         self.jitter = validate_jitter(jitter)
