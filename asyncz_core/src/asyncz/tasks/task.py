@@ -18,6 +18,7 @@ from asyncz._util import (
     ref_to_callable,
 )
 from asyncz.exceptions import closest
+from asyncz.triggers import create_trigger
 from asyncz.triggers.base import BaseTrigger
 
 if TYPE_CHECKING:
@@ -500,6 +501,4 @@ class Task:
 
 
 def _make_trigger(trigger: BaseTrigger | str | None, options: Mapping[str, Any]) -> BaseTrigger:
-    from asyncz.triggers import create_trigger
-
     return create_trigger(trigger, **options)

@@ -73,7 +73,10 @@ class IntervalTrigger(BaseTrigger):
             ("minutes", minutes),
             ("seconds", seconds),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # exact int/float first (the common case); bool is an int but not a duration
+            if (value.__class__ is not int and value.__class__ is not float) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
                 raise TypeError(f"{name}: expected a number, not {value!r}")
         interval = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
         self._setup(interval, start_at, end_at, timezone, jitter)
