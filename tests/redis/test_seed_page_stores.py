@@ -20,6 +20,7 @@ from typing import Any
 import pymongo
 import pytest
 
+import asyncz.stores
 import asyncz_mongo
 import asyncz_redis
 from asyncz.registry import registry
@@ -83,6 +84,10 @@ def page_stores(
             options.setdefault("url", mongo_url)
             super().__init__(database, **options)
 
+    # `from asyncz.stores import RedisStore` caches what it imported: replace that too,
+    # first (so that what is restored afterwards is the real class).
+    monkeypatch.setattr(asyncz.stores, "RedisStore", PageRedisStore)
+    monkeypatch.setattr(asyncz.stores, "MongoDBStore", PageMongoDBStore)
     monkeypatch.setattr(asyncz_redis, "RedisStore", PageRedisStore)
     monkeypatch.setattr(asyncz_mongo, "MongoDBStore", PageMongoDBStore)
     registry.register("store", "redis", PageRedisStore, replace=True)
