@@ -181,7 +181,8 @@ class BaseExecutor(abc.ABC):
                 if scheduler is not None:
                     scheduler._before_run(task, run_time)
                 try:
-                    value = await fn(*task.args, **task.kwargs)
+                    kwargs = task.kwargs
+                    value = await (fn(*task.args, **kwargs) if kwargs else fn(*task.args))
                 except asyncio.CancelledError as exc:
                     self.run_finished(task, run_time, exception=exc)
                     if scheduler is not None:
@@ -207,6 +208,9 @@ class BaseExecutor(abc.ABC):
 
 def is_coroutine_function(fn: Any) -> bool:
     """Whether calling ``fn`` returns a coroutine (cached per callable)."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
+        return True  # a plain ``async def`` function: the common case, decided at once
     from asyncz._util import callable_info
 
     return callable_info(fn).is_coroutine

@@ -765,6 +765,12 @@ class BaseScheduler:
         self, task: Task, store_alias: str, run_times: list[datetime], now: datetime
     ) -> None:
         grace = task.misfire_grace_time
+        if len(run_times) == 1 and (
+            grace is None or (now - run_times[0]).total_seconds() <= grace  # type: ignore[operator]
+        ):
+            # The common case: one due run, on time.
+            self._submit(task, store_alias, run_times, "scheduler", 0)
+            return
         if task.coalesce:
             candidates = run_times[-1:]
             folded = len(run_times) - 1
