@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -244,3 +245,62 @@ def test_scheduler_adds_many_pending_tasks_in_one_round_trip(redis_server: Redis
         scheduler.remove_all_tasks()
         scheduler.shutdown()
     time.sleep(0)
+
+
+def test_add_task_on_a_running_scheduler_writes_from_the_calling_thread(
+    redis_server: RedisServer,
+) -> None:
+    """A synchronous add_task writes once, from the caller's thread on a connection of its
+    own: the store's I/O loop is not involved, and the task reads back like any other."""
+    import threading
+
+    from asyncz.exceptions import ConflictingIdError
+
+    store = RedisStore(url=redis_server.url, **keys())
+    scheduler = AsyncIOScheduler(stores={"default": store}, isolated_event_loop=True)
+    scheduler.start(paused=True)
+    try:
+        io_thread = next(t for t in threading.enumerate() if t.name.startswith("asyncz-redis"))
+        with redis_server.client() as client:
+            before = client.info("commandstats").get("cmdstat_hset", {}).get("calls", 0)
+        seen: list[tuple[str, bool]] = []
+        original = store.add_task_sync
+
+        def spy(task: Any) -> bool:
+            written = original(task)
+            seen.append((threading.current_thread().name, written))
+            return written
+
+        store.add_task_sync = spy  # type: ignore[method-assign]
+        task = scheduler.add_task(functions.noop, "interval", hours=1, id="sync-1")
+        assert seen == [(threading.current_thread().name, True)]
+        assert io_thread.name != threading.current_thread().name
+        with redis_server.client() as client:
+            assert client.hexists(store.tasks_key, "sync-1")
+            assert client.zscore(store.run_times_key, "sync-1") == pytest.approx(
+                task.next_run_time.timestamp()
+            )
+            after = client.info("commandstats")["cmdstat_hset"]["calls"]
+        assert after - before == 1  # one write, by the script of the calling thread
+        assert scheduler.get_task("sync-1").snapshot().trigger_alias == "interval"
+        with pytest.raises(ConflictingIdError, match="sync-1"):
+            scheduler.add_task(functions.noop, "interval", hours=1, id="sync-1")
+        assert len(scheduler.get_tasks()) == 1
+    finally:
+        scheduler.remove_all_tasks()
+        scheduler.shutdown()
+
+
+def test_a_given_asyncio_client_keeps_every_call_on_the_io_loop(redis_server: RedisServer) -> None:
+    from redis.asyncio import Redis
+
+    store = RedisStore(client=Redis(port=redis_server.port), **keys())
+    scheduler = AsyncIOScheduler(stores={"default": store}, isolated_event_loop=True)
+    scheduler.start(paused=True)
+    try:
+        task = scheduler.add_task(functions.noop, "interval", hours=1, id="given")
+        assert store.add_task_sync(task) is False
+        assert scheduler.get_task("given") is not None
+    finally:
+        scheduler.remove_all_tasks()
+        scheduler.shutdown()

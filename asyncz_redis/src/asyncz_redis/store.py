@@ -9,6 +9,7 @@ from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis
 from redis.asyncio import Redis
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
@@ -174,6 +175,8 @@ class RedisStore(PersistentStore):
         self.connect_args = connect_args
         self._given_client = client
         self._client: Redis | None = None
+        self._sync_client: redis.Redis | None = None
+        self._sync_add: Any = None
         self._thread: LoopThread | None = None
         self._thread_lock = threading.Lock()
         self._broken: dict[str, tuple[str, str]] = {}  # id -> (payload sha1, reason)
@@ -191,6 +194,21 @@ class RedisStore(PersistentStore):
             client: Redis = Redis.from_url(self.url, **extra)
             return client
         return Redis(
+            host=self.host,
+            port=self.port,
+            db=self.database or 0,
+            password=self.password,
+            **self.connect_args,
+        )
+
+    def _make_sync_client(self) -> redis.Redis:
+        """A synchronous client with the same connection options, for :meth:`add_task_sync`."""
+        if self.url is not None:
+            extra: dict[str, Any] = dict(self.connect_args)
+            if self.database is not None:
+                extra["db"] = self.database
+            return redis.Redis.from_url(self.url, **extra)
+        return redis.Redis(
             host=self.host,
             port=self.port,
             db=self.database or 0,
@@ -231,6 +249,9 @@ class RedisStore(PersistentStore):
         with self._thread_lock:
             thread, self._thread = self._thread, None
         client, self._client = self._client, None
+        sync_client, self._sync_client = self._sync_client, None
+        if sync_client is not None:
+            sync_client.close()
         self._broken.clear()
         if thread is None or thread.loop is None:
             return
@@ -361,6 +382,28 @@ class RedisStore(PersistentStore):
 
     async def add_task(self, task: Task) -> None:
         await self.add_tasks([task])
+
+    def add_task_sync(self, task: Task) -> bool:
+        """One round trip on a synchronous client of the calling thread (no thread hop)."""
+        if self._client is None or self._given_client is not None:
+            # Not started (the asynchronous path raises clearly), or the user's own
+            # asyncio client, whose connection options are theirs.
+            return False
+        client = self._sync_client
+        if client is None:
+            with self._thread_lock:
+                client = self._sync_client
+                if client is None:
+                    client = self._make_sync_client()
+                    self._sync_add = client.register_script(_ADD)
+                    self._sync_client = client
+        conflict = self._sync_add(
+            keys=[self.tasks_key, self.run_times_key], args=["0", *self._triples([task])]
+        )
+        if conflict is not None:
+            raise ConflictingIdError(_text(conflict), self.alias)
+        self._forget([task.id])
+        return True
 
     async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
         """All or nothing, in one round trip: a conflicting id (without

@@ -959,12 +959,13 @@ class BaseScheduler:
                 self._add_pending(task)
                 return task
         store = self.lookup_store(task.store_alias)
-        if store.io_loop is None and not task.replace_existing:
-            # The common case, an in-memory store: no coroutine layers around one dict insert.
+        if not task.replace_existing:
             self._prepare_commit(task, datetime.now(utc))
-            run_inline(store.add_task(task))
-            self._committed([task], task.store_alias)
-            return task
+            # The store's synchronous path (the memory store's dict insert, a network store's
+            # synchronous client) spares the coroutine and any thread hop.
+            if store.add_task_sync(task):
+                self._committed([task], task.store_alias)
+                return task
         return self._sync(self._add_running(task), store)
 
     async def add_task_async(self, *args: Any, **kwargs: Any) -> Task:

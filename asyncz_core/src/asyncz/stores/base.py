@@ -94,6 +94,18 @@ class BaseStore(abc.ABC):
     async def add_task(self, task: Task) -> None:
         """Store a new task; :class:`ConflictingIdError` if its id exists."""
 
+    def add_task_sync(self, task: Task) -> bool:
+        """Store a new task from synchronous code, on the calling thread; ``False`` if the
+        store has no synchronous path (then the scheduler awaits :meth:`add_task` on
+        ``io_loop``).
+
+        A network store whose driver has a synchronous client overrides this, so that a
+        synchronous ``add_task`` costs one round trip instead of a thread hop to the store's
+        loop and back on top of it. Same contract as :meth:`add_task`: it must be safe to
+        call from any thread, and raise :class:`ConflictingIdError` when the id exists.
+        """
+        return False
+
     @abc.abstractmethod
     async def update_task(self, task: Task) -> None:
         """Replace a stored task; :class:`TaskLookupError` if its id does not exist."""

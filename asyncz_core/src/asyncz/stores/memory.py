@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, cast
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError
@@ -17,11 +16,14 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore"]
 
-# (timestamp of the next run or None when paused, insertion sequence, task). The record of a
-# task is the very tuple that sits in the heap, so an entry is live exactly while it is its
-# task's record (an identity check), and a scheduled task costs one tuple.
-_Entry = tuple[float | None, int, "Task"]
-_Scheduled = tuple[float, int, "Task"]
+# (next run time in UTC or None when paused, task id, task). The record of a task is the
+# very tuple that sits in the heap, so an entry is live exactly while it is its task's record
+# (an identity check), and a scheduled task costs one tuple. Equal run times are ordered by
+# id (which, for generated ids, is the order of creation) and never compare tasks.
+_Entry = tuple[datetime | None, str, "Task"]
+_Scheduled = tuple[datetime, str, "Task"]
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 
 
 class MemoryStore(BaseStore):
@@ -38,17 +40,19 @@ class MemoryStore(BaseStore):
         self._records: dict[str, _Entry] = {}
         self._heap: list[_Scheduled] = []
         self._stale = 0
-        self._sequence = itertools.count()
 
     # -- internals -----------------------------------------------------------------------
     def _put(self, task: Task) -> None:
         when = task.next_run_time
         if isinstance(when, datetime):
-            scheduled: _Scheduled = (when.timestamp(), next(self._sequence), task)
+            # UTC keys compare field by field (exact, no DST folds); a next run time that is
+            # already in UTC is its own key, so a scheduled entry costs one tuple.
+            key = when if when.tzinfo is _UTC else when.astimezone(_UTC)
+            scheduled: _Scheduled = (key, task.id, task)
             heapq.heappush(self._heap, scheduled)
             self._records[task.id] = scheduled
         else:
-            self._records[task.id] = (None, next(self._sequence), task)
+            self._records[task.id] = (None, task.id, task)
 
     def _forget(self, task_id: str) -> None:
         entry = self._records.pop(task_id)
@@ -72,7 +76,7 @@ class MemoryStore(BaseStore):
         return entry[2] if entry is not None else None
 
     async def get_due_tasks(self, now: datetime, limit: int | None = None) -> list[Task]:
-        horizon = now.timestamp()
+        horizon = now if now.tzinfo is _UTC else now.astimezone(_UTC)
         with self._lock:
             heap = self._heap
             taken: list[_Scheduled] = []
@@ -103,17 +107,22 @@ class MemoryStore(BaseStore):
 
     async def get_all_tasks(self) -> list[Task]:
         with self._lock:
+            # A stable sort: equal run times keep the order the tasks were last stored in.
             entries = sorted(
                 self._records.values(),
-                key=lambda e: (e[0] is None, e[0] if e[0] is not None else 0.0, e[1]),
+                key=lambda e: (e[0] is None, e[0] if e[0] is not None else _EPOCH),
             )
             return [entry[2] for entry in entries]
 
     async def add_task(self, task: Task) -> None:
+        self.add_task_sync(task)
+
+    def add_task_sync(self, task: Task) -> bool:
         with self._lock:
             if task.id in self._records:
                 raise ConflictingIdError(task.id, self.alias)
             self._put(task)
+        return True
 
     async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
         with self._lock:

@@ -120,7 +120,6 @@ class Task:
     """
 
     __slots__ = (
-        "__weakref__",
         "_scheduler",
         "_submitted",
         "args",
@@ -323,7 +322,7 @@ class Task:
         """A new, unsubmitted task with this task's options and ``changes`` applied."""
         clone = Task.__new__(Task)
         for slot in Task.__slots__:
-            if slot != "__weakref__" and hasattr(self, slot):
+            if hasattr(self, slot):
                 object.__setattr__(clone, slot, getattr(self, slot))
         clone.args = tuple(self.args)
         clone.kwargs = dict(self.kwargs) if self.kwargs else _NO_KWARGS
@@ -345,7 +344,7 @@ class Task:
     def _refresh(self, other: Task) -> None:
         if other is not self:
             for slot in Task.__slots__:
-                if slot not in ("__weakref__", "_scheduler", "_submitted"):
+                if slot not in ("_scheduler", "_submitted"):
                     object.__setattr__(self, slot, getattr(other, slot))
 
     def update(self, **changes: Any) -> Task:

@@ -24,6 +24,18 @@ _UTC = _timezone.utc
 
 
 _INTERVALS: dict[timedelta, timedelta] = {}
+# (weeks, days, hours, minutes, seconds) as given -> their validated, shared interval.
+_BY_UNITS: dict[tuple[Any, ...], timedelta] = {}
+_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
+
+
+def _plain_numbers(values: tuple[Any, ...]) -> bool:
+    """Exactly int or float (not bool, which hashes like 0 and 1) in every position."""
+    for value in values:
+        cls = value.__class__
+        if cls is not int and cls is not float:
+            return False
+    return True
 
 
 class IntervalTrigger(BaseTrigger):
@@ -52,6 +64,13 @@ class IntervalTrigger(BaseTrigger):
 
     __slots__ = ("_start_utc", "end_at", "interval", "jitter", "start_at", "timezone")
 
+    interval: timedelta
+    timezone: tzinfo | None
+    start_at: datetime
+    end_at: datetime | None
+    jitter: float | None
+    _start_utc: datetime
+
     def __init__(
         self,
         weeks: float = 0,
@@ -65,20 +84,33 @@ class IntervalTrigger(BaseTrigger):
         jitter: float | None = None,
         **unknown: Any,
     ) -> None:
-        check_options(type(self).__name__, unknown, self._OPTIONS)
-        for name, value in (
-            ("weeks", weeks),
-            ("days", days),
-            ("hours", hours),
-            ("minutes", minutes),
-            ("seconds", seconds),
-        ):
-            # exact int/float first (the common case); bool is an int but not a duration
-            if (value.__class__ is not int and value.__class__ is not float) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
-            ):
-                raise TypeError(f"{name}: expected a number, not {value!r}")
-        interval = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+        if unknown:
+            check_options(type(self).__name__, unknown, self._OPTIONS)
+        key = (weeks, days, hours, minutes, seconds)
+        interval = _BY_UNITS.get(key)
+        if interval is None or not _plain_numbers(key):
+            for name, value in zip(_UNITS, key, strict=True):
+                # bool is an int but not a duration
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(f"{name}: expected a number, not {value!r}")
+            interval = timedelta(
+                weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
+            )
+            if interval <= timedelta(0):
+                self._setup(interval, start_at, end_at, timezone, jitter)  # raises
+            if len(_BY_UNITS) < 4096:
+                # Equal intervals share one timedelta: thousands of "every hour" tasks cost one.
+                interval = _INTERVALS.setdefault(interval, interval)
+                _BY_UNITS[key] = interval
+        if start_at is None and end_at is None and timezone is None and jitter is None:
+            # The common case: the grid starts one interval from now, kept in UTC, and its
+            # first point is the very datetime the task's next run time will hold.
+            self.interval = interval
+            self.timezone = None
+            self.start_at = self._start_utc = datetime.now(_UTC) + interval
+            self.end_at = None
+            self.jitter = None
+            return
         self._setup(interval, start_at, end_at, timezone, jitter)
 
     def _setup(
@@ -99,7 +131,7 @@ class IntervalTrigger(BaseTrigger):
             # Without a zone of its own, keep the instant in UTC (one datetime, not two).
             zone = self.timezone or _UTC
             start = datetime.now(zone) + interval
-        self.start_at: datetime = start
+        self.start_at = start
         self.end_at = to_bound(end_at, self.timezone, "end_at") if end_at is not None else None
         if self.end_at is not None and self.end_at < self.start_at:
             raise ValueError(f"end_at ({self.end_at}) is before start_at ({self.start_at})")
@@ -122,7 +154,8 @@ class IntervalTrigger(BaseTrigger):
             current = now.astimezone(_UTC) if now is not None else datetime.now(_UTC)
             elapsed = current - start
             index = 0 if elapsed <= timedelta(0) else -((-elapsed) // interval)
-        fire = start + interval * index
+        # The first fire is the start itself: the task's next run time shares its datetime.
+        fire = start + interval * index if index else start
         if self.end_at is not None and fire > self.end_at:
             return None
         result = fire.astimezone(self.timezone or timezone)
