@@ -321,6 +321,9 @@ class AsynczSettings(BaseSettings):
     lock_path: str | None = None
     #: Seconds to wait before the first processing pass; see :attr:`effective_startup_delay`.
     startup_delay: GraceTime = None
+    #: Seconds before a due instant that the scheduler stops sleeping on the event loop's
+    #: timer (good to 1 ms) and yields to the loop until the instant; 0 turns this off.
+    wakeup_spin: float = Field(default=0.002, ge=0, le=1)
     #: Name of the scheduler's logger (``None``: the scheduler's default).
     logger_name: str | None = None
     #: The class that creates loggers (``asyncz.schedulers.base.ClassicLogging`` by default).

@@ -205,6 +205,7 @@ class BaseScheduler:
             except ValueError as exc:
                 raise ConfigurationError([(f"{prefix}lock_path", str(exc))]) from None
         self.startup_delay: float = settings.effective_startup_delay
+        self.wakeup_spin: float = settings.wakeup_spin
 
         stores: dict[str, BaseStore] = {}
         from asyncz.serializers.pickle import configured_secret_key
@@ -567,11 +568,12 @@ class BaseScheduler:
     def _wake(self) -> None:
         # _wake_requested stays set until the next pass begins: later wake-ups are no-ops.
         future = self._wake_future
-        if future is None:
-            # A pass is in progress (awaiting a store): the change may have come too late
-            # for it, so the next sleep must not happen.
+        if future is None or future.done():
+            # A pass is in progress (awaiting a store), or the sleep is in its last, yielding
+            # stretch: the change may have come too late for either, so the sleep ends and
+            # the next one must not happen.
             self._wake_pending = True
-        elif not future.done():
+        else:
             future.set_result(None)
 
     def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None:
@@ -639,10 +641,23 @@ class BaseScheduler:
         future: asyncio.Future[None] = loop.create_future()
         self._wake_future = future
         handle = None
+        deadline = None
         if seconds is not None:
-            handle = loop.call_later(seconds, _resolve, future)
+            spin = self.wakeup_spin
+            if spin and seconds > 0:
+                # The loop's timer is only good to a millisecond (its poll rounds the timeout
+                # up to whole milliseconds): sleep on it until ``spin`` seconds before the
+                # due instant, then yield to the loop until that instant.
+                deadline = loop.time() + seconds
+                handle = loop.call_later(max(0.0, seconds - spin), _resolve, future)
+            else:
+                handle = loop.call_later(seconds, _resolve, future)
         try:
             await future
+            if deadline is not None:
+                while not self._wake_pending and loop.time() < deadline:
+                    await asyncio.sleep(0)
+                self._wake_pending = False
         finally:
             self._wake_future = None
             self._wake_requested = False
