@@ -39,7 +39,10 @@ class MemoryStore(BaseStore):
         self._lock = threading.RLock()
         self._records: dict[str, _Entry] = {}
         self._heap: list[_Scheduled] = []
-        self._stale = 0
+        self._stale = 0  # heap entries that are no longer their task's record
+        # Entries handed out as due and taken off the heap until the scheduler writes their
+        # task back (update or delete); put back if it has not by the next query.
+        self._claimed: dict[str, _Scheduled] = {}
 
     # -- internals -----------------------------------------------------------------------
     def _put(self, task: Task) -> None:
@@ -57,6 +60,8 @@ class MemoryStore(BaseStore):
     def _forget(self, task_id: str) -> None:
         entry = self._records.pop(task_id)
         if entry[0] is not None:
+            if self._claimed and self._claimed.pop(task_id, None) is entry:
+                return  # off the heap already
             self._stale += 1
             if self._stale > 1024 and self._stale > len(self._heap) // 2:
                 self._compact()
@@ -66,6 +71,14 @@ class MemoryStore(BaseStore):
         self._heap = [cast(_Scheduled, e) for e in self._records.values() if e[0] is not None]
         heapq.heapify(self._heap)
         self._stale = 0
+        self._claimed.clear()  # back on the heap
+
+    def _unclaim(self) -> None:
+        """Put back due entries whose task was not written back (a pass that failed)."""
+        for entry in self._claimed.values():
+            if self._live(entry):
+                heapq.heappush(self._heap, entry)
+        self._claimed.clear()
 
     def _live(self, entry: _Scheduled) -> bool:
         return self._records.get(entry[2].id) is entry
@@ -78,23 +91,29 @@ class MemoryStore(BaseStore):
     async def get_due_tasks(self, now: datetime, limit: int | None = None) -> list[Task]:
         horizon = now if now.tzinfo is _UTC else now.astimezone(_UTC)
         with self._lock:
+            if self._claimed:
+                self._unclaim()
             heap = self._heap
-            taken: list[_Scheduled] = []
+            records = self._records
+            claimed = self._claimed
+            pop = heapq.heappop
             due: list[Task] = []
             while heap and heap[0][0] <= horizon and (limit is None or len(due) < limit):
-                entry = heapq.heappop(heap)
-                if self._live(entry):
-                    taken.append(entry)
-                    due.append(entry[2])
+                entry = pop(heap)
+                task = entry[2]
+                if records.get(task.id) is entry:
+                    # The task stays in the store (records) until the scheduler writes it
+                    # back; only its heap entry waits aside, so it is not pushed again.
+                    claimed[task.id] = entry
+                    due.append(task)
                 else:
                     self._stale -= 1
-            # Due tasks stay in the store until the scheduler writes their next run back.
-            for entry in taken:
-                heapq.heappush(heap, entry)
             return due
 
     async def get_next_run_time(self) -> datetime | None:
         with self._lock:
+            if self._claimed:
+                self._unclaim()
             heap = self._heap
             while heap:
                 entry = heap[0]
@@ -163,6 +182,7 @@ class MemoryStore(BaseStore):
         with self._lock:
             self._records.clear()
             self._heap.clear()
+            self._claimed.clear()
             self._stale = 0
 
     def __len__(self) -> int:

@@ -305,7 +305,9 @@ class StoreContract:
         self.call(store.add_task(make_task("stay", self.at(1))))
         first = self.call(store.get_due_tasks(self.at(5)))
         assert [t.id for t in first] == ["stay"]
+        assert self.call(store.get_next_run_time()) == self.at(1)
         assert [t.id for t in self.call(store.get_due_tasks(self.at(5)))] == ["stay"]
+        assert [t.id for t in self.call(store.get_all_tasks())] == ["stay"]
         moved = make_task("stay", self.at(10))
         self.call(store.update_tasks([moved]))
         assert self.call(store.get_due_tasks(self.at(5))) == []
