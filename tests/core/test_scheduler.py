@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -589,3 +590,22 @@ async def test_listener_errors_do_not_stop_dispatch() -> None:
     scheduler.shutdown()
     assert [e.code for e in seen] == [ev.SCHEDULER_START]
     scheduler.remove_listener(seen.append)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_repeat_its_parents_generated_ids() -> None:
+    from asyncz.tasks import Task
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the id of its first task and leave at once
+        os.close(read)
+        os.write(write, Task(print).id.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_id = pipe.read()
+    os.waitpid(pid, 0)
+    parent_ids = {Task(print).id for _ in range(3)}
+    assert child_id and child_id not in parent_ids
+    assert child_id[:16] != next(iter(parent_ids))[:16]
