@@ -74,6 +74,26 @@ async def test_the_loop_keeps_running_and_a_wakeup_cuts_the_last_stretch_short()
     assert len(ticks) > 30 and max(gaps) < 0.1
 
 
+@pytest.mark.parametrize("from_thread", [False, True])
+async def test_a_wakeup_during_a_long_sleep_is_not_held_back_to_the_old_deadline(
+    from_thread: bool,
+) -> None:
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    async with scheduler:
+        scheduler.add_task(
+            mark, "date", run_at=datetime.now(UTC) + timedelta(seconds=30), args=["far"]
+        )
+        await asyncio.sleep(0.2)  # asleep until 30 s from now
+        added = time.time()
+        if from_thread:
+            await asyncio.to_thread(scheduler.add_task, mark, "date", args=["now"])
+        else:
+            scheduler.add_task(mark, "date", args=["now"])
+        while "now" not in runs and time.time() < added + 3:
+            await asyncio.sleep(0.005)
+    assert runs["now"] - added < 0.5
+
+
 def test_the_setting_is_validated_under_its_dotted_key() -> None:
     with pytest.raises(ConfigurationError) as info:
         AsyncIOScheduler(global_config={"asyncz.wakeup_spin": -1})

@@ -142,7 +142,7 @@ class BaseScheduler:
         self._requested_loop = event_loop
         self._isolated = isolated_event_loop
         self._main_task: asyncio.Task[None] | None = None
-        self._wake_future: asyncio.Future[None] | None = None
+        self._wake_future: asyncio.Future[Any] | None = None
         self._wake_requested = False
         self._wake_pending = False
         self._next_wakeup: datetime | None = None
@@ -638,7 +638,7 @@ class BaseScheduler:
             self._wake_pending = False
             self._wake_requested = False
             return
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._wake_future = future
         handle = None
         deadline = None
@@ -649,12 +649,12 @@ class BaseScheduler:
                 # up to whole milliseconds): sleep on it until ``spin`` seconds before the
                 # due instant, then yield to the loop until that instant.
                 deadline = loop.time() + seconds
-                handle = loop.call_later(max(0.0, seconds - spin), _resolve, future)
+                handle = loop.call_later(max(0.0, seconds - spin), _time_is_up, future)
             else:
                 handle = loop.call_later(seconds, _resolve, future)
         try:
-            await future
-            if deadline is not None:
+            # A wake-up resolves the future with None, the spin timer with _TIME_IS_UP.
+            if await future is _TIME_IS_UP and deadline is not None:
                 while not self._wake_pending and loop.time() < deadline:
                     await asyncio.sleep(0)
                 self._wake_pending = False
@@ -1494,6 +1494,14 @@ async def _acquire_soon(lock: FileLock, timeout: float) -> bool:
     return True
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def _resolve(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+_TIME_IS_UP = object()
+
+
+def _time_is_up(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(_TIME_IS_UP)
