@@ -5,11 +5,16 @@ All I/O runs on an event loop the store owns, on a thread of its own (a
 thread. The table (see :mod:`asyncz_sqlalchemy.schema`) holds one row per task; due tasks are
 *claimed* in one statement (``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)
 RETURNING``) so that several schedulers sharing a table never take the same due run.
+
+A synchronous ``add_task`` on a running scheduler skips the I/O thread: it inserts the row
+from the calling thread through a synchronous engine on the same database (see
+:meth:`SQLAlchemyStore.add_task_sync` and :mod:`asyncz_sqlalchemy._sync`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -24,6 +29,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
 from asyncz.stores.base import LoopThread, PersistentStore
+from asyncz_sqlalchemy._sync import (
+    Disconnected,
+    DuplicateId,
+    SyncInserter,
+    create_sync_engine,
+    sync_url,
+)
 from asyncz_sqlalchemy.schema import FORMAT_VERSION, REQUIRED_COLUMNS, build_table
 
 if TYPE_CHECKING:
@@ -97,6 +109,11 @@ class SQLAlchemyStore(PersistentStore):
       (``echo=True``, ``pool_size=5``, ``connect_args={...}``, ...).
 
     Construction never connects; :meth:`start` does, on the store's own I/O thread.
+
+    A synchronous ``add_task`` on a running scheduler inserts from the calling thread
+    through a synchronous engine created on first use for the same database (``sqlite3``, or
+    psycopg 3 for PostgreSQL: ``pip install 'asyncz-sqlalchemy[postgresql]'``); see
+    :meth:`add_task_sync`.
     """
 
     def __init__(
@@ -138,6 +155,8 @@ class SQLAlchemyStore(PersistentStore):
         #: Identifies this store's claims on due rows.
         self.claimant = uuid.uuid4().hex
         self._owns_engine = not isinstance(database, AsyncEngine)
+        # Handed to the synchronous twin engine too (see add_task_sync).
+        self._connect_args: dict[str, Any] = dict(engine_options.get("connect_args") or {})
         if isinstance(database, AsyncEngine):
             if engine_options:
                 raise TypeError(
@@ -154,6 +173,10 @@ class SQLAlchemyStore(PersistentStore):
         # that a run is not repeated when the database comes back.
         self._unsaved: dict[str, Task] = {}
         self._undeleted: set[str] = set()
+        # The synchronous insert path: made on first use, closed by shutdown().
+        self._sync: SyncInserter | None = None
+        self._sync_lock = threading.Lock()
+        self._sync_unavailable = False
 
     # -- the I/O loop ----------------------------------------------------------------------
     @property
@@ -177,17 +200,23 @@ class SQLAlchemyStore(PersistentStore):
             options.setdefault("pool_pre_ping", True)
         engine = create_async_engine(url, **options)
         if engine.dialect.name == "sqlite":
-            self._configure_sqlite(engine)
+            self._configure_sqlite(engine.sync_engine)
         return engine
 
-    def _configure_sqlite(self, engine: AsyncEngine) -> None:
+    def _configure_sqlite(self, engine: Engine, pragmas: bool = True) -> None:
+        """Set up the connections of a SQLite engine (the async engine's, and its
+        synchronous twin's); ``pragmas=False`` leaves the database settings alone (an engine
+        the user handed in gets none from the store)."""
         busy_ms = int(self.busy_timeout * 1000)
         wal = self.wal and (engine.url.database or ":memory:") != ":memory:"
 
-        @event.listens_for(engine.sync_engine, "connect")
+        @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-            # Let SQLAlchemy (not the driver) emit BEGIN, so writes can BEGIN IMMEDIATE.
+            # Let SQLAlchemy (not the driver) emit BEGIN, so writes can BEGIN IMMEDIATE;
+            # a statement outside a transaction commits on its own.
             dbapi_connection.isolation_level = None
+            if not pragmas:
+                return
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
@@ -197,7 +226,7 @@ class SQLAlchemyStore(PersistentStore):
             finally:
                 cursor.close()
 
-        @event.listens_for(engine.sync_engine, "begin")
+        @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
             # A write transaction takes the write lock up front (waiting up to busy_timeout)
             # instead of failing when a read lock cannot be upgraded.
@@ -254,6 +283,10 @@ class SQLAlchemyStore(PersistentStore):
     async def shutdown(self) -> None:
         self._started = False
         try:
+            with self._sync_lock:
+                inserter, self._sync = self._sync, None
+            if inserter is not None:
+                inserter.close()
             if self._owns_engine:
                 await self.engine.dispose()
         finally:
@@ -417,6 +450,58 @@ class SQLAlchemyStore(PersistentStore):
                 await conn.execute(sa.insert(self.table), [row])
         except IntegrityError:
             raise ConflictingIdError(task.id, self.alias) from None
+
+    def add_task_sync(self, task: Task) -> bool:
+        """Insert the task's row from the calling thread (any thread), in a transaction of
+        its own; :class:`ConflictingIdError` if the id exists.
+
+        Runs on a synchronous engine made on first use for the same database: ``sqlite3``
+        with the async engine's connection setup, or psycopg 3 for PostgreSQL. ``False``
+        (the scheduler then awaits :meth:`add_task` on the I/O loop) before :meth:`start`,
+        after :meth:`shutdown`, when there is no such engine (psycopg missing, an in-memory
+        SQLite database, a given engine or ``connect_args`` of an unknown driver), and when
+        the connection turns out to be lost (it is replaced on the next call).
+        """
+        if not self._started:
+            return False
+        inserter = self._sync or self._make_sync()
+        if inserter is None:
+            return False
+        when = task.next_run_time
+        params = {
+            "id": task.id,
+            "next_run_time": when.timestamp() if isinstance(when, datetime) else None,
+            "payload": self.encode_task(task),
+            "format_version": FORMAT_VERSION,
+        }
+        try:
+            inserter.insert(params)
+        except DuplicateId:
+            raise ConflictingIdError(task.id, self.alias) from None
+        except Disconnected:
+            return False
+        return True
+
+    def _make_sync(self) -> SyncInserter | None:
+        with self._sync_lock:
+            if self._sync is not None or self._sync_unavailable or not self._started:
+                return self._sync
+            url = sync_url(self.engine.url, self._connect_args)
+            if url is None:
+                self._sync_unavailable = True
+                return None
+            options: dict[str, Any] = {}
+            if self._connect_args:
+                options["connect_args"] = self._connect_args
+            try:
+                engine = create_sync_engine(url, **options)
+            except ImportError:  # the sync driver cannot be loaded after all
+                self._sync_unavailable = True
+                return None
+            if engine.dialect.name == "sqlite":
+                self._configure_sqlite(engine, pragmas=self._owns_engine)
+            self._sync = SyncInserter(engine, self.table)
+            return self._sync
 
     async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
         rows = [self._row(task) for task in tasks]
