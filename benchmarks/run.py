@@ -453,15 +453,24 @@ def render(results: dict[str, Any]) -> str:
 
 LIMITS = """## What bounds some figures
 
-- **Lateness** cannot be lower than the event loop's own timers: asyncio on Linux sleeps in
-  `epoll_wait`, whose timeout has a 1 ms resolution (rounded up), so a timer is late by
-  0–1 ms plus whatever else the machine runs. The row "bare asyncio timers" measures that
-  floor in the same process (1,000 `loop.call_later` timers spread over the second); compare
-  the scheduler's p50/p99 with it rather than with an absolute figure.
-- **A store add through the synchronous API** waits for the store: one round trip to the
-  server, plus (asyncz) a hop to the store's I/O thread and back. On an idle machine a
-  `redis-py` PING costs about 30 µs and a thread hop 30 µs, and `redis.asyncio` is about
-  twice as slow as the sync client per round trip.
+- **Lateness** of a plain event-loop timer cannot be lower than the loop's poll: asyncio on
+  Linux sleeps in `epoll_wait`, whose timeout has a 1 ms resolution (rounded up), so a timer
+  is late by 0–1 ms plus whatever else the machine runs. The row "bare asyncio timers"
+  measures that floor in the same process. asyncz goes below it with `wakeup_spin` (2 ms by
+  default): it sleeps on the timer until 2 ms before the due instant, then yields to the loop
+  (other coroutines keep running) until the instant. The price is up to 2 ms of CPU per
+  wake-up; `wakeup_spin=0` turns it off and asyncz's lateness is then the bare timers'.
+- **Bytes per task** (asyncz, interval task in the memory store), the objects one task owns,
+  as `tracemalloc` counts them: the `Task` (16 slots) 160 B; its heap entry (a 3-tuple
+  shared with the id index) 64 B; the interval trigger (6 slots) 80 B; the generated id
+  (24 characters) 73 B; the next run time, which is also the trigger's start, 48 B; its
+  share of the id index (a dict) and of the heap list about 46 B. What is left is the floor
+  of one slotted object per task plus its index entries in CPython; a lower figure needs a
+  columnar store (arrays of run times and ids), which would make every task a view.
+- **A store add through the synchronous API** is one round trip to the server from the
+  calling thread (asyncz's stores keep a synchronous client for it besides their asyncio
+  one): its floor is the server's latency, about 30 µs for a Redis command and 20–150 µs
+  for a PostgreSQL statement on this machine's loopback, plus encoding the task.
 - **MongoDB** figures are against mongoeco, a wire-protocol server written in Python that
   needs milliseconds (tens of them on a busy machine) per write: they rank the libraries,
   they say nothing about a real `mongod`."""
@@ -492,7 +501,8 @@ NOTES = """## How each figure is measured
   PostgreSQL cluster (`initdb`/`pg_ctl`), a SQLite file, and mongoeco (a MongoDB
   wire-protocol server in Python, `scripts/setup-mongoeco`) for MongoDB. Each library uses
   its own store classes with its default serializer (Asyncz 0.17.2 and APScheduler pickle,
-  asyncz JSON) and its usual driver (sync for the peers, asyncio drivers for asyncz).
+  asyncz JSON) and its usual driver (sync for the peers; for asyncz, asyncio drivers on the
+  store's own thread, plus a synchronous client for `add_task` from synchronous code).
   mongoeco is far slower than a real `mongod`, so the MongoDB figures compare the libraries
   with each other, not with a production server.
 
