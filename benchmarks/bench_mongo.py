@@ -7,9 +7,13 @@ inserts get slower as a collection grows; against it the figures measure mostly 
 * adding N tasks (10,000) one by one through the scheduler's ``add_task`` (µs per add);
 * adding N tasks in one ``store.add_tasks`` bulk write (µs per task);
 * a burst of B (2,000) tasks due at once: tasks per second from the due instant until every
-  run was executed and the finished tasks removed.
+  run was executed and the finished tasks removed, with the server commands it took (count
+  and server time per kind, as PyMongo's command monitoring sees them).
 
-Run: ``python benchmarks/bench_mongo.py [--json] [--tasks N] [--burst B]``.
+``--sqlite`` runs mongoeco on its SQLite engine, as ``benchmarks/run.py`` does (several times
+slower per write than the in-memory engine).
+
+Run: ``python benchmarks/bench_mongo.py [--json] [--sqlite] [--tasks N] [--burst B]``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from pymongo import monitoring
 
 from asyncz import events as ev
 from asyncz.schedulers.asyncio import AsyncIOScheduler
@@ -36,21 +43,47 @@ from asyncz_mongo.testing import TemporaryMongoeco
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def server_url() -> tuple[str, TemporaryMongoeco | None]:
+def server_url(sqlite: bool = False) -> tuple[str, TemporaryMongoeco | None]:
     url = os.environ.get("ASYNCZ_TEST_MONGO_URL")
     if url:
         return url, None
     python = subprocess.run(
         [str(ROOT / "scripts" / "setup-mongoeco")], capture_output=True, text=True, check=True
     ).stdout.split()[-1]
-    # In memory: mongoeco's SQLite engine is several times slower, and persistence is not
-    # what is measured here.
-    server = TemporaryMongoeco(python, persistent=False)
+    # In memory by default: mongoeco's SQLite engine is several times slower, and
+    # persistence is not what is measured here.
+    server = TemporaryMongoeco(python, persistent=sqlite)
     server.start()
     return server.url, server
 
 
-def make_store(url: str) -> MongoDBStore:
+class CommandTally(monitoring.CommandListener):
+    """Server commands by name: how many, and the server time they took (µs)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = defaultdict(int)
+        self.micros: dict[str, int] = defaultdict(int)
+        self.active = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if self.active:
+            self.counts[event.command_name] += 1
+            self.micros[event.command_name] += event.duration_micros
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.succeeded(event)  # type: ignore[arg-type]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            name: {"count": count, "server_ms": self.micros[name] / 1000}
+            for name, count in sorted(self.counts.items())
+        }
+
+
+def make_store(url: str, **options: Any) -> MongoDBStore:
     # mongoeco answers nothing while it digests a large bulk write: a long connect timeout
     # keeps PyMongo's monitor from declaring it down (and cancelling the write) meanwhile.
     return MongoDBStore(
@@ -59,6 +92,7 @@ def make_store(url: str) -> MongoDBStore:
         url=url,
         connectTimeoutMS=600_000,
         socketTimeoutMS=600_000,
+        **options,
     )
 
 
@@ -99,8 +133,8 @@ def bench_bulk_adds(url: str, count: int) -> float:
     return asyncio.run(run()) / count * 1e6
 
 
-def bench_burst(url: str, count: int) -> float:
-    store = make_store(url)
+def bench_burst(url: str, count: int, tally: CommandTally) -> float:
+    store = make_store(url, event_listeners=[tally])
     scheduler = AsyncIOScheduler(stores={"default": store}, isolated_event_loop=True)
     done = threading.Event()
     executed = 0
@@ -124,9 +158,11 @@ def bench_burst(url: str, count: int) -> float:
         if wait > 0:
             time.sleep(wait)
         started = time.perf_counter()
+        tally.active = True
         scheduler.resume()
         if not done.wait(300):
             raise RuntimeError(f"only {executed} of {count} runs executed")
+        tally.active = False
         while scheduler.get_tasks():  # finished tasks removed from the store too
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
@@ -138,16 +174,19 @@ def bench_burst(url: str, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sqlite", action="store_true", help="mongoeco's SQLite engine")
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--burst", type=int, default=2_000)
     args = parser.parse_args()
-    url, server = server_url()
+    url, server = server_url(args.sqlite)
+    tally = CommandTally()
     try:
-        results = {
+        results: dict[str, Any] = {
             "server": server.version if server else url,
             "scheduler_add_us_per_task": bench_scheduler_adds(url, args.tasks),
             "bulk_add_us_per_task": bench_bulk_adds(url, args.tasks),
-            "burst_tasks_per_second": bench_burst(url, args.burst),
+            "burst_tasks_per_second": bench_burst(url, args.burst, tally),
+            "burst_commands": tally.summary(),
         }
     finally:
         if server is not None:
@@ -160,6 +199,8 @@ def main() -> None:
     print(f"add {n} tasks, scheduler.add_task: {results['scheduler_add_us_per_task']:.0f} µs/task")
     print(f"add {n} tasks, store.add_tasks (bulk): {results['bulk_add_us_per_task']:.1f} µs/task")
     print(f"burst of {b} due tasks: {results['burst_tasks_per_second']:.0f} tasks/s")
+    for name, figures in results["burst_commands"].items():
+        print(f"  {name:>10}: {figures['count']:4.0f} commands, {figures['server_ms']:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ two stores, unrestorable documents, restarts of the server (graceful and killed)
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -15,11 +16,11 @@ import pytest
 from pymongo.errors import ConnectionFailure
 
 from asyncz import events as ev
-from asyncz.exceptions import ConfigurationError
+from asyncz.exceptions import ConfigurationError, ConflictingIdError
 from asyncz.registry import create
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import BaseStore, LoopThread, call
-from asyncz.testing import MISSING_FUNCTION, functions, make_task, wait_until
+from asyncz.testing import MISSING_FUNCTION, assert_same_task, functions, make_task, wait_until
 from asyncz_mongo import MongoDBStore
 from asyncz_mongo.testing import TemporaryMongoeco
 
@@ -119,6 +120,9 @@ class Harness:
         )
         return client[DATABASE][self.collection]
 
+    def raw_leases(self) -> pymongo.collection.Collection[dict[str, Any]]:
+        return self.raw().database[f"{self.collection}.leases"]
+
     def close(self) -> None:
         for store in self.stores:
             if store.io_loop is not None:
@@ -159,10 +163,117 @@ def test_the_document_layout(harness: Harness) -> None:
     assert doc is not None
     assert doc["next_run_time"] == at(1).timestamp()
     assert isinstance(doc["payload"], bytes)
-    assert (doc["lease_owner"], doc["lease_until"]) == (None, 0.0)
+    assert set(doc) == {"_id", "next_run_time", "payload"}  # claims live in the registry
     paused = harness.raw().find_one({"_id": "paused"})
     assert paused is not None
     assert paused["next_run_time"] is None
+
+
+# -- add_task_sync: the synchronous path of a running scheduler's add_task ----------------------
+def test_add_task_sync_stores_the_task_seen_through_the_async_path(harness: Harness) -> None:
+    store = harness.store()
+    # Not connected on its I/O loop yet (that first operation makes the index): the
+    # scheduler is told to use the async path.
+    assert store.add_task_sync(make_task("early", at(1))) is False
+    harness.run(store.add_task(make_task("async", at(1))), store)
+    task = make_task("sync", at(2), args=(1, "two"))
+    assert store.add_task_sync(task) is True  # on this (foreign) thread
+    assert_same_task(harness.run(store.lookup_task("sync"), store), task)
+    assert [t.id for t in harness.run(store.get_all_tasks(), store)] == ["async", "sync"]
+    assert harness.run(store.get_next_run_time(), store) == at(1)
+    # The same document as the async path stores.
+    raw_sync, raw_async = (
+        harness.raw().find_one({"_id": "sync"}),
+        harness.raw().find_one({"_id": "async"}),
+    )
+    assert raw_sync is not None
+    assert raw_async is not None
+    assert list(raw_sync) == list(raw_async) == ["_id", "next_run_time", "payload"]
+    assert raw_sync["next_run_time"] == at(2).timestamp()
+    assert raw_sync["payload"] == store.encode_task(task)
+    # And it is claimed and run like any other.
+    due = harness.run(store.get_due_tasks(at(5)), store)
+    assert [t.id for t in due] == ["async", "sync"]
+
+
+def test_add_task_sync_refuses_an_existing_id_and_names_it(harness: Harness) -> None:
+    store = harness.store()
+    harness.run(store.add_task(make_task("taken", at(1))), store)
+    with pytest.raises(ConflictingIdError, match="taken") as info:
+        store.add_task_sync(make_task("taken", at(9)))
+    assert info.value.task_id == "taken"
+    assert store.add_task_sync(make_task("twice", at(3))) is True
+    with pytest.raises(ConflictingIdError, match="twice"):
+        store.add_task_sync(make_task("twice", at(4)))
+    with pytest.raises(ConflictingIdError, match="twice"):  # and the async path agrees
+        harness.run(store.add_task(make_task("twice", at(5))), store)
+    # The stored tasks are left as they were.
+    assert harness.raw().find_one({"_id": "taken"})["next_run_time"] == at(1).timestamp()  # type: ignore[index]
+    assert harness.raw().find_one({"_id": "twice"})["next_run_time"] == at(3).timestamp()  # type: ignore[index]
+    assert harness.raw().count_documents({}) == 2
+
+
+def test_add_task_sync_from_many_threads_shares_one_client(harness: Harness) -> None:
+    store = harness.store()
+    harness.run(store.get_next_run_time(), store)  # connects
+    errors: list[BaseException] = []
+
+    def add(worker: int) -> None:
+        try:
+            for i in range(10):
+                assert store.add_task_sync(make_task(f"w{worker}-{i}", at(i)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(harness.run(store.get_all_tasks(), store)) == 40
+    client = store._sync_client
+    assert client is not None
+    harness.run(store.shutdown(), store)
+    assert store._sync_client is None  # closed with the store
+    assert store.add_task_sync(make_task("after", at(1))) is False
+
+
+def test_add_task_sync_without_a_known_url_defers_to_the_async_path(harness: Harness) -> None:
+    client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
+        harness.url, serverSelectionTimeoutMS=3000
+    )
+    store = MongoDBStore(database=DATABASE, collection=harness.collection, client=client)
+    harness.run(store.start(harness.host, "default"), store)
+    harness.stores.append(store)
+    try:
+        harness.run(store.add_task(make_task("given", at(1))), store)
+        assert store.add_task_sync(make_task("other", at(2))) is False
+        assert harness.raw().count_documents({}) == 1
+    finally:
+        harness.run(client.close(), store)
+
+
+def test_a_running_scheduler_adds_through_the_sync_client(mongo_url: str) -> None:
+    collection = f"sync-{uuid.uuid4().hex[:8]}"
+    store = MongoDBStore(
+        database=DATABASE, collection=collection, url=mongo_url, serverSelectionTimeoutMS=3000
+    )
+    scheduler = AsyncIOScheduler(stores={"default": store}, isolated_event_loop=True)
+    scheduler.start(paused=True)
+    try:
+        scheduler.add_task(functions.noop, "interval", hours=1, id="first")  # connects
+        scheduler.add_task(functions.noop, "interval", hours=2, id="second")
+        assert store._sync_client is not None
+        assert {t.id for t in scheduler.get_tasks()} == {"first", "second"}
+        with pytest.raises(ConflictingIdError, match="second"):
+            scheduler.add_task(functions.noop, "interval", hours=3, id="second")
+        task = scheduler.get_task("second")
+        assert task is not None
+        assert task.trigger.interval == timedelta(hours=2)  # type: ignore[union-attr]
+    finally:
+        scheduler.remove_all_tasks()
+        scheduler.shutdown()
 
 
 def test_two_stores_never_take_the_same_due_run(harness: Harness) -> None:
@@ -187,9 +298,10 @@ def test_two_stores_never_take_the_same_due_run(harness: Harness) -> None:
     harness.run(second.update_tasks(taken[:1]), second)  # second does not hold c0
     harness.run(first.update_tasks(taken), first)
     assert harness.run(second.get_next_run_time(), second) == at(1000)
-    raw = harness.raw().find_one({"_id": "c0"})
-    assert raw is not None
-    assert (raw["lease_owner"], raw["lease_until"]) == (None, 0.0)
+    # Written back, the claims are released: the lease registry holds nothing.
+    registry = harness.raw_leases().find_one({"_id": "leases"})
+    assert registry is not None
+    assert registry["holders"] == {}
 
 
 def test_a_lapsed_lease_lets_another_store_take_the_run(harness: Harness) -> None:
@@ -205,6 +317,45 @@ def test_a_lapsed_lease_lets_another_store_take_the_run(harness: Harness) -> Non
     doc = harness.raw().find_one({"_id": "lapse"})
     assert doc is not None
     assert doc["next_run_time"] == at(1).timestamp()
+
+
+def test_a_lapsed_lease_nobody_took_is_renewed_and_written_back(harness: Harness) -> None:
+    store, other = harness.store(claim_timeout=0.3), harness.store()
+    harness.run(store.add_tasks([make_task("slow", at(1)), make_task("gone", at(2))]), store)
+    assert len(harness.run(store.get_due_tasks(at(5)), store)) == 2
+    time.sleep(0.4)  # lapsed, but no other store claimed anything meanwhile
+    harness.run(store.update_tasks([make_task("slow", at(50))]), store)
+    harness.run(store.delete_tasks(["gone"]), store)
+    assert harness.raw().find_one({"_id": "slow"})["next_run_time"] == at(50).timestamp()  # type: ignore[index]
+    assert harness.raw().count_documents({"_id": "gone"}) == 0
+    assert harness.run(other.get_due_tasks(at(5)), other) == []
+    assert harness.run(other.get_next_run_time(), other) == at(50)
+
+
+def test_stores_claiming_at_once_never_share_a_run(harness: Harness) -> None:
+    stores = [harness.store() for _ in range(3)]
+    count = 90
+    harness.run(
+        stores[0].add_tasks([make_task(f"r{i:03d}", at(i % 7)) for i in range(count)]), stores[0]
+    )
+    taken: dict[str, list[str]] = {}
+
+    async def drain(store: MongoDBStore) -> None:
+        while True:
+            batch = await call(store, store.get_due_tasks(at(100), 4))
+            if not batch:
+                return
+            for task in batch:
+                taken.setdefault(task.id, []).append(store._owner)
+            await call(store, store.delete_tasks([t.id for t in batch]))
+
+    async def all_at_once() -> None:
+        await asyncio.gather(*(drain(store) for store in stores))
+
+    asyncio.run_coroutine_threadsafe(all_at_once(), harness.loop).result(timeout=120)
+    assert sorted(taken) == [f"r{i:03d}" for i in range(count)]
+    assert {task_id: owners for task_id, owners in taken.items() if len(owners) > 1} == {}
+    assert harness.raw().count_documents({}) == 0
 
 
 def test_a_tampered_payload_is_kept_flagged_reported_and_recovers(harness: Harness) -> None:
