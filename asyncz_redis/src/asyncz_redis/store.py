@@ -187,28 +187,22 @@ class RedisStore(PersistentStore):
     def _make_client(self) -> Redis:
         if self._given_client is not None:
             return self._given_client
-        if self.url is not None:
-            extra: dict[str, Any] = dict(self.connect_args)
-            if self.database is not None:
-                extra["db"] = self.database
-            client: Redis = Redis.from_url(self.url, **extra)
-            return client
-        return Redis(
-            host=self.host,
-            port=self.port,
-            db=self.database or 0,
-            password=self.password,
-            **self.connect_args,
-        )
+        client: Redis = self._connect_with(Redis)
+        return client
 
     def _make_sync_client(self) -> redis.Redis:
         """A synchronous client with the same connection options, for :meth:`add_task_sync`."""
+        client: redis.Redis = self._connect_with(redis.Redis)
+        return client
+
+    def _connect_with(self, cls: Any) -> Any:
+        """A client of ``cls`` (asyncio or synchronous redis-py) from the store's options."""
         if self.url is not None:
             extra: dict[str, Any] = dict(self.connect_args)
             if self.database is not None:
                 extra["db"] = self.database
-            return redis.Redis.from_url(self.url, **extra)
-        return redis.Redis(
+            return cls.from_url(self.url, **extra)
+        return cls(
             host=self.host,
             port=self.port,
             db=self.database or 0,
