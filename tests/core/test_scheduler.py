@@ -308,6 +308,59 @@ async def test_run_task_submits_manually_and_keeps_or_removes_finished_tasks() -
         scheduler.shutdown()
 
 
+@pytest.mark.parametrize("kind", ["memory", "file", "sqlite"])
+def test_run_task_recomputes_and_persists_the_next_run_time(kind: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def stores() -> dict[str, object]:
+        if kind == "file":
+            return {"default": {"type": "file", "directory": str(tmp_path / "tasks")}}
+        if kind == "sqlite":
+            pytest.importorskip("asyncz_sqlalchemy")
+            return {"default": {"type": "sqlite", "url": f"sqlite:///{tmp_path / 'tasks.db'}"}}
+        return {}
+
+    scheduler = AsyncIOScheduler(timezone=UTC, stores=stores())
+    far = datetime.now(UTC) + timedelta(days=2)
+    scheduler.add_task(record, "interval", minutes=30, id="cleanup", next_run_time=far)
+    scheduler.start(paused=True)
+    try:
+        assert scheduler.get_task_info("cleanup").next_run_time == far
+        scheduler.run_task("cleanup")
+        ran_at = datetime.now(UTC)
+        after = scheduler.get_task_info("cleanup").next_run_time
+        # The trigger's next fire time after the manual run, not the stored one.
+        assert ran_at + timedelta(minutes=29) < after <= ran_at + timedelta(minutes=30)
+        deadline = time.monotonic() + 5
+        while calls != ["ran"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert calls == ["ran"]
+    finally:
+        scheduler.shutdown()
+    if kind != "memory":
+        again = AsyncIOScheduler(timezone=UTC, stores=stores())
+        again.start(paused=True)
+        try:
+            assert again.get_task_info("cleanup").next_run_time == after  # persisted
+        finally:
+            again.shutdown()
+
+
+def test_remove_listener_removes_a_bound_method() -> None:
+    class Audit:
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def on_event(self, event: ev.SchedulerEvent) -> None:
+            self.seen.append(event.code)
+
+    audit = Audit()
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_listener(audit.on_event)  # each ``audit.on_event`` is a new object
+    scheduler.remove_listener(audit.on_event)
+    scheduler.start()
+    scheduler.shutdown()
+    assert audit.seen == []
+
+
 async def test_inspection_filters_search_and_sorting() -> None:
     scheduler = AsyncIOScheduler(timezone=UTC)
     scheduler.add_task(record, "interval", minutes=30, id="cleanup", name="Nightly cleanup")

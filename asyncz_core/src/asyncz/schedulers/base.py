@@ -378,8 +378,10 @@ class BaseScheduler:
             self._listener_mask |= mask
 
     def remove_listener(self, callback: Callable[[ev.SchedulerEvent], Any]) -> None:
+        """Stop calling ``callback`` (every registration of a callable equal to it)."""
         with self._lock:
-            self._listeners = [(cb, m) for cb, m in self._listeners if cb is not callback]
+            # Equality, not identity: ``obj.method`` is a new bound method object each time.
+            self._listeners = [(cb, m) for cb, m in self._listeners if cb != callback]
             mask = 0
             for _, m in self._listeners:
                 mask |= m
@@ -1265,11 +1267,10 @@ class BaseScheduler:
         self._submit(task, alias, [now], "manual", 0)
         trigger = task.trigger
         was_paused = task.next_run_time is None
-        previous = now
-        if isinstance(task.next_run_time, datetime) and task.next_run_time > now:
-            previous = task.next_run_time - timedelta(microseconds=1)
+        # The manual run counts as a fire at ``now``: the next run is the trigger's first
+        # fire time after it, whatever next run time was stored before.
         next_time = (
-            trigger.get_next_trigger_time(self.trigger_timezone, previous, now) if trigger else None
+            trigger.get_next_trigger_time(self.trigger_timezone, now, now) if trigger else None
         )
         target = self.lookup_store(alias)
         if next_time is None and remove_finished:
