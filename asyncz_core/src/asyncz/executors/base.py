@@ -7,9 +7,10 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 import traceback as tb
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from asyncz.exceptions import MaxInstancesReachedError
@@ -57,6 +58,9 @@ class BaseExecutor(abc.ABC):
         self.alias: str | None = None
         self.logger = logging.getLogger("asyncz.executors")
         self._instances: dict[str, int] = {}
+        #: task id -> (epoch seconds since which it has been running, task name): set when
+        #: its first instance starts, dropped when its last one ends.
+        self._since: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
         #: Runs in progress as asyncio tasks (for cancellation); each removes itself.
         self._coroutines: set[asyncio.Task[Any]] = set()
@@ -87,6 +91,21 @@ class BaseExecutor(abc.ABC):
     def running_instances(self, task_id: str) -> int:
         return self._instances.get(task_id, 0)
 
+    def running_since(self, task_id: str) -> datetime | None:
+        """Since when ``task_id`` has been running without a break (at least one instance,
+        counted from its submission), or ``None`` when it is not running."""
+        entry = self._since.get(task_id)
+        return None if entry is None else datetime.fromtimestamp(entry[0], timezone.utc)
+
+    def running(self) -> list[tuple[str, str | None, int, datetime]]:
+        """What runs now: ``(task id, task name, instances, running since)`` per task."""
+        rows: list[tuple[str, str | None, int, datetime]] = []
+        with self._lock:
+            for task_id, count in self._instances.items():
+                since, name = self._since.get(task_id, (time.time(), None))
+                rows.append((task_id, name, count, datetime.fromtimestamp(since, timezone.utc)))
+        return rows
+
     def submit(self, task: Task, run_times: list[datetime]) -> None:
         """Run ``task`` once for each of ``run_times`` (in order).
 
@@ -99,16 +118,21 @@ class BaseExecutor(abc.ABC):
             if running >= limit:
                 raise MaxInstancesReachedError(task.id, limit)
             self._instances[task.id] = running + 1
+            if not running:
+                self._since[task.id] = (time.time(), task.name)
         try:
             self.do_submit(task, run_times)
         except BaseException:
             self.release(task.id)
             raise
 
-    def claim(self, task_id: str) -> None:
+    def claim(self, task_id: str, name: str | None = None) -> None:
         """Count a run that bypasses :meth:`submit` (shutdown tasks); pair with release()."""
         with self._lock:
-            self._instances[task_id] = self._instances.get(task_id, 0) + 1
+            running = self._instances.get(task_id, 0)
+            self._instances[task_id] = running + 1
+            if not running:
+                self._since[task_id] = (time.time(), name)
 
     def release(self, task_id: str) -> None:
         with self._lock:
@@ -117,6 +141,7 @@ class BaseExecutor(abc.ABC):
                 self._instances[task_id] = running
             else:
                 self._instances.pop(task_id, None)
+                self._since.pop(task_id, None)
 
     @abc.abstractmethod
     def do_submit(self, task: Task, run_times: list[datetime]) -> None:

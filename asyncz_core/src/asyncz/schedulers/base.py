@@ -21,6 +21,7 @@ a small private loop thread otherwise, so they work from any thread without dead
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import random
@@ -1307,7 +1308,18 @@ class BaseScheduler:
     # =====================================================================================
     async def get_task_info_async(self, task_id: str, store: str | None = None) -> TaskInfo | None:
         task = await self.get_task_async(task_id, store)
-        return task.snapshot() if task is not None else None
+        return self._with_runs(task.snapshot()) if task is not None else None
+
+    def _with_runs(self, info: TaskInfo) -> TaskInfo:
+        """``info`` with the runs of the task in progress in this scheduler."""
+        executor = self._executors.get(info.executor) if info.executor else None
+        if executor is None or not executor.running_instances(info.id):
+            return info
+        return dataclasses.replace(
+            info,
+            running=executor.running_instances(info.id),
+            running_since=executor.running_since(info.id),
+        )
 
     def get_task_info(self, task_id: str, store: str | None = None) -> TaskInfo | None:
         """An immutable snapshot of one task, or ``None``."""
@@ -1335,7 +1347,7 @@ class BaseScheduler:
                 raise ValueError(
                     f"Unknown schedule_state {schedule_state!r}; valid states: {valid}"
                 ) from None
-        infos = [task.snapshot() for task in await self.get_tasks_async(store)]
+        infos = [self._with_runs(task.snapshot()) for task in await self.get_tasks_async(store)]
         if self.running:
             for alias in [store] if store is not None else list(self._stores):
                 target = self.lookup_store(alias)

@@ -65,6 +65,10 @@ class TaskInfo:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] | None = None
     reason: str | None = None
+    #: Instances of the task running in this scheduler now (counted from their submission).
+    running: int = 0
+    #: Since when it has been running without a break; ``None`` when it is not running.
+    running_since: datetime | None = None
 
     @property
     def paused(self) -> bool:
