@@ -256,8 +256,11 @@ def serve(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
 
 
 @pytest.mark.timeout(60)
-def test_under_uvicorn_a_task_scheduled_at_startup_runs_while_serving(tmp_path: Path) -> None:
-    server, base = serve(tmp_path)
+@pytest.mark.parametrize("mode", ["wrapper", "sync", "async"])
+def test_under_uvicorn_a_task_scheduled_at_startup_runs_while_serving(
+    tmp_path: Path, mode: str
+) -> None:
+    server, base = serve(tmp_path, ASYNCZ_TEST_LIFESPAN=mode)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -288,6 +291,10 @@ def test_under_uvicorn_a_task_scheduled_at_startup_runs_while_serving(tmp_path: 
     assert "Application startup complete" in output
     assert "Application shutdown complete" in output
     assert (tmp_path / "marker").read_text() == "started\nstopped\n"
+    # The shutdown tasks ran to their end, whoever stopped the scheduler, before the server's
+    # loop closed (a sync shutdown() on that loop included).
+    farewells = (tmp_path / "marker.farewell").read_text().split()
+    assert sorted(farewells) == ["async", "sync"]
 
 
 @pytest.mark.timeout(60)

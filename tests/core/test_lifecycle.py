@@ -433,6 +433,206 @@ def test_late_runs_are_not_started_after_shutdown() -> None:
     assert calls == []
 
 
+# -- shutdown tasks on every path ---------------------------------------------------------------
+async def farewell(value: str, seconds: float = 0.05) -> None:
+    await asyncio.sleep(seconds)
+    calls.append(value)
+
+
+def farewell_sync(value: str) -> None:
+    calls.append(value)
+
+
+def add_farewells(scheduler: AsyncIOScheduler, count: int = 10) -> set[str]:
+    for i in range(count):
+        scheduler.add_task(farewell, "shutdown", args=[f"a{i}"], id=f"a{i}")
+        scheduler.add_task(farewell_sync, "shutdown", args=[f"s{i}"], id=f"s{i}")
+    return {f"{kind}{i}" for kind in "as" for i in range(count)}
+
+
+def test_sync_shutdown_inside_asyncio_run_still_runs_every_shutdown_task() -> None:
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    expected = add_farewells(scheduler)
+
+    async def main() -> None:
+        scheduler.start()
+        await asyncio.sleep(0.05)
+        scheduler.shutdown()  # returns at once; asyncio.run() then tears the loop down
+
+    asyncio.run(main())
+    assert set(calls) == expected and not scheduler.running
+
+
+def test_sync_shutdown_from_another_thread_waits_for_the_shutdown_tasks() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="app-loop", daemon=True)
+    thread.start()
+    try:
+        scheduler = AsyncIOScheduler(timezone=UTC, event_loop=loop)
+        expected = add_farewells(scheduler, 3)
+        scheduler.start()
+        assert scheduler.shutdown() is True
+        assert set(calls) == expected  # before shutdown() returned
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+async def test_shutdown_async_and_async_with_run_the_shutdown_tasks_first() -> None:
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    expected = add_farewells(scheduler, 3)
+    async with scheduler:
+        pass
+    assert set(calls) == expected
+    calls.clear()
+    expected = add_farewells(scheduler, 3)
+    scheduler.start()
+    assert await scheduler.shutdown_async() is True
+    assert set(calls) == expected
+
+
+async def test_a_cancelled_shutdown_async_caller_does_not_lose_the_shutdown_tasks() -> None:
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_task(farewell, "shutdown", args=["late", 0.2])
+    scheduler.start()
+    stopping = asyncio.create_task(scheduler.shutdown_async())
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    await await_until(lambda: calls == ["late"])
+
+
+@pytest.mark.parametrize("paused", ["started", "paused later"])
+def test_a_paused_scheduler_runs_no_shutdown_task_and_removes_none(
+    paused: str, tmp_path: Path
+) -> None:
+    from asyncz.stores.file import FileStore
+
+    def scheduler_on(directory: Path) -> AsyncIOScheduler:
+        return AsyncIOScheduler(timezone=UTC, stores={"default": FileStore(directory)})
+
+    for store in ("memory", "file"):
+        scheduler = AsyncIOScheduler(timezone=UTC) if store == "memory" else scheduler_on(tmp_path)
+        scheduler.add_task(farewell_sync, "shutdown", args=[store], id="bye")
+        scheduler.start(paused=paused == "started")
+        if paused == "paused later":
+            scheduler.pause()
+        scheduler.shutdown()
+        assert calls == []
+        if store == "file":
+            scheduler = scheduler_on(tmp_path)
+        scheduler.start(paused=True)
+        try:
+            assert scheduler.get_task("bye") is not None
+        finally:
+            scheduler.shutdown()
+
+
+def test_a_persistent_store_keeps_its_shutdown_tasks_for_the_next_start(tmp_path: Path) -> None:
+    from asyncz.stores.file import FileStore
+
+    for round_ in range(2):
+        scheduler = AsyncIOScheduler(timezone=UTC, stores={"default": FileStore(tmp_path)})
+        if round_ == 0:
+            scheduler.add_task(farewell_sync, "shutdown", args=["bye"], id="bye")
+        with scheduler:
+            pass
+        assert calls == ["bye"] * (round_ + 1)  # ran at each shutdown, never removed
+
+
+# -- the shutdown timeout ------------------------------------------------------------------------
+def test_shutdown_timeout_is_a_validated_setting_and_a_keyword() -> None:
+    from asyncz.exceptions import ConfigurationError
+
+    assert AsyncIOScheduler(timezone=UTC).shutdown_timeout == 30.0
+    assert AsyncIOScheduler(timezone=UTC, shutdown_timeout=2).shutdown_timeout == 2.0
+    assert AsyncIOScheduler(timezone=UTC, shutdown_timeout=None).shutdown_timeout is None
+    configured = AsyncIOScheduler(global_config={"asyncz.shutdown_timeout": "1.5"})
+    assert configured.shutdown_timeout == 1.5
+    with pytest.raises(ConfigurationError, match=r"asyncz\.shutdown_timeout"):
+        AsyncIOScheduler(global_config={"asyncz.shutdown_timeout": "-1"})
+
+
+async def hang(value: str = "hung") -> None:
+    calls.append(f"{value}:start")
+    await asyncio.sleep(3600)
+    calls.append(f"{value}:end")
+
+
+@pytest.mark.timeout(60)
+async def test_async_with_returns_at_the_shutdown_timeout_and_names_what_it_cancelled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = AsyncIOScheduler(timezone=UTC, shutdown_timeout=0.3)
+    seen = events(scheduler, ev.TASK_ERROR)
+    with caplog.at_level(logging.WARNING, logger="asyncz"):
+        async with scheduler:
+            scheduler.add_task(hang, "date", run_at=now(), id="hour-long", name="nap")
+            await await_until(lambda: calls == ["hung:start"])
+    assert calls == ["hung:start"] and not scheduler.running
+    lines = [r.getMessage() for r in caplog.records if "hour-long" in r.getMessage()]
+    assert len(lines) == 1
+    assert re.search(r"Task 'nap' \(id 'hour-long'\) running since \d{4}-\d\d-\d\dT", lines[0])
+    assert lines[0].endswith(": cancelled")
+    assert [type(e.exception) for e in seen] == [asyncio.CancelledError]  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_thread_is_reported_and_abandoned(caplog: pytest.LogCaptureFixture) -> None:
+    release = threading.Event()
+
+    def stuck() -> None:
+        calls.append("stuck:start")
+        release.wait(30)
+
+    scheduler = AsyncIOScheduler(timezone=UTC, shutdown_timeout=0.3)
+    scheduler.start()
+    try:
+        scheduler.add_task(stuck, "date", run_at=now(), id="stuck")
+        wait_until(lambda: calls == ["stuck:start"])
+        with caplog.at_level(logging.WARNING, logger="asyncz"):
+            assert scheduler.shutdown() is True  # returns, the thread still runs
+        assert not scheduler.running
+        [line] = [r.getMessage() for r in caplog.records if "(id 'stuck')" in r.getMessage()]
+        assert line.endswith(": abandoned, still running")
+    finally:
+        release.set()
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_shutdown_task_is_cancelled_at_the_shutdown_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = AsyncIOScheduler(timezone=UTC, shutdown_timeout=0.3)
+    scheduler.add_task(hang, "shutdown", args=["bye"], id="bye")
+    scheduler.add_task(farewell_sync, "shutdown", args=["after"], id="after")
+    scheduler.start()
+    with caplog.at_level(logging.WARNING, logger="asyncz"):
+        assert scheduler.shutdown() is True
+    assert "bye:end" not in calls
+    assert "Shutdown task 'hang' (id 'bye') was cancelled at the shutdown timeout" in caplog.text
+
+
+async def test_task_info_shows_running_instances_and_since_when() -> None:
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+    try:
+        scheduler.add_task(hang, "interval", hours=1, id="idle", next_run_time=None)
+        submitted = now()
+        scheduler.add_task(hang, "interval", hours=1, id="busy", next_run_time=now())
+        await await_until(lambda: calls == ["hung:start"])
+        info = scheduler.get_task_info("busy")
+        assert info is not None and info.running == 1
+        assert info.running_since is not None
+        assert submitted - timedelta(seconds=1) <= info.running_since <= now()
+        idle = scheduler.get_task_info("idle")
+        assert idle is not None and (idle.running, idle.running_since) == (0, None)
+        by_id = {i.id: i.running for i in scheduler.get_task_infos()}
+        assert by_id == {"busy": 1, "idle": 0}
+    finally:
+        await scheduler.shutdown_async(wait=False)
+
+
 # -- docs/lifecycle.md --------------------------------------------------------------------------
 DOC = Path(__file__).resolve().parents[2] / "docs" / "lifecycle.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)

@@ -233,25 +233,35 @@ async def test_pending_tasks_are_committed_under_the_lock(tmp_path: Path) -> Non
         other.close()
 
 
-async def test_shutdown_tasks_of_a_shared_store_run_in_one_process_only(
+async def test_a_shutdown_task_of_a_shared_store_runs_in_each_worker_and_stays(
     tmp_path: Path,
 ) -> None:
     template = str(tmp_path / "app_{store}.lock")
-    schedulers = [
-        AsyncIOScheduler(
+
+    def worker() -> AsyncIOScheduler:
+        return AsyncIOScheduler(
             stores={"default": FileStore(tmp_path / "store", fsync=False)},
             lock_path=template,
             startup_delay=0,
             timezone=UTC,
         )
-        for _ in range(2)
-    ]
+
+    schedulers = [worker() for _ in range(2)]
     for scheduler in schedulers:
         scheduler.start()
     schedulers[0].add_task(remember_slowly, "shutdown", id="bye")
-    # Both stop at once; without the lock both would find and run the task.
-    await asyncio.gather(*(scheduler.shutdown_async() for scheduler in schedulers))
+    # Each worker's shutdown runs it (its own clean-up) and none removes it from the store.
+    await schedulers[0].shutdown_async()
     assert len(runs) == 1
+    await schedulers[1].shutdown_async()
+    assert len(runs) == 2
+    later = worker()
+    later.start(paused=True)
+    try:
+        assert later.get_task("bye") is not None  # still there for the next start
+    finally:
+        later.shutdown()
+    assert len(runs) == 2  # a paused scheduler runs none
 
 
 # -- several processes ----------------------------------------------------------------------------

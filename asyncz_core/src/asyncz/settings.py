@@ -324,6 +324,9 @@ class AsynczSettings(BaseSettings):
     #: Seconds before a due instant that the scheduler stops sleeping on the event loop's
     #: timer (good to 1 ms) and yields to the loop until the instant; 0 turns this off.
     wakeup_spin: float = Field(default=0.002, ge=0, le=1)
+    #: Seconds a shutdown may take: shutdown tasks plus running tasks. Then running coroutines
+    #: are cancelled and what still runs is reported and abandoned; ``None`` means no limit.
+    shutdown_timeout: GraceTime = 30.0
     #: Name of the scheduler's logger (``None``: the scheduler's default).
     logger_name: str | None = None
     #: The class that creates loggers (``asyncz.schedulers.base.ClassicLogging`` by default).
@@ -403,7 +406,7 @@ class AsynczSettings(BaseSettings):
                     add((section, alias), entry)
         for name in TaskDefaults.model_fields:
             add(("task_defaults", name), getattr(self.task_defaults, name))
-        for name in ("lock_path", "startup_delay"):
+        for name in ("lock_path", "startup_delay", "shutdown_timeout"):
             add((name,), getattr(self, name))
         rows.append(
             {

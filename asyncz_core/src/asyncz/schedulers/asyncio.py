@@ -20,6 +20,7 @@ Lifecycle contract (both schedulers):
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Coroutine
 from typing import Any, NoReturn
@@ -30,10 +31,33 @@ from asyncz.stores.base import LoopThread
 
 __all__ = ["AsyncIOScheduler", "NativeAsyncIOScheduler"]
 
+_FINISHING: set[asyncio.Task[None]] = set()
+
 #: Seconds a synchronous start() waits for the scheduler loop to accept the processing loop.
 _LAUNCH_TIMEOUT = 10.0
 #: Seconds shutdown lets a processing pass in progress complete before cancelling it.
 _PASS_GRACE = 5.0
+#: Seconds cancelled coroutines get, after the shutdown timeout, to end before the rest is
+#: reported as abandoned.
+_CANCEL_GRACE = 1.0
+
+
+class _Finishing(asyncio.Task[None]):
+    """The clean-up of a shutdown on the scheduler's own loop, as a task the loop's teardown
+    cannot cancel.
+
+    ``asyncio.run()`` and ``asyncio.Runner`` (so uvicorn, hypercorn, ...) end by cancelling
+    every task still pending, with the loop stopped, and then run the loop until those tasks
+    are done. This task declines a cancellation that comes while its loop is stopped: the
+    teardown then keeps the loop running until the shutdown tasks ran and the running tasks
+    ended, within the shutdown timeout. Cancelled while its loop runs (``asyncio.timeout``,
+    the shutdown timeout, an explicit ``cancel()``), it is cancelled as any task.
+    """
+
+    def cancel(self, msg: Any = None) -> bool:
+        if not self.get_loop().is_running():
+            return False
+        return super().cancel(msg)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -146,32 +170,54 @@ class AsyncIOScheduler(BaseScheduler):
         return True
 
     # -- shutdown ----------------------------------------------------------------------------
-    async def _finish(self, wait: bool, timeout: float | None = None) -> None:
-        """On the scheduler loop: stop processing, run the shutdown tasks, wait for (or
-        cancel) the running tasks, stop the components."""
+    def _timeout(self, timeout: float | None) -> float | None:
+        """The seconds a shutdown may take: ``timeout``, else ``asyncz.shutdown_timeout``."""
+        if timeout is None:
+            return self.shutdown_timeout
+        return None if math.isinf(timeout) else max(0.0, timeout)
+
+    async def _finish(self, wait: bool, timeout: float | None, paused: bool = False) -> None:
+        """On the scheduler loop: stop processing, run the shutdown tasks (not when the
+        scheduler was paused), wait for (or cancel) the running tasks, stop the components.
+        All of it within ``timeout`` seconds (``None``: no limit)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+
+        def remaining(cap: float | None = None) -> float | None:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            if cap is None:
+                return left
+            return cap if left is None else min(cap, left)
+
         main = self._main_task
         self._main_task = None
-        if main is not None and not main.done() and main.get_loop() is _running_loop():
+        if main is not None and not main.done() and main.get_loop() is loop:
             # The state is already STOPPED: woken up, the processing loop ends after the
             # pass in progress, so no pass is cut between submitting and storing.
             self._wake()
-            finished, _ = await asyncio.wait({main}, timeout=_PASS_GRACE)
+            finished, _ = await asyncio.wait({main}, timeout=remaining(_PASS_GRACE))
             if not finished:
                 main.cancel()
             try:
                 await main
             except (asyncio.CancelledError, Exception):
                 pass
-        try:
-            await self._run_shutdown_tasks()
-        except Exception:
-            self.logger.exception("Running the shutdown tasks failed")
+        if paused:
+            # Started paused (an operator inspecting a shared store) or paused since: a
+            # paused scheduler runs nothing, and removes nothing.
+            self.logger.info("The scheduler is paused: its shutdown tasks did not run")
+        else:
+            try:
+                await self._run_shutdown_tasks(deadline)
+            except Exception:
+                self.logger.exception("Running the shutdown tasks failed")
         timed_out = False
         for executor in self._executors.values():
             if not wait:
                 executor.cancel_running()
-            elif not await executor.join(timeout):
+            elif not await executor.join(remaining()):
                 timed_out = True
+                before = executor.running()
                 cancelled = executor.cancel_running()
                 self.logger.warning(
                     "Shutdown timed out after %s s; cancelled %d run(s) of executor %r",
@@ -179,6 +225,8 @@ class AsyncIOScheduler(BaseScheduler):
                     cancelled,
                     executor.alias,
                 )
+                await executor.join(_CANCEL_GRACE)  # cancelled coroutines end and report
+                self._report_unfinished(executor, before)
         await self._stop_components(wait and not timed_out)
 
     def _end(self) -> None:
@@ -195,11 +243,13 @@ class AsyncIOScheduler(BaseScheduler):
         if not self._release():
             return False
         loop = self._loop
+        paused = self._state == SchedulerState.STATE_PAUSED
         self._state = SchedulerState.STATE_STOPPED
-        finishing = self._finish(wait, timeout)
+        finishing = self._finish(wait, self._timeout(timeout), paused)
         if loop is not None and _running_loop() is loop:
-            # Cannot block the loop the tasks run on: finish in the background.
-            loop.create_task(finishing).add_done_callback(self._report_finish)
+            # Cannot block the loop the tasks run on: finish in a task that the loop's
+            # teardown waits for (see _Finishing).
+            self._finishing(loop, finishing)
         elif loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(finishing, loop).result()
         else:
@@ -215,10 +265,13 @@ class AsyncIOScheduler(BaseScheduler):
         """Stop the scheduler (the outermost call does). Returns ``True`` when this call
         really stopped it, ``False`` when it only closed a nested scope.
 
-        ``wait=True`` returns after the running tasks finished (after ``timeout`` seconds the
-        rest are cancelled and reported); ``wait=False`` cancels what runs and returns.
-        Called from a coroutine on the scheduler's own loop it cannot wait (see the class
-        documentation): use ``await shutdown_async()`` there.
+        Runs the ``shutdown``-trigger tasks, then ``wait=True`` returns after the running
+        tasks finished, ``wait=False`` cancels them. All within ``timeout`` seconds (default
+        ``asyncz.shutdown_timeout``, 30; ``math.inf`` for no limit): then running coroutines
+        are cancelled, and what still runs is reported and abandoned.
+        Called from a coroutine on the scheduler's own loop it cannot block: it returns at
+        once and the clean-up runs in a task the loop's teardown waits for (see
+        docs/lifecycle.md); ``await shutdown_async()`` there waits for it.
         """
         return self._shutdown_sync(wait, timeout)
 
@@ -235,13 +288,29 @@ class AsyncIOScheduler(BaseScheduler):
         if self._on_loop():
             if not self._release():
                 return False
+            paused = self._state == SchedulerState.STATE_PAUSED
             self._state = SchedulerState.STATE_STOPPED
+            assert self._loop is not None
+            finishing = self._finishing(
+                self._loop, self._finish(wait, self._timeout(timeout), paused)
+            )
             try:
-                await self._finish(wait, timeout)
+                # Shielded: should this caller be cancelled, the clean-up still completes.
+                await asyncio.shield(finishing)
             finally:
                 self._end()
             return True
         return await asyncio.to_thread(self._shutdown_sync, wait, timeout)
+
+    def _finishing(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        task = _Finishing(coro, loop=loop, name="asyncz-shutdown")
+        # The loop keeps only weak references to its tasks.
+        _FINISHING.add(task)
+        task.add_done_callback(_FINISHING.discard)
+        task.add_done_callback(self._report_finish)
+        return task
 
     def _report_finish(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -124,6 +124,7 @@ class BaseScheduler:
         loggers_class: type[ClassicLogging] | str | None = None,
         lock_path: str | None = None,
         startup_delay: float | None = None,
+        shutdown_timeout: float | None | UnsetType = UNSET,
         event_loop: asyncio.AbstractEventLoop | None = None,
         isolated_event_loop: bool = False,
         **options: Any,
@@ -152,6 +153,9 @@ class BaseScheduler:
         self._active_hooks: frozenset[str] = frozenset()
         self._store_locks: dict[str, FileLock] = {}
         self.prefix = prefix
+        if shutdown_timeout is not UNSET:
+            # None is a value here ("no limit"); the settings loader reads None as "not given".
+            options["shutdown_timeout"] = "none" if shutdown_timeout is None else shutdown_timeout
         self._configure(
             global_config,
             prefix=prefix,
@@ -207,6 +211,8 @@ class BaseScheduler:
                 raise ConfigurationError([(f"{prefix}lock_path", str(exc))]) from None
         self.startup_delay: float = settings.effective_startup_delay
         self.wakeup_spin: float = settings.wakeup_spin
+        #: Seconds a shutdown may take (``asyncz.shutdown_timeout``); ``None``: no limit.
+        self.shutdown_timeout: float | None = settings.shutdown_timeout
 
         stores: dict[str, BaseStore] = {}
         from asyncz.serializers.pickle import configured_secret_key
@@ -1433,37 +1439,95 @@ class BaseScheduler:
     # =====================================================================================
     # shutdown-trigger tasks
     # =====================================================================================
-    async def _run_shutdown_tasks(self) -> None:
+    async def _run_shutdown_tasks(self, deadline: float | None) -> None:
+        """Run every ``shutdown``-trigger task once, each to its end or until ``deadline``
+        (a loop time), when a coroutine is cancelled and a function left to its thread.
+
+        A memory store's shutdown tasks are removed after running; a persistent store keeps
+        them: it may be shared, and its other schedulers (or the next start) run them too.
+        """
         from asyncz.triggers.shutdown import ShutdownTrigger
 
         now = datetime.now(utc)
         for alias, store in list(self._stores.items()):
-            # A shared store's shutdown tasks run once: in the first process that stops.
-            lock = self._store_lock(alias)
-            if lock is not None and not await _acquire_soon(lock, LOCK_WAIT):
-                self.logger.warning("Store %r stayed locked; its shutdown tasks did not run", alias)
-                continue
-            try:
-                for task in await call(store, store.get_all_tasks()):
-                    if isinstance(task.trigger, ShutdownTrigger):
-                        executor = self._executors.get(task.executor)
-                        if executor is None:
-                            continue
-                        await self._run_now(executor, task, now)
-                        self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
-                        await call(store, store.delete_tasks([task.id]))
-            finally:
-                if lock is not None:
-                    lock.release()
+            ran: list[str] = []
+            for task in await call(store, store.get_all_tasks()):
+                if not isinstance(task.trigger, ShutdownTrigger):
+                    continue
+                executor = self._executors.get(task.executor)
+                if executor is None:
+                    self.logger.error(
+                        "Shutdown task %r (id %r) names the executor %r, which this "
+                        "scheduler does not have; it did not run",
+                        task.name,
+                        task.id,
+                        task.executor,
+                    )
+                    continue
+                await self._run_now(executor, task, now, deadline)
+                ran.append(task.id)
+            if ran and not isinstance(store, PersistentStore):
+                await call(store, store.delete_tasks(ran))
+                for task_id in ran:
+                    self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
 
-    async def _run_now(self, executor: BaseExecutor, task: Task, now: datetime) -> None:
+    async def _run_now(
+        self, executor: BaseExecutor, task: Task, now: datetime, deadline: float | None
+    ) -> None:
+        """Run ``task`` once, here: a coroutine in the current asyncio task, a function on a
+        daemon thread of its own (which a shutdown that timed out can leave behind)."""
         from asyncz.executors.base import is_coroutine_function
 
-        executor.claim(task.id)
+        loop = asyncio.get_running_loop()
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        executor.claim(task.id, task.name)
         if is_coroutine_function(task.fn):
-            await executor.run_coroutine(task, [now])
-        else:
-            await asyncio.get_running_loop().run_in_executor(None, executor.run_sync, task, [now])
+            # In this very task (no inner task that the loop's teardown could cancel).
+            if not await _within(remaining, executor.run_coroutine(task, [now])):
+                self.logger.warning(
+                    "Shutdown task %r (id %r) was cancelled at the shutdown timeout",
+                    task.name,
+                    task.id,
+                )
+            return
+        done: asyncio.Future[None] = loop.create_future()
+
+        def run() -> None:
+            try:
+                executor.run_sync(task, [now])
+            finally:
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(_resolve, done)
+
+        threading.Thread(target=run, name="asyncz-shutdown-task", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), remaining)
+        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
+            self.logger.warning(
+                "Shutdown task %r (id %r) still runs on its thread at the shutdown timeout; "
+                "abandoned",
+                task.name,
+                task.id,
+            )
+
+    def _report_unfinished(
+        self, executor: BaseExecutor, before: list[tuple[str, str | None, int, datetime]]
+    ) -> None:
+        """After a shutdown timeout: one log line per task that was running in ``executor``
+        (``before``, taken when the time ran out), naming it, since when, and what became of
+        it: cancelled (a coroutine that ended) or abandoned (still running, on a thread or in
+        a process, or a coroutine that ignores cancellation)."""
+        still = {task_id for task_id, *_ in executor.running()}
+        for task_id, name, count, since in before:
+            self.logger.warning(
+                "Task %r (id %r) running since %s (%d instance(s)) on executor %r: %s",
+                name,
+                task_id,
+                since.isoformat(timespec="milliseconds"),
+                count,
+                executor.alias,
+                "abandoned, still running" if task_id in still else "cancelled",
+            )
 
 
 def _unrestorable_info(task_id: str, store: str, reason: str) -> TaskInfo:
@@ -1496,14 +1560,36 @@ def _given(options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _acquire_soon(lock: FileLock, timeout: float) -> bool:
-    """Try ``lock`` until it is free or ``timeout`` seconds passed, without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not lock.try_acquire():
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(LOCK_RETRY / 5)
+async def _within(seconds: float | None, coro: Coroutine[Any, Any, Any]) -> bool:
+    """Await ``coro`` in the current task; after ``seconds`` cancel it. False when it was cut.
+
+    Like ``asyncio.timeout`` (which Python 3.10 lacks): the cancellation is delivered to the
+    current task, so ``coro`` needs no task of its own.
+    """
+    if seconds is None:
+        await coro
+        return True
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        await coro
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
+        return False
+    finally:
+        handle.cancel()
     return True
 
 
