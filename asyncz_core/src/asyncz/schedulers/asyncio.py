@@ -10,11 +10,14 @@ Lifecycle contract (both schedulers):
   start it?".) ``shutdown()`` of a scheduler that is not running raises
   :class:`~asyncz.exceptions.SchedulerNotRunningError`.
 * ``running`` and ``state`` are up to date as soon as the call returns.
-* ``shutdown(wait=True, timeout=None)`` runs the ``shutdown``-trigger tasks, then returns
-  once the running tasks finished; after ``timeout`` seconds the rest are cancelled and
-  reported (a warning, and ``TASK_ERROR`` with :class:`asyncio.CancelledError` for each
-  cancelled coroutine). ``wait=False`` cancels what runs and returns. Plain functions
-  already running on a worker thread cannot be interrupted; they finish in the background.
+* ``shutdown(wait=True, timeout=None)`` runs the ``shutdown``-trigger tasks (not when the
+  scheduler is paused), then returns once the running tasks finished; ``wait=False``
+  cancels what runs. All within ``timeout`` seconds (default ``asyncz.shutdown_timeout``):
+  then running coroutines are cancelled (``TASK_ERROR`` with
+  :class:`asyncio.CancelledError`), plain functions on a worker thread are abandoned, and a
+  warning names each task and since when it ran.
+* A synchronous ``shutdown()`` on the scheduler's own loop cannot block it: the clean-up
+  runs in a :class:`_Finishing` task, which the loop's teardown waits for.
 """
 
 from __future__ import annotations
@@ -82,8 +85,9 @@ class AsyncIOScheduler(BaseScheduler):
     shut down (waiting for running tasks) on exit, and nest like ``start()``/``shutdown()``.
     Inside a coroutine on the scheduler's own loop, prefer ``async with`` or
     :meth:`shutdown_async`: a synchronous ``shutdown()`` there cannot wait for coroutines
-    without blocking the very loop they run on, so it stops the scheduler at once and lets
-    the clean-up (shutdown tasks, waiting, closing stores) finish in the background.
+    without blocking the very loop they run on, so it stops the scheduler at once and runs
+    the clean-up (shutdown tasks, waiting, closing stores) in a task on that loop, which
+    ``asyncio.run()`` (and every server built on it) lets complete before the loop closes.
     """
 
     # -- loop selection ----------------------------------------------------------------------
@@ -292,7 +296,7 @@ class AsyncIOScheduler(BaseScheduler):
             self._state = SchedulerState.STATE_STOPPED
             assert self._loop is not None
             finishing = self._finishing(
-                self._loop, self._finish(wait, self._timeout(timeout), paused)
+                self._loop, self._finish(wait, self._timeout(timeout), paused), report=False
             )
             try:
                 # Shielded: should this caller be cancelled, the clean-up still completes.
@@ -303,13 +307,19 @@ class AsyncIOScheduler(BaseScheduler):
         return await asyncio.to_thread(self._shutdown_sync, wait, timeout)
 
     def _finishing(
-        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, None],
+        report: bool = True,
     ) -> asyncio.Task[None]:
+        """Run the clean-up ``coro`` as a :class:`_Finishing` task; ``report``: log its
+        failure (nobody awaits it)."""
         task = _Finishing(coro, loop=loop, name="asyncz-shutdown")
         # The loop keeps only weak references to its tasks.
         _FINISHING.add(task)
         task.add_done_callback(_FINISHING.discard)
-        task.add_done_callback(self._report_finish)
+        if report:
+            task.add_done_callback(self._report_finish)
         return task
 
     def _report_finish(self, task: asyncio.Task[None]) -> None:
