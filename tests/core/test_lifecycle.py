@@ -259,7 +259,8 @@ def test_shutdown_timeout_cancels_and_reports_what_still_runs(
         assert scheduler.shutdown(wait=True, timeout=0.3) is True
     assert 0.25 <= time.monotonic() - started < 3
     assert "slow:end" not in calls
-    assert "timed out after 0.3 s; cancelled 1 run(s)" in caplog.text
+    assert "timed out after 0.3 s with 1 task(s) still running" in caplog.text
+    assert "Task 'slow' (id 'stuck') running since " in caplog.text
     errors = [e for e in seen if e.code == ev.TASK_ERROR]
     assert [e.task_id for e in errors] == ["stuck"]  # type: ignore[attr-defined]
     assert isinstance(errors[0].exception, asyncio.CancelledError)  # type: ignore[attr-defined]

@@ -84,6 +84,14 @@ class BaseExecutor(abc.ABC):
             await asyncio.sleep(0.01)
         return True
 
+    async def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the coroutine runs in progress to end (after
+        :meth:`cancel_running`, so that they report their cancellation); threads and
+        processes are not waited for."""
+        pending = [task for task in self._coroutines if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
     def cancel_running(self) -> int:  # pragma: no cover - overridden where possible
         """Cancel what can be cancelled; returns how many runs were cancelled."""
         return 0

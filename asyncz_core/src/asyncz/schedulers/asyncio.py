@@ -222,14 +222,15 @@ class AsyncIOScheduler(BaseScheduler):
             elif not await executor.join(remaining()):
                 timed_out = True
                 before = executor.running()
-                cancelled = executor.cancel_running()
                 self.logger.warning(
-                    "Shutdown timed out after %s s; cancelled %d run(s) of executor %r",
+                    "Shutdown timed out after %s s with %d task(s) still running on executor "
+                    "%r; coroutines are cancelled, threads and processes abandoned",
                     timeout,
-                    cancelled,
+                    len(before),
                     executor.alias,
                 )
-                await executor.join(_CANCEL_GRACE)  # cancelled coroutines end and report
+                executor.cancel_running()
+                await executor.settle(_CANCEL_GRACE)  # cancelled coroutines end and report
                 self._report_unfinished(executor, before)
         await self._stop_components(wait and not timed_out)
 
