@@ -1,7 +1,8 @@
 """The pluggy plugin manager that carries the behaviour hooks of :mod:`asyncz.hookspecs`.
 
 Plugins are loaded from the entry-point group ``asyncz`` the first time the manager is asked
-for, never at ``import asyncz``. Two environment variables control that, as in datasette and
+for, never at ``import asyncz``, from the one entry-point scan the component registry reads
+too (:mod:`asyncz._entrypoints`). Two environment variables control which, as in datasette and
 llm: ``ASYNCZ_DISABLE_PLUGINS`` (``1``/``true``/``*`` for all, or a comma list of entry-point
 or distribution names) and ``ASYNCZ_LOAD_PLUGINS`` (a comma list: load only these; empty loads
 none). A plugin that fails to import raises :class:`~asyncz.exceptions.PluginLoadError`; a
@@ -20,6 +21,7 @@ from typing import Any
 import pluggy
 
 from asyncz import hookspecs
+from asyncz._entrypoints import ENTRY_POINTS
 from asyncz.exceptions import PluginLoadError
 
 __all__ = [
@@ -61,13 +63,12 @@ def _wanted(ep: metadata.EntryPoint, dist_name: str | None) -> bool:
 def _entry_points() -> Iterator[tuple[metadata.EntryPoint, str | None, str | None]]:
     """Every ``asyncz`` entry point once, with its distribution's name and version."""
     seen: set[str] = set()
-    for dist in metadata.distributions():
-        dist_name = dist.metadata["Name"]
-        for ep in dist.entry_points:
-            if ep.group != GROUP or ep.name in seen:
-                continue
-            seen.add(ep.name)
-            yield ep, dist_name, dist.version
+    for found in ENTRY_POINTS.group(GROUP):
+        ep = found.entry_point
+        if ep.name in seen:
+            continue
+        seen.add(ep.name)
+        yield ep, found.distribution, found.version
 
 
 def _load(ep: metadata.EntryPoint, dist_name: str | None, version: str | None) -> Any:
@@ -114,11 +115,16 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def reset_plugin_manager() -> None:
-    """Forget the manager; the next :func:`get_plugin_manager` loads plugins again."""
+    """Forget the manager; the next :func:`get_plugin_manager` scans and loads plugins again.
+
+    The entry-point scan is shared with :data:`asyncz.registry.registry`, which therefore
+    finds its aliases again too.
+    """
     global _manager
     with _lock:
         _manager = None
         _DISTRIBUTIONS.clear()
+    ENTRY_POINTS.invalidate()
 
 
 def _hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:

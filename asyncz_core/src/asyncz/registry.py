@@ -5,7 +5,8 @@ Components are published as entry points, one group per kind (``asyncz.stores``,
 alias and its value is ``module:Class``. The core registers its own built-ins the same way, in
 ``asyncz_core/pyproject.toml``.
 
-The installed entry points are scanned once (on first use, never at ``import asyncz``) and each
+The installed entry points are scanned once (on first use, never at ``import asyncz``; the scan
+in :mod:`asyncz._entrypoints` also serves the hook plugins of :mod:`asyncz.plugins`) and each
 is imported only when it is first resolved. A resolved class is checked against its kind's base
 class. ``{"class": "pkg.mod:Name"}`` bypasses aliases; :func:`register` adds in-process
 components (for tests, or applications that build their own).
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from asyncz._entrypoints import ENTRY_POINTS, EntryPointScan
 from asyncz.exceptions import (
     AliasConflictError,
     ConfigurationError,
@@ -126,50 +128,56 @@ def _kind(kind: str) -> Kind:
 class Registry:
     """Aliases of every kind, from installed entry points plus in-process registrations."""
 
-    def __init__(self) -> None:
+    def __init__(self, entry_points: EntryPointScan | None = None) -> None:
+        """``entry_points``: the scan to read (a fresh one of its own by default; the
+        process-wide :data:`registry` reads :data:`asyncz._entrypoints.ENTRY_POINTS`)."""
         self._lock = threading.RLock()
+        self._entry_points = entry_points if entry_points is not None else EntryPointScan()
         self._scanned: dict[str, dict[str, list[PluginEntry]]] | None = None
         self._registered: dict[str, dict[str, PluginEntry]] = {k: {} for k in KINDS}
         # (kind, alias) -> class, for the hot path (add_task with a trigger alias); cleared
         # whenever what an alias means can change.
         self._resolved: dict[tuple[str, str], type] = {}
+        self._entry_points.on_invalidate(self._forget)
 
     # -- scanning ------------------------------------------------------------------------
     def _scan(self) -> dict[str, dict[str, list[PluginEntry]]]:
         with self._lock:
             if self._scanned is None:
                 found: dict[str, dict[str, list[PluginEntry]]] = {k: {} for k in KINDS}
-                groups = {kind.group: name for name, kind in KINDS.items()}
-                for dist in metadata.distributions():
-                    dist_name = dist.metadata["Name"]
-                    for ep in dist.entry_points:
-                        kind_name = groups.get(ep.group)
-                        if kind_name is None:
-                            continue
+                for kind_name, kind in KINDS.items():
+                    for item in self._entry_points.group(kind.group):
+                        ep = item.entry_point
                         claims = found[kind_name].setdefault(ep.name, [])
                         # The same distribution can be visible twice on sys.path (an
                         # editable install beside a regular one): that is not a conflict.
-                        if any(c.distribution == dist_name for c in claims):
+                        if any(c.distribution == item.distribution for c in claims):
                             continue
                         claims.append(
                             PluginEntry(
                                 kind=kind_name,
                                 alias=ep.name,
                                 value=ep.value,
-                                distribution=dist_name,
-                                version=dist.version,
+                                distribution=item.distribution,
+                                version=item.version,
                                 entry_point=ep,
                             )
                         )
                 self._scanned = found
             return self._scanned
 
-    def rescan(self) -> None:
-        """Forget the cached scan (after installing or removing a distribution)."""
+    def _forget(self) -> None:
         with self._lock:
             self._scanned = None
             self._resolved.clear()
-            importlib.invalidate_caches()
+
+    def rescan(self) -> None:
+        """Forget the cached scan (after installing or removing a distribution).
+
+        The process-wide :data:`registry` shares its scan with :mod:`asyncz.plugins`, so the
+        hook plugins are found again too the next time the plugin manager is built.
+        """
+        self._entry_points.invalidate()
 
     def claims(self, kind: str) -> dict[str, list[PluginEntry]]:
         """Every alias of ``kind`` with every entry claiming it (conflicts included)."""
@@ -389,7 +397,7 @@ def coerce_options(cls: type, options: Mapping[str, Any], key: str) -> dict[str,
     return result
 
 
-registry = Registry()
+registry = Registry(ENTRY_POINTS)
 resolve = registry.resolve
 resolve_ref = registry.resolve_ref
 register = registry.register
