@@ -444,9 +444,6 @@ _ENTRY_SECTIONS = frozenset({"stores", "executors", "tasks"})
 
 
 # -- sources -----------------------------------------------------------------------------------
-Layer = tuple[dict[str, Any], dict[tuple[str, ...], Origin]]
-
-
 class _Tree:
     """A nested dict being built, with the origin of every value put in it."""
 

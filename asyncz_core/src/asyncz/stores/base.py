@@ -3,9 +3,11 @@
 A store is asynchronous. It either never suspends (``io_loop is None``: the in-memory store,
 whose methods complete in one step and may be driven without an event loop) or it owns an
 event loop of its own, on a thread of its own (``io_loop``), on which all its I/O runs. The
-scheduler reaches a store only through :func:`call` (from a coroutine on any loop) and
-:func:`call_sync` (from any thread), so that the synchronous scheduler API works from any
-thread, even from inside a coroutine on the scheduler's own loop, without deadlock.
+scheduler reaches a store only through :func:`call` (from a coroutine on any loop); its
+synchronous API runs those coroutines inline, on the store's ``io_loop`` or on a portal thread
+(``BaseScheduler._sync``), so that it works from any thread, even from inside a coroutine on
+the scheduler's own loop, without deadlock. :func:`call_sync` is for code that drives a store
+without a scheduler (tests, benchmarks, scripts).
 """
 
 from __future__ import annotations
