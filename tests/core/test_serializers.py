@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import uuid
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -178,6 +178,25 @@ def test_json_refuses_unknown_types_when_storing() -> None:
 
     with pytest.raises(TypeError, match="serializer='pickle'"):
         JSONSerializer().dumps({"args": (Custom(),)})
+
+
+def test_json_carries_zones_by_name() -> None:
+    zones = [ZoneInfo("Europe/Paris"), timezone.utc, timezone(timedelta(hours=5, minutes=30))]
+    payload = JSONSerializer().dumps({"zones": zones})
+    assert b'{"__t":"zone","v":"Europe/Paris"}' in payload
+    assert JSONSerializer().loads(payload) == {"zones": zones}
+
+
+def test_json_refuses_a_zone_without_a_name() -> None:
+    class Nameless(tzinfo):
+        def utcoffset(self, dt: datetime | None) -> timedelta:
+            return timedelta(0)
+
+        def tzname(self, dt: datetime | None) -> None:
+            return None
+
+    with pytest.raises(TypeError, match="time zone"):
+        JSONSerializer().dumps({"zone": Nameless()})
 
 
 def test_json_dicts_that_look_like_tags_survive() -> None:

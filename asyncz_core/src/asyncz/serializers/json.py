@@ -16,6 +16,8 @@ tag            value
 ``date``       ISO 8601 text
 ``time``       ISO 8601 text (``"tz"`` / ``"fold"`` as for datetime)
 ``timedelta``  ``[days, seconds, microseconds]``
+``zone``       a ``tzinfo``: its IANA name, ``"UTC"`` or a fixed offset
+               (``"UTC+02:00"``), as :func:`asyncz.triggers.zone_to_state` writes it
 ``decimal``    ``str(value)``
 ``uuid``       the canonical hex form
 ``bytes``      base64 text (``bytearray`` values use the tag ``bytearray``)
@@ -38,7 +40,7 @@ import base64
 import json
 import math
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
@@ -112,7 +114,28 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
     UUID: lambda v: {_TAG: "uuid", "v": v.hex},
     bytes: lambda v: {_TAG: "bytes", "v": base64.b64encode(v).decode("ascii")},
     bytearray: lambda v: {_TAG: "bytearray", "v": base64.b64encode(v).decode("ascii")},
+    ZoneInfo: lambda v: _enc_zone(v),
+    timezone: lambda v: _enc_zone(v),
 }
+
+
+def _enc_zone(value: tzinfo) -> dict[str, Any]:
+    from asyncz.timeutil import timezone_name
+
+    try:
+        return {_TAG: "zone", "v": timezone_name(value)}
+    except ValueError as exc:
+        raise TypeError(
+            f"the json serializer cannot store the time zone {value!r}: {exc}"
+        ) from None
+
+
+def _dec_zone(name: Any) -> tzinfo:
+    from asyncz.timeutil import to_timezone
+
+    if not isinstance(name, str):
+        raise ValueError(f"bad tagged zone {name!r}")
+    return to_timezone(name)
 
 
 def _encode(value: Any) -> Any:
@@ -120,11 +143,13 @@ def _encode(value: Any) -> Any:
     if kind in _PLAIN:
         return value
     encoder = _ENCODERS.get(kind)
+    if encoder is None and isinstance(value, tzinfo):
+        encoder = _enc_zone
     if encoder is None:
         raise TypeError(
             f"a value of type {kind.__module__}.{kind.__qualname__} cannot be stored by the json "
-            "serializer (supported: JSON types, datetime, date, time, timedelta, Decimal, UUID, "
-            "bytes, tuple, set); pass plain data, or use serializer='pickle'"
+            "serializer (supported: JSON types, datetime, date, time, timedelta, tzinfo, Decimal, "
+            "UUID, bytes, tuple, set); pass plain data, or use serializer='pickle'"
         )
     return encoder(value)
 
@@ -162,6 +187,7 @@ _DECODERS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "set": lambda v, o: {_decode(item) for item in v},
     "frozenset": lambda v, o: frozenset(_decode(item) for item in v),
     "float": lambda v, o: _dec_float(v),
+    "zone": lambda v, o: _dec_zone(v),
     "dict": lambda v, o: {_decode(k): _decode(item) for k, item in v},
 }
 

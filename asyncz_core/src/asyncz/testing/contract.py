@@ -21,6 +21,7 @@ from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import BaseStore, LoopThread, PersistentStore, call
 from asyncz.tasks import ScheduleState, Task
 from asyncz.testing import functions
+from asyncz.testing.triggers import MinimalTrigger
 from asyncz.triggers import CronTrigger, DateTrigger, IntervalTrigger
 
 __all__ = ["StoreContract", "assert_same_task", "make_task", "wait_until"]
@@ -417,6 +418,30 @@ class StoreContract:
         for task in tasks:
             assert_same_task(self.call(store.lookup_task(task.id)), task)
 
+    def test_a_minimal_third_party_trigger_survives(self, store: BaseStore) -> None:
+        # __init__ and get_next_trigger_time only: the default state of BaseTrigger (its
+        # public attributes: a timedelta, an aware datetime, a zone) is all a store needs.
+        self.require_persistent()
+        trigger = MinimalTrigger(
+            timedelta(minutes=7),
+            datetime(2030, 1, 1, 9, 0, tzinfo=ZoneInfo("Europe/Paris")),
+            timezone=ZoneInfo("America/New_York"),
+            label="minimal",
+        )
+        self.call(store.add_task(make_task("minimal", self.at(5), trigger=trigger)))
+        found = self.call(store.lookup_task("minimal"))
+        assert_same_task(found, make_task("minimal", self.at(5), trigger=trigger))
+        assert found is not None
+        assert isinstance(found.trigger, MinimalTrigger)
+        restored = found.trigger
+        assert restored == trigger
+        assert restored.timezone == ZoneInfo("America/New_York")
+        assert restored.start_at.tzinfo == ZoneInfo("Europe/Paris")
+        now = self.at(0)
+        assert restored.get_next_trigger_time(UTC, None, now) == trigger.get_next_trigger_time(
+            UTC, None, now
+        )
+
     def test_a_task_without_an_importable_reference_is_refused(self, store: BaseStore) -> None:
         self.require_persistent()
 
@@ -537,6 +562,23 @@ class StoreContract:
             assert isinstance(stored.next_run_time, datetime)
             assert stored.next_run_time > first
             assert once.id == "once"
+        finally:
+            scheduler.remove_all_tasks()
+            scheduler.shutdown()
+
+    def test_scheduler_runs_a_minimal_third_party_trigger(self, store: BaseStore) -> None:
+        key = f"{self.namespace}-minimal"
+        functions.reset(key)
+        scheduler = self._scheduler(self.make_store())
+        scheduler.start()
+        try:
+            scheduler.remove_all_tasks()
+            trigger = MinimalTrigger(timedelta(seconds=0.2), datetime.now(UTC))
+            scheduler.add_task(functions.record, trigger, args=(key,), id="minimal")
+            wait_until(lambda: functions.calls(key) >= 2, what="the minimal trigger fired twice")
+            stored = scheduler.get_task("minimal")
+            assert stored is not None
+            assert isinstance(stored.trigger, MinimalTrigger)
         finally:
             scheduler.remove_all_tasks()
             scheduler.shutdown()

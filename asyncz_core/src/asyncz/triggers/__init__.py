@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from asyncz._lazy import lazy_exports
 from asyncz.triggers._data import create_trigger, trigger_from_data, trigger_to_data
-from asyncz.triggers.base import BaseTrigger, UnknownOptionError
+from asyncz.triggers.base import BaseTrigger, UnknownOptionError, zone_from_state, zone_to_state
 
 if TYPE_CHECKING:
     from asyncz.triggers._cronfields import CronExpressionError
@@ -32,6 +32,8 @@ __all__ = [
     "create_trigger",
     "trigger_from_data",
     "trigger_to_data",
+    "zone_from_state",
+    "zone_to_state",
 ]
 
 _LAZY = {

@@ -6,7 +6,8 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from asyncz.timeutil import local_timezone, timezone_name, to_datetime, to_timezone
+from asyncz.timeutil import local_timezone, to_datetime, to_timezone
+from asyncz.triggers.base import zone_from_state, zone_to_state
 
 __all__ = [
     "STATE_VERSION",
@@ -63,14 +64,6 @@ def dt_to_state(value: datetime | None) -> str | None:
 
 def dt_from_state(value: Any, zone: tzinfo | None, name: str) -> datetime | None:
     return to_bound(value, zone, name)
-
-
-def zone_to_state(zone: tzinfo | None) -> str | None:
-    return timezone_name(zone) if zone is not None else None
-
-
-def zone_from_state(value: Any) -> tzinfo | None:
-    return to_timezone(value) if value is not None else None
 
 
 def check_version(owner: str, state: dict[str, Any]) -> None:

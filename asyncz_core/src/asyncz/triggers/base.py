@@ -9,8 +9,15 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 
 from asyncz.exceptions import AsynczError, closest
+from asyncz.timeutil import timezone_name, to_timezone
 
-__all__ = ["BaseTrigger", "UnknownOptionError", "check_options"]
+__all__ = [
+    "BaseTrigger",
+    "UnknownOptionError",
+    "check_options",
+    "zone_from_state",
+    "zone_to_state",
+]
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _UTC = timezone.utc
@@ -46,11 +53,14 @@ def check_options(owner: str, unknown: Mapping[str, Any], valid: Iterable[str]) 
 class BaseTrigger(abc.ABC):
     """Decides when a task runs next.
 
-    Subclasses implement :meth:`get_next_trigger_time` and make their state plain data
-    through :meth:`__getstate__` / :meth:`__setstate__` (a dict of JSON-friendly values:
-    str, int, float, bool, None, lists and dicts of them), so that they round-trip through the
-    JSON serializer of persistent stores. Publish a subclass through the ``asyncz.triggers``
-    entry-point group; the entry-point name is its alias.
+    Subclasses implement :meth:`get_next_trigger_time`; that and an ``__init__`` are all a
+    trigger needs. Its state (what a persistent store keeps) is by default its public
+    attributes (those not starting with ``_``, in ``__dict__`` or ``__slots__``); with the
+    JSON serializer their values may be JSON types, datetimes, dates, timedeltas, zones
+    (``tzinfo``), tuples, sets, ... (see :mod:`asyncz.serializers.json`). A trigger whose state
+    is something else overrides :meth:`__getstate__` / :meth:`__setstate__` (the built-ins
+    do, to keep a versioned, plain-JSON state). Publish a subclass through the
+    ``asyncz.triggers`` entry-point group; the entry-point name is its alias.
 
     Two triggers are equal when they are of the same class and have equal state. ``str()``
     gives a short description (``cron[hour='9']``); subclasses override :meth:`__str__`.
@@ -72,13 +82,21 @@ class BaseTrigger(abc.ABC):
         ``now`` the current time (aware datetimes). The result is an aware datetime.
         """
 
-    @abc.abstractmethod
     def __getstate__(self) -> dict[str, Any]:
-        """The trigger's state as plain, JSON-friendly data."""
+        """The trigger's state: by default a dict of its public attributes.
 
-    @abc.abstractmethod
+        Attributes whose name starts with ``_`` (caches, compiled forms) are left out; a
+        trigger that needs them after a restore recomputes them in :meth:`__setstate__`.
+        """
+        return {name: getattr(self, name) for name in _public_attributes(self)}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore the state produced by :meth:`__getstate__`."""
+        """Restore the state produced by :meth:`__getstate__` (by default: set each key).
+
+        The object was created with ``cls.__new__(cls)``: ``__init__`` is not called.
+        """
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     # -- conveniences shared by the built-ins (and usable by third parties) ------------------
     def __eq__(self, other: object) -> bool:
@@ -126,6 +144,46 @@ class BaseTrigger(abc.ABC):
         if end_at is not None and (limit is None or end_at.astimezone(_UTC) < limit):
             limit = end_at.astimezone(_UTC)
         return limit
+
+
+def _slot_names(cls: type) -> tuple[str, ...]:
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        slots = klass.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        names.extend(name for name in slots if name not in names)
+    return tuple(names)
+
+
+def _public_attributes(trigger: BaseTrigger) -> list[str]:
+    """Names of the trigger's public instance attributes that are set, in a stable order."""
+    names = [
+        name
+        for name in _slot_names(type(trigger))
+        if not name.startswith("_") and name != "__dict__" and hasattr(trigger, name)
+    ]
+    names.extend(
+        name
+        for name in getattr(trigger, "__dict__", {})
+        if not name.startswith("_") and name not in names
+    )
+    return names
+
+
+def zone_to_state(zone: tzinfo | None) -> str | None:
+    """A zone as text for a trigger's state: its IANA name (``"Europe/Paris"``), ``"UTC"``,
+    or a fixed offset (``"UTC+02:00"``); ``None`` stays ``None``.
+
+    :func:`zone_from_state` turns it back into an equivalent zone. A zone without a name
+    raises ``ValueError``.
+    """
+    return timezone_name(zone) if zone is not None else None
+
+
+def zone_from_state(value: str | None) -> tzinfo | None:
+    """The zone written by :func:`zone_to_state` (``None`` stays ``None``)."""
+    return to_timezone(value) if value is not None else None
 
 
 def validate_jitter(jitter: Any) -> float | None:
