@@ -80,6 +80,55 @@ async def test_declared_tasks_run_and_keep_their_schedule_across_restarts(
     assert after["nightly"] == before["nightly"]
 
 
+async def test_a_crontab_string_declares_a_cron_task(tmp_path: Path) -> None:
+    from asyncz.runner import embedded_store
+    from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
+    from asyncz.settings import load_settings
+    from asyncz.triggers import CronTrigger
+
+    config = tmp_path / "asyncz.toml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            timezone = "UTC"
+            [tasks.every5]
+            fn = "asyncz.testing.functions:noop"
+            trigger = { type = "cron", crontab = "*/5 * * * *" }
+            """
+        )
+    )
+    await run_config(config, data_dir=tmp_path / "a", duration=0.05)
+    # The same declaration as settings (dotted keys), as an app would give it.
+    settings = load_settings(
+        global_config={
+            "asyncz.timezone": "UTC",
+            "asyncz.tasks.sunday": {
+                "fn": "asyncz.testing.functions:noop",
+                "trigger": {"type": "cron", "crontab": "0 9 * * 0"},
+            },
+        }
+    )
+    await run_config(config, settings=settings, data_dir=tmp_path / "b", duration=0.05)
+
+    async def stored(data: Path) -> dict[str, tuple[object, object]]:
+        scheduler = NativeAsyncIOScheduler(stores={"default": embedded_store(data)})
+        await scheduler.start(paused=True)
+        try:
+            return {
+                i.id: (i.next_run_time, scheduler.get_task(i.id).trigger)  # type: ignore[union-attr]
+                for i in await scheduler.get_task_infos_async()
+            }
+        finally:
+            await scheduler.shutdown()
+
+    [(when, trigger)] = (await stored(tmp_path / "a")).values()
+    assert trigger == CronTrigger.from_crontab("*/5 * * * *")
+    assert when.minute % 5 == 0  # type: ignore[attr-defined]
+    [(when, trigger)] = (await stored(tmp_path / "b")).values()
+    assert trigger == CronTrigger.from_crontab("0 9 * * 0")
+    assert (when.weekday(), when.hour) == (6, 9)  # type: ignore[attr-defined]
+
+
 def test_the_example_project_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
     asyncz = Path(sys.executable).with_name("asyncz")
     process = subprocess.Popen(

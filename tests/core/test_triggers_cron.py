@@ -237,6 +237,39 @@ def test_crontab_bad_field_is_named() -> None:
     assert info.value.field == "day_of_week"
 
 
+def test_crontab_option_is_from_crontab() -> None:
+    trigger = CronTrigger(crontab="*/5 * * * *", timezone="UTC")
+    assert trigger == CronTrigger.from_crontab("*/5 * * * *", timezone="UTC")
+    assert fires(trigger, at(2026, 1, 1, 0, 1), 2) == [at(2026, 1, 1, 0, 5), at(2026, 1, 1, 0, 10)]
+    # crontab numbering in the crontab, asyncz numbering in the fields: 0 is Sunday / Monday
+    sunday = CronTrigger(crontab="0 9 * * 0", timezone="UTC")
+    monday = CronTrigger(day_of_week=0, hour=9, timezone="UTC")
+    assert fires(sunday, at(2026, 1, 1), 1)[0].weekday() == 6
+    assert fires(monday, at(2026, 1, 1), 1)[0].weekday() == 0
+
+
+def test_crontab_option_with_fields_is_an_error() -> None:
+    with pytest.raises(TypeError, match="either crontab or the fields"):
+        CronTrigger(hour=3, crontab="0 3 * * *")
+
+
+def test_crontab_option_through_add_task_and_create_trigger() -> None:
+    from asyncz.schedulers.asyncio import AsyncIOScheduler
+    from asyncz.testing import functions
+    from asyncz.triggers import create_trigger
+
+    assert create_trigger("cron", crontab="0 3 * * *") == CronTrigger.from_crontab("0 3 * * *")
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    task = scheduler.add_task(functions.noop, "cron", crontab="30 4 * * 1-5", id="c")
+    assert task.trigger == CronTrigger.from_crontab("30 4 * * 1-5")
+    scheduler.start(paused=True)
+    try:
+        when = scheduler.get_task("c").next_run_time  # type: ignore[union-attr]
+        assert (when.hour, when.minute, when.weekday() < 5) == (4, 30, True)
+    finally:
+        scheduler.shutdown()
+
+
 # -- time zones and DST ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("zone", "day", "wall", "expected_utc"),

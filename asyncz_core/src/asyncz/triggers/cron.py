@@ -259,6 +259,9 @@ class CronTrigger(BaseTrigger):
     more significant than the least significant one given default to ``*``, the others to
     their minimum, so ``CronTrigger(hour=9)`` fires daily at 09:00:00. All fields must match
     (``day`` and ``day_of_week`` included); :meth:`from_crontab` uses crontab's rules instead.
+    ``crontab="*/5 * * * *"`` (instead of the fields) is :meth:`from_crontab`, for
+    configuration: ``{type = "cron", crontab = "0 9 * * 1-5"}``. Mind the weekday numbers:
+    ``day_of_week=0`` is Monday here, while ``0`` in a crontab is Sunday.
 
     ``timezone``: the zone of the wall-clock fields; ``None`` means the zone of an aware
     zoneinfo ``start_at``, else the scheduler's zone passed to :meth:`get_next_trigger_time`.
@@ -270,6 +273,7 @@ class CronTrigger(BaseTrigger):
     FIELD_NAMES: ClassVar[tuple[str, ...]] = FIELD_NAMES
     _OPTIONS: ClassVar[tuple[str, ...]] = (
         *FIELD_NAMES,
+        "crontab",
         "start_at",
         "end_at",
         "timezone",
@@ -304,6 +308,8 @@ class CronTrigger(BaseTrigger):
         end_at: datetime | str | None = None,
         timezone: tzinfo | str | None = None,
         jitter: float | None = None,
+        *,
+        crontab: str | None = None,
         **unknown: Any,
     ) -> None:
         check_options(type(self).__name__, unknown, self._OPTIONS)
@@ -318,6 +324,14 @@ class CronTrigger(BaseTrigger):
             "second": second,
         }
         fields = {name: _text(value) for name, value in given.items() if value is not None}
+        if crontab is not None:
+            if fields:
+                raise TypeError(
+                    "CronTrigger takes either crontab or the fields "
+                    f"({', '.join(fields)}), not both"
+                )
+            self._setup({}, _crontab_text(crontab), start_at, end_at, timezone, jitter)
+            return
         self._setup(fields, None, start_at, end_at, timezone, jitter)
 
     @classmethod
@@ -338,11 +352,8 @@ class CronTrigger(BaseTrigger):
         ``@yearly`` (``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``) and
         ``@hourly`` are accepted. A 6-field form puts a ``second`` field first.
         """
-        if not isinstance(expr, str):
-            raise TypeError(f"a crontab expression must be a string, not {expr!r}")
-        text = " ".join(expr.split())
         self = cls.__new__(cls)
-        self._setup({}, text, start_at, end_at, timezone, jitter)
+        self._setup({}, _crontab_text(expr), start_at, end_at, timezone, jitter)
         return self
 
     # -- construction -----------------------------------------------------------------------
@@ -501,6 +512,12 @@ class CronTrigger(BaseTrigger):
 
     def __repr__(self) -> str:
         return f"<CronTrigger ({', '.join(self._options())})>"
+
+
+def _crontab_text(expr: Any) -> str:
+    if not isinstance(expr, str):
+        raise TypeError(f"a crontab expression must be a string, not {expr!r}")
+    return " ".join(expr.split())
 
 
 def _limit_year(wall: int) -> int:
