@@ -237,6 +237,60 @@ def test_crontab_bad_field_is_named() -> None:
     assert info.value.field == "day_of_week"
 
 
+@pytest.mark.parametrize(
+    ("expr", "days"),
+    [
+        # November 2025: the 1st is a Saturday, the 15th a Saturday, the 30th a Sunday
+        ("0 0 L * *", ["2025-11-30", "2025-12-31", "2026-01-31"]),
+        ("0 0 LW * *", ["2025-11-28", "2025-12-31", "2026-01-30"]),
+        ("0 0 15W * *", ["2025-11-14", "2025-12-15", "2026-01-15"]),
+        ("0 0 1W * *", ["2025-11-03", "2025-12-01", "2026-01-01"]),  # never back into October
+        ("0 0 31W * *", ["2025-11-28", "2025-12-31", "2026-01-30"]),  # clamped to the month
+        ("0 0 * * 5#2", ["2025-11-14", "2025-12-12", "2026-01-09"]),
+        ("0 0 * * fri#2", ["2025-11-14", "2025-12-12", "2026-01-09"]),
+        ("0 0 * * 0#1,7#5", ["2025-11-02", "2025-11-30", "2025-12-07"]),
+        ("0 0 * * 5L", ["2025-11-28", "2025-12-26", "2026-01-30"]),
+        ("0 0 * * 7L", ["2025-11-30", "2025-12-28", "2026-01-25"]),
+        ("0 0 1,L * *", ["2025-11-01", "2025-11-30", "2025-12-01"]),
+        # both restricted: either matches (Vixie cron, as for plain values)
+        ("0 0 L * 1#1", ["2025-11-03", "2025-11-30", "2025-12-01"]),
+    ],
+)
+def test_crontab_quartz_extensions(expr: str, days: list[str]) -> None:
+    trigger = CronTrigger.from_crontab(expr, timezone="UTC")
+    assert [f.date().isoformat() for f in fires(trigger, at(2025, 11, 1), 3)] == days
+    assert CronTrigger(crontab=expr.lower(), timezone="UTC") == CronTrigger.from_crontab(
+        expr.lower(), timezone="UTC"
+    )
+
+
+def test_field_form_nearest_and_last_weekday() -> None:
+    assert fires(CronTrigger(day="15W", timezone="UTC"), at(2025, 11, 1), 1) == [at(2025, 11, 14)]
+    assert fires(CronTrigger(day="lw", timezone="UTC"), at(2025, 11, 1), 1) == [at(2025, 11, 28)]
+    assert fires(CronTrigger(day="last fri", timezone="UTC"), at(2025, 11, 1), 1) == [
+        at(2025, 11, 28)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "field", "token"),
+    [
+        ("0 0 32W * *", "day", "32W"),
+        ("0 0 LX * *", "day", "lx"),
+        ("0 0 * * 5#6", "day_of_week", "5#6"),
+        ("0 0 * * 5#", "day_of_week", "5#"),
+        ("0 0 * * *#2", "day_of_week", "*#2"),
+        ("0 0 * * 8L", "day_of_week", "8"),
+        ("0 0 * * L", "day_of_week", "l"),
+    ],
+)
+def test_crontab_bad_extensions_are_named(expr: str, field: str, token: str) -> None:
+    with pytest.raises(CronExpressionError) as info:
+        CronTrigger.from_crontab(expr)
+    assert info.value.field == field
+    assert info.value.token.lower() == token.lower()
+
+
 def test_crontab_option_is_from_crontab() -> None:
     trigger = CronTrigger(crontab="*/5 * * * *", timezone="UTC")
     assert trigger == CronTrigger.from_crontab("*/5 * * * *", timezone="UTC")

@@ -13,6 +13,8 @@ __all__ = [
     "FIELD_RANGES",
     "CronExpressionError",
     "DayRule",
+    "parse_crontab_day",
+    "parse_crontab_weekdays",
     "parse_day",
     "parse_field",
 ]
@@ -33,6 +35,7 @@ MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "o
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ORDINALS = {"1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5, "last": -1}
 _NTH_WEEKDAY = re.compile(r"^(1st|2nd|3rd|4th|5th|last)\s+([a-z]{3})[a-z]*$")
+_NEAREST_WEEKDAY = re.compile(r"^(\d{1,2})w$")  # 15w: the weekday nearest the 15th
 
 
 class CronExpressionError(ValueError):
@@ -142,32 +145,80 @@ def _name_hint(names: dict[str, int]) -> str:
 
 @dataclass
 class DayRule:
-    """What the ``day`` field allows: plain days, ``last``, and ``<nth> <weekday>`` items."""
+    """What the ``day`` field allows: plain days, ``last``, ``<nth> <weekday>``, ``15w``, ``lw``."""
 
     days: set[int] = field(default_factory=set)
     last: bool = False
     #: (n, weekday) with n in 1..5, or -1 for the last such weekday; weekday 0 = Monday
     nth_weekdays: set[tuple[int, int]] = field(default_factory=set)
+    #: days d whose nearest weekday (Monday-Friday, within the month) is allowed: ``15w``
+    nearest: set[int] = field(default_factory=set)
+    #: the last weekday (Monday-Friday) of the month: ``lw``
+    last_weekday: bool = False
 
     def matches(self, day: int, weekday: int, days_in_month: int) -> bool:
         if day in self.days or (self.last and day == days_in_month):
             return True
-        for n, wanted in self.nth_weekdays:
-            if weekday == wanted and (
-                (n > 0 and (day - 1) // 7 + 1 == n) or (n < 0 and day + 7 > days_in_month)
-            ):
-                return True
-        return False
+        if nth_weekday_matches(self.nth_weekdays, day, weekday, days_in_month):
+            return True
+        if self.last_weekday and weekday < 5 and day == _nearest(days_in_month, day, weekday):
+            return True
+        return any(day == _nearest(target, day, weekday, days_in_month) for target in self.nearest)
+
+
+def nth_weekday_matches(
+    wanted: set[tuple[int, int]], day: int, weekday: int, days_in_month: int
+) -> bool:
+    """Whether ``day`` (a ``weekday``, 0 = Monday) is one of the ``(n, weekday)`` items."""
+    for n, wanted_weekday in wanted:
+        if weekday == wanted_weekday and (
+            (n > 0 and (day - 1) // 7 + 1 == n) or (n < 0 and day + 7 > days_in_month)
+        ):
+            return True
+    return False
+
+
+def _nearest(target: int, day: int, weekday: int, days_in_month: int | None = None) -> int:
+    """The weekday (Mon-Fri) of the month nearest to ``target`` (clamped to the month's
+    length), without leaving the month: Saturday -> Friday (Monday on the 1st), Sunday ->
+    Monday (Friday on the last day). ``day`` is any day of the month and ``weekday`` its
+    weekday (0 = Monday); ``days_in_month`` defaults to ``target`` (for the ``lw`` rule)."""
+    length = target if days_in_month is None else days_in_month
+    target = min(target, length)
+    target_weekday = (weekday + target - day) % 7
+    if target_weekday == 5:  # Saturday
+        return target - 1 if target > 1 else target + 2
+    if target_weekday == 6:  # Sunday
+        return target + 1 if target < length else target - 2
+    return target
+
+
+def _day_item(rule: DayRule, item: str, expression: str, raw: str) -> bool:
+    """Add a ``l`` / ``lw`` / ``15w`` item to ``rule``; ``False`` when it is none of them."""
+    if item in ("l", "last"):
+        rule.last = True
+        return True
+    if item == "lw":
+        rule.last_weekday = True
+        return True
+    match = _NEAREST_WEEKDAY.match(item)
+    if match:
+        target = int(match.group(1))
+        if not 1 <= target <= 31:
+            raise CronExpressionError("day", expression, raw.strip(), "is out of range 1-31")
+        rule.nearest.add(target)
+        return True
+    return False
 
 
 def parse_day(expression: str) -> DayRule:
-    """Parse the ``day`` field: the common syntax plus ``last``, ``2nd fri``, ``last sun``."""
+    """Parse the ``day`` field: the common syntax plus ``last``, ``2nd fri``, ``last sun``,
+    ``15w`` (the weekday nearest the 15th) and ``lw`` (the last weekday of the month)."""
     rule = DayRule()
     plain: list[str] = []
     for raw in expression.split(","):
         item = " ".join(raw.strip().lower().split())
-        if item == "last":
-            rule.last = True
+        if _day_item(rule, item, expression, raw):
             continue
         match = _NTH_WEEKDAY.match(item)
         if match:
@@ -188,6 +239,61 @@ def parse_day(expression: str) -> DayRule:
             raise CronExpressionError("day", expression, expression, "has an empty item")
         rule.days = parse_field("day", ",".join(plain))
     return rule
+
+
+def parse_crontab_day(expression: str) -> DayRule:
+    """The day-of-month field of a crontab: the common syntax plus ``L`` (the last day),
+    ``LW`` (the last weekday) and ``15W`` (the weekday nearest the 15th)."""
+    rule = DayRule()
+    plain = [
+        raw
+        for raw in expression.split(",")
+        if raw.strip().lower() == "last"
+        or not _day_item(rule, raw.strip().lower(), expression, raw)
+    ]
+    if plain:
+        rule.days = parse_field("day", ",".join(plain))
+    return rule
+
+
+def parse_crontab_weekdays(expression: str) -> tuple[set[int], set[tuple[int, int]]]:
+    """The day-of-week field of a crontab (0 and 7 = Sunday).
+
+    Returns the plain weekdays (Monday = 0) and the ``(n, weekday)`` items: ``5#2`` (the
+    second Friday, n = 2) and ``5L`` (the last Friday, n = -1); names work too (``fri#2``).
+    """
+    nth: set[tuple[int, int]] = set()
+    plain: list[str] = []
+    for raw in expression.split(","):
+        item = raw.strip().lower()
+        base, hash_sign, count = item.partition("#")
+        if hash_sign:
+            if not count.isdigit() or not 1 <= int(count) <= 5:
+                raise CronExpressionError(
+                    "day_of_week", expression, raw.strip(), "needs an occurrence 1-5 after '#'"
+                )
+            nth.add((int(count), _crontab_weekday(base, expression, raw)))
+        elif len(item) > 1 and item.endswith("l"):
+            nth.add((-1, _crontab_weekday(item[:-1], expression, raw)))
+        else:
+            plain.append(raw)
+    weekdays: set[int] = set()
+    if plain:
+        values = parse_field(
+            "day_of_week", ",".join(plain), bounds=(0, 7), weekday_numbering="crontab"
+        )
+        weekdays = {(value - 1) % 7 for value in values}  # crontab's Sunday 0 -> Monday 0
+    return weekdays, nth
+
+
+def _crontab_weekday(token: str, expression: str, raw: str) -> int:
+    """One crontab weekday (0-7 or a name) as a Monday-0 weekday."""
+    values = parse_field("day_of_week", token or raw, bounds=(0, 7), weekday_numbering="crontab")
+    if len(values) != 1 or token in ("*", ""):
+        raise CronExpressionError(
+            "day_of_week", expression, raw.strip(), "needs a single weekday before '#' or 'L'"
+        )
+    return (values.pop() - 1) % 7
 
 
 def describe(values: Iterable[int]) -> str:

@@ -23,6 +23,9 @@ from asyncz.triggers._cronfields import (
     FIELD_RANGES,
     CronExpressionError,
     DayRule,
+    nth_weekday_matches,
+    parse_crontab_day,
+    parse_crontab_weekdays,
     parse_day,
     parse_field,
 )
@@ -75,6 +78,7 @@ class _Schedule:
         "_day_ok",
         "_month_cache",
         "day_rule",
+        "dow_nth",
         "dows",
         "hours",
         "minutes",
@@ -97,6 +101,7 @@ class _Schedule:
         minutes: set[int],
         seconds: set[int],
         or_days: bool,
+        dow_nth: set[tuple[int, int]] | None = None,
     ) -> None:
         self.years = sorted(years) if years is not None else None
         self.months = sorted(months)
@@ -104,6 +109,8 @@ class _Schedule:
         self.weeks = weeks
         self.dows = dows
         self.or_days = or_days
+        #: crontab's ``5#2`` / ``5L`` items of the day-of-week field: (n or -1, weekday)
+        self.dow_nth = dow_nth or None
         self.hours = sorted(hours)
         self.minutes = sorted(minutes)
         self.seconds = sorted(seconds)
@@ -128,12 +135,16 @@ class _Schedule:
         if cached is not None:
             return cached
         first_weekday, length = calendar.monthrange(year, month)
-        rule, dows, weeks = self.day_rule, self.dows, self.weeks
+        rule, dows, weeks, dow_nth = self.day_rule, self.dows, self.weeks, self.dow_nth
         days = []
         for day in range(1, length + 1):
             weekday = (first_weekday + day - 1) % 7
             dom_ok = rule.matches(day, weekday, length)
-            dow_ok = dows is None or weekday in dows
+            dow_ok = (
+                dows is None
+                or weekday in dows
+                or (dow_nth is not None and nth_weekday_matches(dow_nth, day, weekday, length))
+            )
             if self.or_days:
                 ok = dom_ok or dow_ok
             else:
@@ -347,7 +358,10 @@ class CronTrigger(BaseTrigger):
         """A trigger from a crontab line: ``minute hour day month day_of_week``.
 
         Standard crontab meaning: weekday ``0`` and ``7`` are Sunday, ``1`` is Monday; names
-        are accepted. When both day-of-month and day-of-week are restricted (neither starts
+        are accepted. The Quartz/cronsim extensions work: ``L`` (the last day of the month),
+        ``LW`` (its last weekday) and ``15W`` (the weekday nearest the 15th, within the month)
+        in the day field; ``5#2`` (the second Friday) and ``5L`` (the last Friday) in the
+        day-of-week field. When both day-of-month and day-of-week are restricted (neither starts
         with ``*``), a day matches when *either* does (Vixie cron); otherwise both must.
         ``@yearly`` (``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``) and
         ``@hourly`` are accepted. A 6-field form puts a ``second`` field first.
@@ -577,23 +591,20 @@ def _compile_crontab(text: str) -> _Schedule:
             "or 6 (second minute hour day month day_of_week)",
         )
     minute, hour, dom, month, dow = parts
-    weekdays = {
-        value % 7
-        for value in parse_field("day_of_week", dow, bounds=(0, 7), weekday_numbering="crontab")
-    }
-    # crontab numbers Sunday 0; this module numbers Monday 0.
-    dows = {(value - 1) % 7 for value in weekdays}
+    # Weekdays come back numbered Monday 0 (crontab numbers Sunday 0).
+    dows, dow_nth = parse_crontab_weekdays(dow)
     dom_star, dow_star = dom.startswith("*"), dow.startswith("*")
     return _Schedule(
         years=None,
         months=parse_field("month", month),
-        day_rule=DayRule(days=parse_field("day", dom)),
+        day_rule=parse_crontab_day(dom),
         weeks=None,
-        dows=None if dow_star and dows == set(range(7)) else dows,
+        dows=None if dow_star and dows == set(range(7)) and not dow_nth else dows,
         hours=parse_field("hour", hour),
         minutes=parse_field("minute", minute),
         seconds=parse_field("second", second),
         or_days=not (dom_star or dow_star),
+        dow_nth=dow_nth,
     )
 
 
