@@ -86,6 +86,8 @@ def _validate_timezone(value: Any) -> tzinfo:
         raise ValueError(f"expected an IANA time zone name or a tzinfo, got {value!r}")
     try:
         return to_timezone(value)
+    except ValueError as exc:  # says what is wrong ("GMT+2" is ambiguous, ...)
+        raise ValueError(str(exc)) from exc
     except Exception as exc:  # ZoneInfo raises several types for odd names
         raise ValueError(
             f"unknown time zone {value!r} (expected an IANA name like 'Europe/Paris')"

@@ -31,20 +31,50 @@ def local_timezone() -> tzinfo:
     return zone
 
 
-_OFFSET_NAME = re.compile(r"^(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+# "+02:00", "-0530", "+2": a bare ISO-8601 style offset, east of UTC when positive.
+_OFFSET = re.compile(r"^([+-])(\d{1,2})(?::?(\d{2}))?$")
+# "UTC+02:00", "GMT-05:30": a label and an offset written with minutes.
+_LABELLED_OFFSET = re.compile(r"^(?:UTC|GMT)([+-])(\d{1,2}):(\d{2})$", re.IGNORECASE)
+# "GMT+2", "UTC-5", "GMT+0530": POSIX and IANA ("Etc/GMT+2" = UTC-02:00) read the sign the
+# other way round from most people, so these are refused rather than guessed.
+_AMBIGUOUS_OFFSET = re.compile(r"^(UTC|GMT)([+-])(\d{1,4})$", re.IGNORECASE)
+
+
+def _fixed(name: str, sign: str, hours: str, minutes: str | None) -> tzinfo:
+    delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+    if delta >= timedelta(hours=24) or int(minutes or 0) >= 60:
+        raise ValueError(f"time zone offset {name!r} is out of range")
+    return timezone(-delta if sign == "-" else delta) if delta else utc
+
+
+def _ambiguous_offset(name: str, sign: str, digits: str) -> tzinfo:
+    """``GMT+2`` and the like: UTC for a zero offset, else a ``ValueError`` with the fix."""
+    hours, minutes = (digits[:-2], digits[-2:]) if len(digits) > 2 else (digits, "00")
+    opposite = "-" if sign == "+" else "+"
+    meant = _fixed(name, sign, hours, minutes)  # checks the range too
+    if meant is utc:
+        return utc
+    east, west = f"{sign}{int(hours):02d}:{minutes}", f"{opposite}{int(hours):02d}:{minutes}"
+    whole_hours = minutes == "00"
+    etc = f" (or 'Etc/GMT{opposite}{int(hours)}')" if whole_hours else ""
+    iana = f" and IANA's 'Etc/GMT{sign}{int(hours)}'" if whole_hours else ""
+    raise ValueError(
+        f"time zone {name!r} is ambiguous: POSIX time zone strings{iana} read it as "
+        f"UTC{west}, most people mean UTC{east}; write {east!r}{etc} for UTC{east}, "
+        f"or {west!r} for UTC{west}"
+    )
 
 
 @lru_cache(maxsize=512)
 def _zone(name: str) -> tzinfo:
     if name.upper() in ("UTC", "Z", "ETC/UTC", "GMT"):
         return utc
-    match = _OFFSET_NAME.match(name)
+    match = _OFFSET.match(name) or _LABELLED_OFFSET.match(name)
     if match:
-        sign, hours, minutes = match.groups()
-        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
-        if delta >= timedelta(hours=24):
-            raise ValueError(f"time zone offset {name!r} is out of range")
-        return timezone(-delta if sign == "-" else delta) if delta else utc
+        return _fixed(name, *match.groups())
+    ambiguous = _AMBIGUOUS_OFFSET.match(name)
+    if ambiguous:
+        return _ambiguous_offset(name, ambiguous.group(2), ambiguous.group(3))
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
