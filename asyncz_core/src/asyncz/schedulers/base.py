@@ -42,7 +42,7 @@ from asyncz.exceptions import (
 from asyncz.executors.base import BaseExecutor
 from asyncz.stores.base import BaseStore, LoopThread, PersistentStore, call, run_inline
 from asyncz.tasks.task import ScheduleState, Task, TaskInfo
-from asyncz.timeutil import utc
+from asyncz.timeutil import localize, utc
 from asyncz.triggers.base import BaseTrigger
 
 if TYPE_CHECKING:
@@ -893,6 +893,7 @@ class BaseScheduler:
             from asyncz.triggers import create_trigger
 
             task.trigger = create_trigger(None)
+        self._resolve_naive(task)
         defaults = self.task_defaults
         if task.coalesce is UNSET:
             task.coalesce = defaults["coalesce"]
@@ -900,6 +901,17 @@ class BaseScheduler:
             task.max_instances = defaults["max_instances"]
         if task.misfire_grace_time is UNSET:
             task.misfire_grace_time = defaults["misfire_grace_time"]
+
+    def _resolve_naive(self, task: Task) -> None:
+        """Read a naive ``next_run_time`` as wall time in the zone of the task's trigger: the
+        trigger's own ``timezone``, else the scheduler's trigger zone (as triggers read their
+        naive ``run_at`` / ``start_at`` / ``end_at``)."""
+        when = task.next_run_time
+        if isinstance(when, datetime) and when.tzinfo is None:
+            zone = getattr(task.trigger, "timezone", None)
+            task.next_run_time = localize(
+                when, zone if isinstance(zone, tzinfo) else self.trigger_timezone
+            )
 
     def add_task(
         self,
@@ -1138,6 +1150,7 @@ class BaseScheduler:
         task_id = self._task_id(task_id)
         task, alias = await self._find(task_id, store)
         task._modify(**changes)
+        self._resolve_naive(task)
         if alias is not None:
             target = self.lookup_store(alias)
             await call(target, target.update_task(task))

@@ -263,13 +263,10 @@ class Task:
             self.misfire_grace_time = value
         if "next_run_time" in options and options["next_run_time"] is not UNSET:
             value = options["next_run_time"]
-            if value is not None:
-                if not isinstance(value, datetime):
-                    raise TypeError(f"next_run_time must be a datetime or None, not {value!r}")
-                if value.tzinfo is None:
-                    from asyncz.timeutil import local_timezone, localize
-
-                    value = localize(value, local_timezone())
+            if value is not None and not isinstance(value, datetime):
+                raise TypeError(f"next_run_time must be a datetime or None, not {value!r}")
+            # A naive value stays naive until the scheduler reads it in its trigger zone (when
+            # the task is added or updated): BaseScheduler._resolve_naive.
             self.next_run_time = value
 
     def _modify(self, **changes: Any) -> None:

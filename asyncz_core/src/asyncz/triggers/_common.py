@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from asyncz.timeutil import local_timezone, to_datetime, to_timezone
+from asyncz.timeutil import localize, to_datetime, to_timezone
 from asyncz.triggers.base import zone_from_state, zone_to_state
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "derive_zone",
     "dt_from_state",
     "dt_to_state",
+    "in_zone",
     "normalize_zone",
     "zone_from_state",
     "zone_to_state",
@@ -50,12 +51,42 @@ def derive_zone(zone: tzinfo | str | None, *bounds: Any) -> tzinfo | None:
     return None
 
 
+class _Floating(tzinfo):
+    """Marks a wall time that has no zone yet, while ``to_datetime`` parses it."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "floating"
+
+
+_FLOATING = _Floating()
+
+
 def to_bound(value: Any, zone: tzinfo | None, name: str) -> datetime | None:
-    """An aware datetime bound; a naive one is wall time in ``zone`` (or the local zone)."""
-    result = to_datetime(value, zone or local_timezone(), name)
-    if result is not None and zone is not None:
+    """A datetime bound: aware, in ``zone``; a naive one is wall time in ``zone``.
+
+    Without a zone a naive value stays naive: it is wall time in the zone the trigger is
+    asked about (the ``timezone`` argument of ``get_next_trigger_time``, which is the
+    scheduler's), resolved by :func:`in_zone` on every use.
+    """
+    result = to_datetime(value, zone or _FLOATING, name)
+    if result is None:
+        return None
+    if result.tzinfo is _FLOATING:
+        return result.replace(tzinfo=None)
+    if zone is not None:
         result = result.astimezone(zone)
     return result
+
+
+def in_zone(value: datetime, zone: tzinfo) -> datetime:
+    """``value`` if aware; a naive (floating) bound read as wall time in ``zone``."""
+    return value if value.tzinfo is not None else localize(value, zone)
 
 
 def dt_to_state(value: datetime | None) -> str | None:

@@ -15,6 +15,7 @@ from asyncz.triggers._common import (
     derive_zone,
     dt_from_state,
     dt_to_state,
+    in_zone,
     to_bound,
     zone_from_state,
     zone_to_state,
@@ -294,6 +295,7 @@ class CronTrigger(BaseTrigger):
     __slots__ = (
         "_clock",
         "_end_ts",
+        "_floating",
         "_schedule",
         "_start_ts",
         "_window",
@@ -385,11 +387,24 @@ class CronTrigger(BaseTrigger):
         self.timezone = derive_zone(timezone, start_at, end_at)
         self.start_at = to_bound(start_at, self.timezone, "start_at")
         self.end_at = to_bound(end_at, self.timezone, "end_at")
-        if self.start_at and self.end_at and self.end_at < self.start_at:
+        if (
+            self.start_at
+            and self.end_at
+            and (self.start_at.tzinfo is None) == (self.end_at.tzinfo is None)
+            and self.end_at < self.start_at
+        ):
             raise ValueError(f"end_at ({self.end_at}) is before start_at ({self.start_at})")
         self.jitter = validate_jitter(jitter)
-        self._start_ts = self.start_at.timestamp() if self.start_at else None
-        self._end_ts = self.end_at.timestamp() if self.end_at else None
+        # Naive bounds (no zone of the trigger's own) are read in the zone it is asked about.
+        #: naive bounds: the zone they were last read in (_UNRESOLVED at first); else None
+        self._floating: object | None = None
+        if (self.start_at is not None and self.start_at.tzinfo is None) or (
+            self.end_at is not None and self.end_at.tzinfo is None
+        ):
+            self._floating = _UNRESOLVED
+        aware = self._floating is None
+        self._start_ts = self.start_at.timestamp() if self.start_at and aware else None
+        self._end_ts = self.end_at.timestamp() if self.end_at and aware else None
         self._schedule = _compile_crontab(crontab) if crontab is not None else _compile(fields)
         self._clock: ZoneClock | None = None
         self._window: Window | None = None
@@ -405,6 +420,8 @@ class CronTrigger(BaseTrigger):
         past ``end_at``.
         """
         zone = self.timezone or timezone
+        if self._floating is not None and self._floating is not zone:
+            self._resolve_bounds(zone)
         if previous_time is not None:
             threshold, inclusive = previous_time.timestamp(), False
         else:
@@ -422,10 +439,17 @@ class CronTrigger(BaseTrigger):
             following = self._next_ts(zone, fire, False)
             limit = self.jitter_limit(
                 datetime.fromtimestamp(following, zone) if following is not None else None,
-                self.end_at,
+                in_zone(self.end_at, zone) if self.end_at is not None else None,
             )
             result = self.apply_jitter(result, self.jitter, limit)
         return result
+
+    def _resolve_bounds(self, zone: tzinfo) -> None:
+        """Read naive ``start_at`` / ``end_at`` as wall time in ``zone``."""
+        start, end = self.start_at, self.end_at
+        self._start_ts = in_zone(start, zone).timestamp() if start is not None else None
+        self._end_ts = in_zone(end, zone).timestamp() if end is not None else None
+        self._floating = zone
 
     def _next_ts(self, zone: tzinfo, threshold: float, inclusive: bool) -> int | None:
         """The first fire instant (POSIX seconds) after/at ``threshold``."""
@@ -526,6 +550,10 @@ class CronTrigger(BaseTrigger):
 
     def __repr__(self) -> str:
         return f"<CronTrigger ({', '.join(self._options())})>"
+
+
+#: ``CronTrigger._floating`` of naive bounds not yet read in any zone
+_UNRESOLVED = object()
 
 
 def _crontab_text(expr: Any) -> str:

@@ -12,6 +12,7 @@ from asyncz.triggers._common import (
     derive_zone,
     dt_from_state,
     dt_to_state,
+    in_zone,
     to_bound,
     zone_from_state,
     zone_to_state,
@@ -24,7 +25,8 @@ __all__ = ["DateTrigger"]
 class DateTrigger(BaseTrigger):
     """Fires once, at ``run_at`` (``None``: the moment the trigger is created).
 
-    A naive ``run_at`` is wall time in ``timezone`` (default: the local zone).
+    A naive ``run_at`` is wall time in ``timezone``; without one, in the zone the trigger is
+    asked about (the scheduler's): it stays naive in ``run_at`` and in the state.
     """
 
     alias: ClassVar[str] = "date"
@@ -50,7 +52,7 @@ class DateTrigger(BaseTrigger):
         self, timezone: tzinfo, previous_time: datetime | None, now: datetime | None = None
     ) -> datetime | None:
         """``run_at`` before the first fire, ``None`` afterwards."""
-        return self.run_at if previous_time is None else None
+        return in_zone(self.run_at, timezone) if previous_time is None else None
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -68,7 +70,7 @@ class DateTrigger(BaseTrigger):
         self.run_at = run
 
     def __str__(self) -> str:
-        return f"date[{datetime_repr(self.run_at)}]"
+        return f"date[{datetime_repr(self.run_at).rstrip()}]"
 
     def __repr__(self) -> str:
         zone = f", timezone={zone_to_state(self.timezone)!r}" if self.timezone else ""

@@ -12,6 +12,7 @@ from asyncz.triggers._common import (
     derive_zone,
     dt_from_state,
     dt_to_state,
+    in_zone,
     to_bound,
     zone_from_state,
     zone_to_state,
@@ -46,7 +47,8 @@ class IntervalTrigger(BaseTrigger):
     each fire by up to that many seconds without moving the grid (and never past the next
     slot or ``end_at``). ``timezone`` only sets the zone of the returned datetimes and of a
     naive ``start_at``/``end_at``; ``None`` means the zone of an aware zoneinfo ``start_at``,
-    else the scheduler's zone.
+    else the scheduler's zone (a naive bound then stays naive, read in the zone the trigger
+    is asked about).
     """
 
     alias: ClassVar[str] = "interval"
@@ -62,7 +64,15 @@ class IntervalTrigger(BaseTrigger):
         "jitter",
     )
 
-    __slots__ = ("_start_utc", "end_at", "interval", "jitter", "start_at", "timezone")
+    __slots__ = (
+        "_floating",
+        "_start_utc",
+        "end_at",
+        "interval",
+        "jitter",
+        "start_at",
+        "timezone",
+    )
 
     interval: timedelta
     timezone: tzinfo | None
@@ -70,6 +80,8 @@ class IntervalTrigger(BaseTrigger):
     end_at: datetime | None
     jitter: float | None
     _start_utc: datetime
+    #: naive (floating) bounds resolved in a zone: (zone, start in UTC, end), else None
+    _floating: tuple[tzinfo | None, datetime, datetime | None] | None
 
     def __init__(
         self,
@@ -110,6 +122,7 @@ class IntervalTrigger(BaseTrigger):
             self.start_at = self._start_utc = datetime.now(_UTC) + interval
             self.end_at = None
             self.jitter = None
+            self._floating = None
             return
         self._setup(interval, start_at, end_at, timezone, jitter)
 
@@ -133,10 +146,28 @@ class IntervalTrigger(BaseTrigger):
             start = datetime.now(zone) + interval
         self.start_at = start
         self.end_at = to_bound(end_at, self.timezone, "end_at") if end_at is not None else None
-        if self.end_at is not None and self.end_at < self.start_at:
+        floating = start.tzinfo is None or (self.end_at is not None and self.end_at.tzinfo is None)
+        if (
+            self.end_at is not None
+            and (self.end_at.tzinfo is None) == (start.tzinfo is None)
+            and self.end_at < self.start_at
+        ):
             raise ValueError(f"end_at ({self.end_at}) is before start_at ({self.start_at})")
         self.jitter = validate_jitter(jitter)
-        self._start_utc = self.start_at.astimezone(_UTC)
+        # Naive bounds are resolved on first use, in the zone the trigger is asked about.
+        self._floating = (None, start, self.end_at) if floating else None
+        if not floating:
+            self._start_utc = self.start_at.astimezone(_UTC)
+
+    def _bounds_in(self, zone: tzinfo) -> tuple[datetime, datetime | None]:
+        """The start (in UTC) and the end of a trigger with naive bounds, read in ``zone``."""
+        floating = self._floating
+        assert floating is not None
+        if floating[0] is not zone:
+            end = in_zone(self.end_at, zone) if self.end_at is not None else None
+            floating = (zone, in_zone(self.start_at, zone).astimezone(_UTC), end)
+            self._floating = floating
+        return floating[1], floating[2]
 
     def get_next_trigger_time(
         self, timezone: tzinfo, previous_time: datetime | None, now: datetime | None = None
@@ -146,7 +177,11 @@ class IntervalTrigger(BaseTrigger):
         Before the first fire it is the first grid point at or after ``now`` (default: the
         current time). ``None`` once past ``end_at``.
         """
-        start, interval = self._start_utc, self.interval
+        interval, end_at = self.interval, self.end_at
+        if self._floating is None:
+            start = self._start_utc
+        else:
+            start, end_at = self._bounds_in(self.timezone or timezone)
         if previous_time is not None:
             elapsed = previous_time.astimezone(_UTC) - start
             index = 0 if elapsed < timedelta(0) else elapsed // interval + 1
@@ -156,11 +191,11 @@ class IntervalTrigger(BaseTrigger):
             index = 0 if elapsed <= timedelta(0) else -((-elapsed) // interval)
         # The first fire is the start itself: the task's next run time shares its datetime.
         fire = start + interval * index if index else start
-        if self.end_at is not None and fire > self.end_at:
+        if end_at is not None and fire > end_at:
             return None
         result = fire.astimezone(self.timezone or timezone)
         if self.jitter:
-            limit = self.jitter_limit(result + interval, self.end_at)
+            limit = self.jitter_limit(result + interval, end_at)
             result = self.apply_jitter(result, self.jitter, limit)
         return result
 
