@@ -195,8 +195,17 @@ def test_json_refuses_a_zone_without_a_name() -> None:
         def tzname(self, dt: datetime | None) -> None:
             return None
 
-    with pytest.raises(TypeError, match="time zone"):
+    with pytest.raises(TypeError, match=r"^zone: the json serializer cannot store the time zone"):
         JSONSerializer().dumps({"zone": Nameless()})
+
+
+def test_json_names_the_key_of_a_value_it_cannot_store() -> None:
+    class Holder:
+        pass
+
+    state = {"trigger": {"type": "x", "state": {"when": Holder()}}}
+    with pytest.raises(TypeError, match=r"^trigger\.state\.when: a value of type .*Holder"):
+        JSONSerializer().dumps(state)
 
 
 def test_json_dicts_that_look_like_tags_survive() -> None:

@@ -95,7 +95,11 @@ def _enc_dict(value: dict[Any, Any]) -> Any:
     for key, item in value.items():
         if type(key) is not str or key == _TAG:
             return {_TAG: "dict", "v": [[_encode(k), _encode(v)] for k, v in value.items()]}
-        out[key] = _encode(item)
+        try:
+            out[key] = _encode(item)
+        except _Unstorable as exc:
+            exc.path.insert(0, key)
+            raise
     return out
 
 
@@ -125,7 +129,7 @@ def _enc_zone(value: tzinfo) -> dict[str, Any]:
     try:
         return {_TAG: "zone", "v": timezone_name(value)}
     except ValueError as exc:
-        raise TypeError(
+        raise _Unstorable(
             f"the json serializer cannot store the time zone {value!r}: {exc}"
         ) from None
 
@@ -138,6 +142,19 @@ def _dec_zone(name: Any) -> tzinfo:
     return to_timezone(name)
 
 
+class _Unstorable(TypeError):
+    """A value JSON cannot carry; ``path`` collects the keys leading to it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = []
+
+    def __str__(self) -> str:
+        where = ".".join(self.path)
+        return f"{where}: {self.message}" if where else self.message
+
+
 def _encode(value: Any) -> Any:
     kind = type(value)
     if kind in _PLAIN:
@@ -146,7 +163,7 @@ def _encode(value: Any) -> Any:
     if encoder is None and isinstance(value, tzinfo):
         encoder = _enc_zone
     if encoder is None:
-        raise TypeError(
+        raise _Unstorable(
             f"a value of type {kind.__module__}.{kind.__qualname__} cannot be stored by the json "
             "serializer (supported: JSON types, datetime, date, time, timedelta, tzinfo, Decimal, "
             "UUID, bytes, tuple, set); pass plain data, or use serializer='pickle'"
@@ -214,7 +231,11 @@ class JSONSerializer(BaseSerializer):
 
     def dumps(self, state: dict[str, Any]) -> bytes:
         """Encode ``state``; ``TypeError`` names a value JSON cannot carry."""
-        document = {"format": FORMAT, "version": FORMAT_VERSION, "state": _encode(state)}
+        try:
+            encoded = _encode(state)
+        except _Unstorable as exc:  # "trigger.state.when: a value of type ..."
+            raise TypeError(str(exc)) from None
+        document = {"format": FORMAT, "version": FORMAT_VERSION, "state": encoded}
         return json.dumps(
             document, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
