@@ -202,3 +202,26 @@ class SchedulerNotRunningError(AsynczError, RuntimeError):
 
     def __init__(self, operation: str = "this operation") -> None:
         super().__init__(f"The scheduler is not running; start it before {operation}.")
+
+
+#: Asyncz's names of our exceptions: the same classes, so ``except ConflictIdError`` catches
+#: what asyncz raises. Importing one warns (DeprecationWarning) with the name to use.
+_ASYNCZ_NAMES = {
+    "AsynczException": "AsynczError",
+    "ConflictIdError": "ConflictingIdError",
+    "MaximumInstancesError": "MaxInstancesReachedError",
+}
+
+
+def __getattr__(name: str) -> Any:
+    new = _ASYNCZ_NAMES.get(name)
+    if new is None:
+        raise AttributeError(f"module 'asyncz.exceptions' has no attribute {name!r}")
+    import warnings
+
+    warnings.warn(
+        f"asyncz.exceptions.{name} is Asyncz's name; use asyncz.exceptions.{new}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new]

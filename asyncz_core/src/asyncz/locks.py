@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["FileLock", "LockTimeout", "format_lock_path"]
+__all__ = ["FileLock", "FileLockProtected", "LockTimeout", "format_lock_path"]
 
 #: Placeholders a ``lock_path`` may use.
 PLACEHOLDERS = ("store", "ppid", "pgrp")
@@ -209,3 +209,39 @@ class FileLock:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self._drop_fd()
+
+
+class FileLockProtected:
+    """Asyncz's inter-process guard, on :class:`FileLock`: ``with guard.protected() as
+    got_it:`` runs the block in every process, ``got_it`` telling whether this one holds
+    the lock.
+
+    ``file_path`` may use the ``{ppid}`` and ``{pgrp}`` placeholders (and ``{store}``, left
+    empty here). Every :meth:`protected` block is a holder of its own, so a nested block on
+    the same path does not get the lock either.
+    """
+
+    def __init__(self, file_path: str | os.PathLike[str]) -> None:
+        self.file_path = format_lock_path(os.fspath(file_path), "")
+
+    @contextlib.contextmanager
+    def protected(self, blocking: bool = False, timeout: float | None = None) -> Iterator[bool]:
+        """Try the lock (``blocking``: wait for it, up to ``timeout`` seconds) and yield
+        whether it was taken; it is released when the block ends."""
+        lock = FileLock(self.file_path)
+        if blocking:
+            try:
+                lock.acquire(timeout)
+                locked = True
+            except LockTimeout:
+                locked = False
+        else:
+            locked = lock.try_acquire()
+        try:
+            yield locked
+        finally:
+            lock.close(remove=False)
+
+    def shutdown(self) -> None:
+        """Remove the lock file (unless another process holds the lock right now)."""
+        FileLock(self.file_path).close(remove=True)

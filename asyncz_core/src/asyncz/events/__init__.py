@@ -3,6 +3,10 @@
 Listeners subscribe with ``scheduler.add_listener(callback, mask)`` where ``mask`` is a bitwise
 OR of the codes below (``ALL_EVENTS`` by default). Every event also reaches the
 ``asyncz_event_dispatched`` hook of the loaded plugins.
+
+Asyncz's module layout works too: :mod:`asyncz.events.constants` holds the codes (with
+``SCHEDULER_STARTED``, Asyncz's other name of ``SCHEDULER_START``) and
+:mod:`asyncz.events.base` the event classes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ __all__ = [
     "SCHEDULER_RESUMED",
     "SCHEDULER_SHUTDOWN",
     "SCHEDULER_START",
+    "SCHEDULER_STARTED",
     "STORE_ADDED",
     "STORE_REMOVED",
     "TASK_ADDED",
@@ -83,6 +88,9 @@ _NAMES = {
     for name, value in list(globals().items())
     if name.isupper() and isinstance(value, int) and name != "ALL_EVENTS"
 }
+
+#: Asyncz's name of :data:`SCHEDULER_START` (defined after ``_NAMES``, which keeps ours).
+SCHEDULER_STARTED = SCHEDULER_START
 
 
 def event_name(code: int) -> str:

@@ -1,0 +1,52 @@
+"""The event codes, where Asyncz's documentation imports them from.
+
+The same objects as in :mod:`asyncz.events`; ``SCHEDULER_STARTED`` is ``SCHEDULER_START``.
+"""
+
+from __future__ import annotations
+
+from asyncz.events import (
+    ALL_EVENTS,
+    ALL_TASKS_REMOVED,
+    EXECUTOR_ADDED,
+    EXECUTOR_REMOVED,
+    SCHEDULER_PAUSED,
+    SCHEDULER_RESUMED,
+    SCHEDULER_SHUTDOWN,
+    SCHEDULER_START,
+    SCHEDULER_STARTED,
+    STORE_ADDED,
+    STORE_REMOVED,
+    TASK_ADDED,
+    TASK_ERROR,
+    TASK_EXECUTED,
+    TASK_MAX_INSTANCES,
+    TASK_MISSED,
+    TASK_MODIFIED,
+    TASK_REMOVED,
+    TASK_RESTORE_FAILED,
+    TASK_SUBMITTED,
+)
+
+__all__ = [
+    "ALL_EVENTS",
+    "ALL_TASKS_REMOVED",
+    "EXECUTOR_ADDED",
+    "EXECUTOR_REMOVED",
+    "SCHEDULER_PAUSED",
+    "SCHEDULER_RESUMED",
+    "SCHEDULER_SHUTDOWN",
+    "SCHEDULER_START",
+    "SCHEDULER_STARTED",
+    "STORE_ADDED",
+    "STORE_REMOVED",
+    "TASK_ADDED",
+    "TASK_ERROR",
+    "TASK_EXECUTED",
+    "TASK_MAX_INSTANCES",
+    "TASK_MISSED",
+    "TASK_MODIFIED",
+    "TASK_REMOVED",
+    "TASK_RESTORE_FAILED",
+    "TASK_SUBMITTED",
+]
