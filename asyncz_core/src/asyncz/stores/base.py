@@ -8,15 +8,23 @@ synchronous API runs those coroutines inline, on the store's ``io_loop`` or on a
 (``BaseScheduler._sync``), so that it works from any thread, even from inside a coroutine on
 the scheduler's own loop, without deadlock. :func:`call_sync` is for code that drives a store
 without a scheduler (tests, benchmarks, scripts).
+
+A store written with plain synchronous methods (as custom stores for Asyncz are) works too:
+:meth:`BaseStore.__init_subclass__` wraps each synchronous method of the contract in a
+coroutine and gives the store a worker thread of its own as ``io_loop``, so the methods run
+there, one at a time, never on the scheduler's loop. ``get_due_tasks(now)`` without ``limit``
+is accepted (synchronous or not); the scheduler then takes at most ``limit`` of its result.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import functools
+import inspect
 import logging
 import threading
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +38,135 @@ if TYPE_CHECKING:
 __all__ = ["BaseStore", "LoopThread", "PersistentStore", "call", "call_sync", "run_inline"]
 
 T = TypeVar("T")
+
+
+class _Done:
+    """An awaitable that is already finished, and harmless to drop."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # makes this a generator that returns at once
+
+
+_DONE = _Done()
+
+
+def _coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    if inspect.iscoroutine(awaitable):
+        return awaitable
+
+    async def wait() -> T:
+        return await awaitable
+
+    return wait()
+
+
+#: The methods of the store contract, which a store may write as plain functions.
+_CONTRACT = (
+    "lookup_task",
+    "get_due_tasks",
+    "get_next_run_time",
+    "get_all_tasks",
+    "add_task",
+    "update_task",
+    "delete_task",
+    "remove_all_tasks",
+    "get_unrestorable",
+    "add_tasks",
+    "update_tasks",
+    "delete_tasks",
+    "start",
+    "shutdown",
+)
+_worker_lock = threading.Lock()
+
+
+def _takes_limit(fn: Callable[..., Any]) -> bool:
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [
+        p for p in parameters[1:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) >= 2 or any(
+        p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "limit" for p in parameters
+    )
+
+
+def _add_limit(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``get_due_tasks(now)`` made to take ``limit`` (Asyncz's stores have none)."""
+
+    @functools.wraps(fn)
+    async def get_due_tasks(self: BaseStore, now: datetime, limit: int | None = None) -> Any:
+        due = list(await fn(self, now) or ())
+        return due if limit is None else due[:limit]
+
+    return get_due_tasks
+
+
+def _run_sync_method(name: str, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """A coroutine method that calls the plain method ``fn`` of a store.
+
+    Called through :func:`call`, it runs on the store's ``io_loop``: the worker thread. Tasks
+    it returns are bound to the store (Asyncz's stores leave that to the scheduler), and
+    ``None`` from a method that returns a list becomes ``[]``.
+    """
+    no_limit = name == "get_due_tasks" and not _takes_limit(fn)
+    returns_list = name in ("get_due_tasks", "get_all_tasks")
+
+    @functools.wraps(fn)
+    async def method(self: BaseStore, *args: Any, **kwargs: Any) -> Any:
+        limit = None
+        if no_limit:
+            limit = kwargs.pop("limit", args[1] if len(args) > 1 else None)
+            args = args[:1]
+        elif name == "start":
+            BaseStore.start(self, *args, **kwargs)  # scheduler and alias, whatever fn does
+        result = fn(self, *args, **kwargs)
+        if inspect.isawaitable(result):  # e.g. ``return super().shutdown()``
+            result = await result
+        if returns_list:
+            result = [self._bind(task) for task in result or ()]
+            if limit is not None:
+                del result[limit:]
+        elif name == "lookup_task" and result is not None:
+            result = self._bind(result)
+        elif name == "get_unrestorable":
+            result = dict(result or {})
+        return result
+
+    method.__asyncz_sync__ = fn  # type: ignore[attr-defined]
+    return method
+
+
+def _worker_loop(self: BaseStore) -> asyncio.AbstractEventLoop:
+    """``io_loop`` of a store with synchronous methods: a thread of its own, started on
+    first use and stopped by ``shutdown()``."""
+    with _worker_lock:
+        worker: LoopThread | None = self.__dict__.get("_asyncz_worker")
+        if worker is None:
+            worker = LoopThread(f"asyncz-store-{self.alias or type(self).__name__}")
+            self.__dict__["_asyncz_worker"] = worker
+        return worker.start()
+
+
+def _stopping_worker(shutdown: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(shutdown)
+    async def stop_after(self: BaseStore) -> None:
+        try:
+            await shutdown(self)
+        finally:
+            with _worker_lock:
+                worker: LoopThread | None = self.__dict__.pop("_asyncz_worker", None)
+            if worker is not None:
+                # From the worker itself: its loop stops once this coroutine has returned.
+                worker.stop()
+
+    stop_after.__asyncz_stops_worker__ = True  # type: ignore[attr-defined]
+    return stop_after
 
 
 class BaseStore(abc.ABC):
@@ -52,6 +189,29 @@ class BaseStore(abc.ABC):
     #: change (so their additions are seen); ``None``: only the store's own changes matter.
     poll_interval: float | None = None
 
+    #: Names of the contract methods this class implements as plain (synchronous) functions;
+    #: they run on the store's worker thread (see the module documentation).
+    _sync_methods: frozenset[str] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        adapted = set(cls._sync_methods)
+        for name in _CONTRACT:
+            fn = cls.__dict__.get(name)
+            if fn is None or not inspect.isfunction(fn):
+                continue
+            if not inspect.iscoroutinefunction(fn):
+                setattr(cls, name, _run_sync_method(name, fn))
+                adapted.add(name)
+            elif name == "get_due_tasks" and not _takes_limit(fn):
+                setattr(cls, name, _add_limit(fn))
+        if adapted:
+            cls._sync_methods = frozenset(adapted)
+            if inspect.getattr_static(cls, "io_loop", None) is None:
+                cls.io_loop = property(_worker_loop)  # type: ignore[assignment]
+            if not getattr(cls.shutdown, "__asyncz_stops_worker__", False):
+                cls.shutdown = _stopping_worker(cls.shutdown)  # type: ignore[method-assign]
+
     def __init__(self, **options: Any) -> None:
         if options:
             key = next(iter(options))
@@ -60,14 +220,23 @@ class BaseStore(abc.ABC):
         self.scheduler: BaseScheduler | None = None
         self.logger = logging.getLogger("asyncz.stores")
 
-    async def start(self, scheduler: BaseScheduler, alias: str) -> None:
-        """Called when the scheduler starts (or the store is added to a running one)."""
+    def start(self, scheduler: BaseScheduler, alias: str) -> Awaitable[None]:
+        """Called when the scheduler starts (or the store is added to a running one).
+
+        Takes effect at once and returns a finished awaitable: an ``async def start``
+        awaits ``super().start(...)``, a plain one (Asyncz's style) just calls it.
+        """
         self.scheduler = scheduler
         self.alias = alias
         self.logger = scheduler.loggers[f"asyncz.stores.{alias}"]
+        return _DONE
 
-    async def shutdown(self) -> None:  # noqa: B027 - optional hook
-        """Release resources (connections, threads). Called when the scheduler stops."""
+    def shutdown(self) -> Awaitable[None]:
+        """Release resources (connections, threads). Called when the scheduler stops.
+
+        Returns a finished awaitable, like :meth:`start`.
+        """
+        return _DONE
 
     def _bind(self, task: Task) -> Task:
         """Attach a task that came out of this store to the store's scheduler and alias."""
@@ -215,8 +384,9 @@ class PersistentStore(BaseStore):
             self.scheduler._restore_failed(task_id, self.alias, reason)
 
 
-def run_inline(coro: Coroutine[Any, Any, T]) -> T:
+def run_inline(coro: Awaitable[T]) -> T:
     """Run a coroutine that never suspends to completion, without an event loop."""
+    coro = _coroutine(coro)
     try:
         coro.send(None)
     except StopIteration as stop:
@@ -229,8 +399,9 @@ def run_inline(coro: Coroutine[Any, Any, T]) -> T:
     )
 
 
-async def call(store: BaseStore, coro: Coroutine[Any, Any, T]) -> T:
+async def call(store: BaseStore, coro: Awaitable[T]) -> T:
     """Await a store coroutine from any event loop."""
+    coro = _coroutine(coro)
     loop = store.io_loop
     if loop is None:
         return await coro
@@ -243,8 +414,9 @@ async def call(store: BaseStore, coro: Coroutine[Any, Any, T]) -> T:
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
 
-def call_sync(store: BaseStore, coro: Coroutine[Any, Any, T]) -> T:
+def call_sync(store: BaseStore, coro: Awaitable[T]) -> T:
     """Run a store coroutine from synchronous code on any thread."""
+    coro = _coroutine(coro)
     loop = store.io_loop
     if loop is None:
         return run_inline(coro)

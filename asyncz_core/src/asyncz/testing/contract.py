@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
@@ -148,12 +148,13 @@ class StoreContract:
             self.__dict__["_namespace"] = value
         return value
 
-    def call(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T:
+    def call(self, coro: Awaitable[T], store: BaseStore | None = None) -> T:
         """Run a store coroutine the way the scheduler does and return its result."""
         target = store or self._store
         driver = self._driver
         if target is None or driver is None or driver.loop is None:
-            coro.close()
+            if isinstance(coro, Coroutine):
+                coro.close()
             raise RuntimeError("call() needs the 'store' fixture")
         future = asyncio.run_coroutine_threadsafe(call(target, coro), driver.loop)
         return future.result(timeout=self.call_timeout)
