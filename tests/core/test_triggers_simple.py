@@ -60,10 +60,16 @@ def test_interval_end_at() -> None:
     assert trigger.get_next_trigger_time(UTC, T0 + timedelta(hours=2)) is None
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"seconds": 0}, {"minutes": -1}, {"hours": 1, "hours_": 0}])
-def test_interval_zero_or_negative_is_an_error(kwargs: dict[str, int]) -> None:
+@pytest.mark.parametrize("kwargs", [{"minutes": -1}, {"hours": 1, "hours_": 0}])
+def test_interval_negative_is_an_error(kwargs: dict[str, int]) -> None:
     with pytest.raises((ValueError, TypeError)):
         IntervalTrigger(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"seconds": 0}])
+def test_interval_without_length_is_every_second(kwargs: dict[str, int]) -> None:
+    # As in Asyncz and APScheduler 3.
+    assert IntervalTrigger(**kwargs).interval == timedelta(seconds=1)
 
 
 def test_interval_unknown_keyword_names_closest() -> None:

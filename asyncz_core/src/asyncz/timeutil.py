@@ -12,6 +12,8 @@ __all__ = [
     "datetime_repr",
     "from_timestamp",
     "local_timezone",
+    "plain_datetime",
+    "plain_zone",
     "timestamp",
     "timezone_name",
     "to_datetime",
@@ -83,12 +85,46 @@ def _zone(name: str) -> tzinfo:
         ) from exc
 
 
+def _is_pytz(zone: tzinfo) -> bool:
+    # Duck-typed: asyncz does not depend on pytz (and must not import it).
+    module = type(zone).__module__ or ""
+    return module.split(".", 1)[0] == "pytz" or (
+        hasattr(zone, "localize") and hasattr(zone, "normalize")
+    )
+
+
+def plain_zone(zone: tzinfo) -> tzinfo:
+    """``zone``, or for a pytz zone its zoneinfo equivalent (by name; a fixed offset for
+    pytz's ``FixedOffset``). pytz zones give wrong offsets with ``datetime.replace`` and
+    ``datetime(..., tzinfo=)``, which wall-clock arithmetic relies on."""
+    if isinstance(zone, (ZoneInfo, timezone)) or not _is_pytz(zone):
+        return zone
+    name = getattr(zone, "zone", None)
+    if isinstance(name, str):
+        return _zone(name)
+    offset = zone.utcoffset(None)
+    if offset is not None:
+        return timezone(offset) if offset else utc
+    return zone
+
+
+def plain_datetime(value: datetime) -> datetime:
+    """The same instant, with a pytz ``tzinfo`` swapped for its :func:`plain_zone`."""
+    zone = value.tzinfo
+    if zone is None or isinstance(zone, (ZoneInfo, timezone)) or not _is_pytz(zone):
+        return value
+    return value.astimezone(plain_zone(zone))
+
+
 def to_timezone(value: tzinfo | str | None) -> tzinfo:
-    """Return a tzinfo for a zone name or tzinfo; ``None`` means the local zone."""
+    """Return a tzinfo for a zone name or tzinfo; ``None`` means the local zone.
+
+    A pytz zone is turned into its zoneinfo equivalent (:func:`plain_zone`).
+    """
     if value is None:
         return local_timezone()
     if isinstance(value, tzinfo):
-        return value
+        return plain_zone(value)
     if isinstance(value, str):
         return _zone(value.strip())
     raise TypeError(f"expected a time zone name or a tzinfo, not {type(value).__name__}")
@@ -115,6 +151,21 @@ def timezone_name(zone: tzinfo) -> str:
     raise ValueError(f"time zone {zone!r} has no name; use a zoneinfo zone")
 
 
+# Asyncz also reads one-digit months, days and hours: "2022-11-3", "2022-1-5 9:30:00".
+_SHORT_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:([ T])(\d{1,2})(:.*)?)?")
+
+
+def _padded(text: str) -> str:
+    match = _SHORT_DATE.fullmatch(text)
+    if match is None:
+        return text
+    year, month, day, sep, hour, rest = match.groups()
+    padded = f"{year}-{int(month):02d}-{int(day):02d}"
+    if sep:
+        padded += f"{sep}{int(hour):02d}{rest or ''}"
+    return padded
+
+
 def to_datetime(value: Any, zone: tzinfo, name: str) -> datetime | None:
     """Turn ``value`` (datetime, date, ISO-8601 string or None) into an aware datetime.
 
@@ -123,8 +174,9 @@ def to_datetime(value: Any, zone: tzinfo, name: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
         try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            value = datetime.fromisoformat(_padded(text))
         except ValueError as exc:
             raise ValueError(f"{name}: {value!r} is not an ISO-8601 date/time") from exc
     elif isinstance(value, date) and not isinstance(value, datetime):
@@ -133,12 +185,13 @@ def to_datetime(value: Any, zone: tzinfo, name: str) -> datetime | None:
         raise TypeError(f"{name}: expected a datetime, a date or an ISO string, not {value!r}")
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         return localize(value, zone)
-    return value
+    return plain_datetime(value)
 
 
 def localize(naive: datetime, zone: tzinfo) -> datetime:
     """Attach ``zone`` to a naive wall-clock time (the first of two in an overlap)."""
-    if hasattr(zone, "localize"):  # pytz-style zones
+    zone = plain_zone(zone)
+    if hasattr(zone, "localize"):  # other zones with pytz's interface
         localized: datetime = zone.localize(naive)
         return localized
     return naive.replace(tzinfo=zone, fold=0)

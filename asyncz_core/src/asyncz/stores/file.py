@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import struct
 import threading
 import time
@@ -87,6 +88,7 @@ class FileStore(PersistentStore):
     ``poll_interval``: seconds between the scheduler's looks at the directory when nothing is
     due sooner, so that tasks added by other processes run on time (default 1; ``None``
     disables polling). A look costs one lock and an 8-byte read when nothing changed.
+    ``cleanup_directory``: delete ``directory`` and its tasks at shutdown (default ``False``).
     """
 
     def __init__(
@@ -95,8 +97,12 @@ class FileStore(PersistentStore):
         serializer: Any = None,
         fsync: bool = True,
         poll_interval: float | None = 1.0,
+        cleanup_directory: bool = False,
     ) -> None:
         super().__init__(serializer=serializer)
+        #: Remove ``directory`` with every task in it when the scheduler shuts down (for a
+        #: throw-away directory, as in Asyncz).
+        self.cleanup_directory = bool(cleanup_directory)
         if poll_interval is not None and poll_interval <= 0:
             raise ValueError(
                 f"poll_interval must be a positive number of seconds or None, not {poll_interval!r}"
@@ -123,6 +129,10 @@ class FileStore(PersistentStore):
 
     async def shutdown(self) -> None:
         with self._thread_lock:
+            if self.cleanup_directory and self._lock_fd is not None:
+                # Under the exclusive lock: no other process is halfway through a change.
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                shutil.rmtree(self.directory, ignore_errors=True)
             fd, self._lock_fd = self._lock_fd, None
             if fd is not None:
                 os.close(fd)

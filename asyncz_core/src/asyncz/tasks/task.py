@@ -267,6 +267,10 @@ class Task:
                 raise TypeError(f"next_run_time must be a datetime or None, not {value!r}")
             # A naive value stays naive until the scheduler reads it in its trigger zone (when
             # the task is added or updated): BaseScheduler._resolve_naive.
+            if value is not None and value.tzinfo is not None:
+                from asyncz.timeutil import plain_datetime
+
+                value = plain_datetime(value)  # a pytz zone becomes its zoneinfo namesake
             self.next_run_time = value
 
     def _modify(self, **changes: Any) -> None:
@@ -417,6 +421,54 @@ class Task:
         )
 
     # -- Asyncz spelling ---------------------------------------------------------------------
+    @property
+    def scheduler(self) -> BaseScheduler | None:
+        """The scheduler this task belongs to (``None`` until it is added to one)."""
+        return self._scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: BaseScheduler | None) -> None:
+        # Read-only, except that a task that has none may be given one (Asyncz's stores bind
+        # the tasks they restore this way) and the same one may be assigned again.
+        if scheduler is not self._scheduler and self._scheduler is not None:
+            raise AttributeError(
+                f"Task {self.id!r} already belongs to a scheduler; task.scheduler is read-only"
+            )
+        self._scheduler = scheduler
+
+    def get_run_times(self, *args: Any) -> list[datetime]:
+        """The run times due from ``next_run_time`` up to ``now``, inclusive (nothing runs).
+
+        ``get_run_times(now)``, or Asyncz's ``get_run_times(timezone, now)``: ``timezone``
+        is the zone of a trigger that has none of its own (default: the scheduler's zone
+        for triggers, else the local zone).
+        """
+        if len(args) == 1:
+            zone, now = None, args[0]
+        elif len(args) == 2:
+            zone, now = args
+        else:
+            raise TypeError("get_run_times() takes (now) or (timezone, now)")
+        if not isinstance(now, datetime):
+            raise TypeError(f"now must be a datetime, not {now!r}")
+        from asyncz.timeutil import local_timezone, to_datetime, to_timezone
+
+        if zone is not None:
+            zone = to_timezone(zone)
+        elif self._scheduler is not None:
+            zone = self._scheduler.trigger_timezone
+        else:
+            zone = local_timezone()
+        now = to_datetime(now, zone, "now")
+        assert now is not None
+        run_times: list[datetime] = []
+        when = self.next_run_time if isinstance(self.next_run_time, datetime) else None
+        while when is not None and when <= now:
+            run_times.append(when)
+            trigger = self.trigger
+            when = trigger.get_next_trigger_time(zone, when, now) if trigger else None
+        return run_times
+
     @property
     def mistrigger_grace_time(self) -> float | None | UnsetType:
         return self.misfire_grace_time

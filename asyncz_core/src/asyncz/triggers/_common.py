@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from asyncz.timeutil import localize, to_datetime, to_timezone
+from asyncz.timeutil import localize, plain_zone, to_datetime, to_timezone
 from asyncz.triggers.base import zone_from_state, zone_to_state
 
 __all__ = [
@@ -46,8 +46,10 @@ def derive_zone(zone: tzinfo | str | None, *bounds: Any) -> tzinfo | None:
     if normalized is not None:
         return normalized
     for bound in bounds:
-        if isinstance(bound, datetime) and isinstance(bound.tzinfo, ZoneInfo):
-            return bound.tzinfo
+        if isinstance(bound, datetime) and bound.tzinfo is not None:
+            bound_zone = plain_zone(bound.tzinfo)  # a pytz zone counts by its name
+            if isinstance(bound_zone, ZoneInfo):
+                return bound_zone
     return None
 
 

@@ -42,6 +42,7 @@ def _plain_numbers(values: tuple[Any, ...]) -> bool:
 class IntervalTrigger(BaseTrigger):
     """Fires on the grid ``start_at + k * interval`` (k = 0, 1, ...), up to ``end_at``.
 
+    No length at all (``IntervalTrigger()``) means every second, as in Asyncz.
     The interval is exact elapsed time: DST changes do not stretch or shrink it. Without
     ``start_at`` the grid starts one interval after the trigger is created. ``jitter`` delays
     each fire by up to that many seconds without moving the grid (and never past the next
@@ -108,6 +109,8 @@ class IntervalTrigger(BaseTrigger):
             interval = timedelta(
                 weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
             )
+            if interval == timedelta(0):
+                interval = timedelta(seconds=1)  # no length given: every second (as Asyncz)
             if interval <= timedelta(0):
                 self._setup(interval, start_at, end_at, timezone, jitter)  # raises
             if len(_BY_UNITS) < 4096:
