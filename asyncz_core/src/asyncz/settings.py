@@ -81,7 +81,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@/
 # -- value types -------------------------------------------------------------------------------
 def _validate_timezone(value: Any) -> tzinfo:
     if isinstance(value, tzinfo):
-        return value
+        return to_timezone(value)  # a pytz zone becomes its zoneinfo equivalent
     if not isinstance(value, str):
         raise ValueError(f"expected an IANA time zone name or a tzinfo, got {value!r}")
     try:
@@ -329,6 +329,9 @@ class AsynczSettings(BaseSettings):
     #: Seconds a shutdown may take: shutdown tasks plus running tasks. Then running coroutines
     #: are cancelled and what still runs is reported and abandoned; ``None`` means no limit.
     shutdown_timeout: GraceTime = 30.0
+    #: Name of this scheduler instance (``None``: ``host:pid:random``), shown by
+    #: ``get_scheduler_info()``; nodes sharing a store tell each other apart by it.
+    identity: str | None = None
     #: Name of the scheduler's logger (``None``: the scheduler's default).
     logger_name: str | None = None
     #: The class that creates loggers (``asyncz.schedulers.base.ClassicLogging`` by default).
@@ -348,6 +351,13 @@ class AsynczSettings(BaseSettings):
             for key in value:
                 if not isinstance(key, str) or not key:
                     raise ValueError(f"aliases must be non-empty strings, got {key!r}")
+        return value
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("identity must be a non-empty name (or left unset)")
         return value
 
     @field_validator("lock_path", "logger_name", mode="before")
@@ -418,7 +428,7 @@ class AsynczSettings(BaseSettings):
                 "detail": "startup_delay, or 1 s with lock_path, else 0",
             }
         )
-        for name in ("logger_name", "loggers_class", "secret_key"):
+        for name in ("identity", "logger_name", "loggers_class", "secret_key"):
             add((name,), getattr(self, name))
         for task_id, task in sorted(self.tasks.items()):
             for name in TaskDeclaration.model_fields:

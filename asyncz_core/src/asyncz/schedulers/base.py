@@ -40,6 +40,7 @@ from asyncz.exceptions import (
     TaskLookupError,
 )
 from asyncz.executors.base import BaseExecutor
+from asyncz.schedulers.inspection import RunPreview, SchedulerInfo
 from asyncz.stores.base import BaseStore, LoopThread, PersistentStore, call, run_inline
 from asyncz.tasks.task import ScheduleState, Task, TaskInfo
 from asyncz.timeutil import localize, utc
@@ -152,6 +153,9 @@ class BaseScheduler:
         self._hook_callers: dict[str, Any] = {}
         self._active_hooks: frozenset[str] = frozenset()
         self._store_locks: dict[str, FileLock] = {}
+        # (kind, alias) -> the component that STORE_ADDED / EXECUTOR_ADDED announced.
+        self._announced: dict[tuple[str, str], object] = {}
+        self._started_at: datetime | None = None
         self.prefix = prefix
         if shutdown_timeout is not UNSET:
             # None is a value here ("no limit"); the settings loader reads None as "not given".
@@ -183,6 +187,10 @@ class BaseScheduler:
         overrides = {k: v for k, v in kwargs.items() if v is not None}
         settings = load_settings(global_config, prefix=prefix, **overrides)
         self.settings: AsynczSettings = settings
+        #: The name of this scheduler instance (``identity=``; default ``host:pid:random``).
+        self.identity: str = (
+            settings.identity or getattr(self, "identity", None) or _default_identity()
+        )
         self.timezone: tzinfo = settings.timezone
         #: The zone triggers without their own zone use (``task_defaults.timezone``).
         self.trigger_timezone: tzinfo = settings.task_defaults.timezone or settings.timezone
@@ -305,6 +313,8 @@ class BaseScheduler:
 
         if isinstance(obj, str):
             return create(kind, {"type": obj, **options}, key=f"{self.prefix}{kind}s.{alias}")
+        if isinstance(obj, type) and issubclass(obj, (BaseStore, BaseExecutor)):
+            return obj(**options)  # a class, as in Asyncz's custom-store example
         if options:
             raise TypeError(f"options are only accepted with a {kind} alias, not an instance")
         return obj
@@ -320,15 +330,24 @@ class BaseScheduler:
             self._stores[alias] = store
         if self.running:
             self._sync(call(store, store.start(self, alias)))
-        self._dispatch(ev.SchedulerEvent(ev.STORE_ADDED, alias))
+        self._announce("store", alias, store)
         if self.running:
             self.wakeup()
+
+    def _announce(self, kind: str, alias: str, component: object) -> None:
+        """Dispatch STORE_ADDED / EXECUTOR_ADDED once per component and alias."""
+        if self._announced.get((kind, alias)) is component:
+            return
+        self._announced[(kind, alias)] = component
+        code = ev.STORE_ADDED if kind == "store" else ev.EXECUTOR_ADDED
+        self._dispatch(ev.SchedulerEvent(code, alias))
 
     def remove_store(self, alias: str, shutdown: bool = True) -> None:
         """Remove the store ``alias`` (its tasks stay in the backend)."""
         with self._lock:
             store = self.lookup_store(alias)
             del self._stores[alias]
+            self._announced.pop(("store", alias), None)
         if shutdown and self.running:
             self._sync(call(store, store.shutdown()))
         self._dispatch(ev.SchedulerEvent(ev.STORE_REMOVED, alias))
@@ -354,12 +373,13 @@ class BaseScheduler:
             self._executors[alias] = executor
         if self.running:
             executor.start(self, alias)
-        self._dispatch(ev.SchedulerEvent(ev.EXECUTOR_ADDED, alias))
+        self._announce("executor", alias, executor)
 
     def remove_executor(self, alias: str, shutdown: bool = True) -> None:
         with self._lock:
             executor = self.lookup_executor(alias)
             del self._executors[alias]
+            self._announced.pop(("executor", alias), None)
         if shutdown:
             executor.shutdown()
         self._dispatch(ev.SchedulerEvent(ev.EXECUTOR_REMOVED, alias))
@@ -486,10 +506,16 @@ class BaseScheduler:
         in-memory stores."""
         self._refresh_hooks()
         self._ensure_defaults()
+        self._started_at = datetime.now(utc)
         for alias, store in list(self._stores.items()):
             await call(store, store.start(self, alias))
         for alias, executor in list(self._executors.items()):
             executor.start(self, alias)
+        # Listeners added before start() hear of every component, configured or default.
+        for alias, executor in list(self._executors.items()):
+            self._announce("executor", alias, executor)
+        for alias, store in list(self._stores.items()):
+            self._announce("store", alias, store)
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
         by_store: dict[str, list[Task]] = {}
@@ -1409,19 +1435,46 @@ class BaseScheduler:
         )
 
     def preview_task_runs(
-        self, task_id: str, count: int = 5, store: str | None = None
-    ) -> list[datetime]:
-        """The next ``count`` run times of a task, computed from its trigger (nothing runs)."""
+        self,
+        task_id: str,
+        *positional: int | str | None,
+        count: int = 5,
+        store: str | None = None,
+        now: datetime | None = None,
+    ) -> RunPreview:
+        """The next ``count`` run times of a task, computed from its trigger (nothing runs).
+
+        ``preview_task_runs(task_id, count, store)``, or in Asyncz's order
+        ``preview_task_runs(task_id, store, count=...)``: a positional number is the count,
+        a positional string the store. Returns a list that also has ``.run_times``
+        (Asyncz's name). ``now``: preview as of that time instead of the current one.
+        """
+        if len(positional) > 2:
+            raise TypeError("preview_task_runs() takes task_id, count and store")
+        for value in positional:
+            if isinstance(value, int) and not isinstance(value, bool):
+                count = value
+            elif value is None or isinstance(value, str):
+                store = value
+            else:
+                raise TypeError(f"expected a count or a store alias, not {value!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be a number of runs >= 0, not {count!r}")
         task = self.get_task(task_id, store)
         if task is None:
             raise TaskLookupError(task_id, store)
         trigger = task.trigger
-        now = datetime.now(utc)
+        if now is None:
+            now = datetime.now(utc)
+        elif now.tzinfo is None:
+            from asyncz.timeutil import localize
+
+            now = localize(now, self.timezone)
         when: datetime | None
         if isinstance(task.next_run_time, datetime):
             when = task.next_run_time
         elif task.next_run_time is None or trigger is None:
-            return []
+            return RunPreview((), task.id, count, trigger is None)
         else:
             when = trigger.get_next_trigger_time(self.trigger_timezone, None, now)
         runs: list[datetime] = []
@@ -1430,24 +1483,45 @@ class BaseScheduler:
             when = (
                 trigger.get_next_trigger_time(self.trigger_timezone, when, now) if trigger else None
             )
-        return runs
+        return RunPreview(runs, task.id, count, when is None)
 
-    def get_scheduler_info(self) -> dict[str, Any]:
-        """State, zone, components and task counts: for health checks and dashboards."""
+    def get_scheduler_info(self) -> SchedulerInfo:
+        """State, zone, components and task counts: for health checks and dashboards.
+
+        A :class:`~asyncz.schedulers.inspection.SchedulerInfo`: ``info.state`` or
+        ``info["state"]``.
+        """
         infos = self.get_task_infos()
         counts = {state.value: 0 for state in ScheduleState}
         for info in infos:
             counts[info.schedule_state.value] += 1
-        return {
-            "state": self._state.name.removeprefix("STATE_").lower(),
-            "running": self.running,
-            "timezone": str(self.timezone),
-            "stores": {alias: type(s).__name__ for alias, s in self._stores.items()},
-            "executors": {alias: type(e).__name__ for alias, e in self._executors.items()},
-            "tasks": len(infos),
-            "tasks_by_state": counts,
-            "next_wakeup": self._next_wakeup,
-        }
+        state = self._state.name.removeprefix("STATE_").lower()
+        started = self._started_at if self.running else None
+        return SchedulerInfo(
+            {
+                "identity": self.identity,
+                "state": state,
+                "state_label": state,
+                "running": self.running,
+                "started_at": started,
+                "uptime_seconds": (
+                    max(0.0, (datetime.now(utc) - started).total_seconds()) if started else None
+                ),
+                "timezone": str(self.timezone),
+                "stores": {alias: type(s).__name__ for alias, s in self._stores.items()},
+                "executors": {alias: type(e).__name__ for alias, e in self._executors.items()},
+                "store_aliases": tuple(sorted(self._stores)),
+                "executor_aliases": tuple(sorted(self._executors)),
+                "tasks": len(infos),
+                "task_count": len(infos),
+                "tasks_by_state": counts,
+                "scheduled_task_count": counts[ScheduleState.SCHEDULED.value],
+                "paused_task_count": counts[ScheduleState.PAUSED.value],
+                "pending_task_count": counts[ScheduleState.PENDING.value],
+                "next_wakeup": self._next_wakeup,
+                "startup_delay": self.startup_delay,
+            }
+        )
 
     # =====================================================================================
     # shutdown-trigger tasks
@@ -1541,6 +1615,14 @@ class BaseScheduler:
                 executor.alias,
                 "abandoned, still running" if task_id in still else "cancelled",
             )
+
+
+def _default_identity() -> str:
+    import os
+    import secrets
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def _unrestorable_info(task_id: str, store: str, reason: str) -> TaskInfo:

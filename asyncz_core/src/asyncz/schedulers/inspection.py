@@ -1,0 +1,83 @@
+"""What :meth:`~asyncz.schedulers.base.BaseScheduler.get_scheduler_info` and
+:meth:`~asyncz.schedulers.base.BaseScheduler.preview_task_runs` return.
+
+Both read the way Asyncz's models do (``info.identity``, ``preview.run_times``) and keep
+working where code treats them as what they were before (a mapping, a list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+__all__ = ["RunPreview", "SchedulerInfo"]
+
+
+class SchedulerInfo(Mapping[str, Any]):
+    """An immutable snapshot of a scheduler: ``info.state`` and ``info["state"]`` alike.
+
+    Keys: ``identity``, ``state`` (``"stopped"``, ``"running"``, ``"paused"``; also as
+    ``state_label``), ``running``, ``started_at``, ``uptime_seconds``, ``timezone``,
+    ``stores`` / ``executors`` (alias -> class name), ``store_aliases`` /
+    ``executor_aliases``, ``tasks`` (also ``task_count``), ``tasks_by_state`` (state ->
+    count; also ``scheduled_task_count``, ``paused_task_count``, ``pending_task_count``),
+    ``next_wakeup``, ``startup_delay``.
+    """
+
+    __slots__ = ("_data",)
+
+    _data: dict[str, Any]
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(
+                f"SchedulerInfo has no field {name!r}; fields: {', '.join(self._data)}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("SchedulerInfo is immutable")
+
+    def __dir__(self) -> Iterable[str]:
+        return [*super().__dir__(), *self._data]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain (shallow) copy as a dict, e.g. for ``json.dumps``."""
+        return dict(self._data)
+
+    def __repr__(self) -> str:
+        return f"SchedulerInfo({self._data!r})"
+
+
+class RunPreview(list[datetime]):
+    """The next run times of a task: a list, with Asyncz's ``run_times`` (a tuple),
+    ``task_id``, ``requested_count`` and ``exhausted`` (the trigger has no more fire times
+    within the preview)."""
+
+    __slots__ = ("exhausted", "requested_count", "task_id")
+
+    def __init__(
+        self, run_times: Iterable[datetime], task_id: str, requested_count: int, exhausted: bool
+    ) -> None:
+        super().__init__(run_times)
+        self.task_id = task_id
+        self.requested_count = requested_count
+        self.exhausted = exhausted
+
+    @property
+    def run_times(self) -> tuple[datetime, ...]:
+        return tuple(self)
