@@ -66,7 +66,7 @@ class DictStore(BaseStore):
         self.tasks[task.id] = task
 
     def update_task(self, task: TaskType) -> None:
-        if task.id not in self.tasks:
+        if self.lookup_task(task.id) is None:  # a plain method calling another one
             raise TaskLookupError(task.id)
         self.tasks[task.id] = task
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -81,6 +82,10 @@ _CONTRACT = (
     "shutdown",
 )
 _worker_lock = threading.Lock()
+#: Set while a plain store method runs: calls it makes to other plain methods stay plain.
+_in_plain_method: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "asyncz_in_plain_store_method", default=False
+)
 
 
 def _takes_limit(fn: Callable[..., Any]) -> bool:
@@ -107,25 +112,30 @@ def _add_limit(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any
     return get_due_tasks
 
 
-def _run_sync_method(name: str, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """A coroutine method that calls the plain method ``fn`` of a store.
+def _run_sync_method(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The method that replaces the plain method ``fn`` of a store.
 
-    Called through :func:`call`, it runs on the store's ``io_loop``: the worker thread. Tasks
-    it returns are bound to the store (Asyncz's stores leave that to the scheduler), and
-    ``None`` from a method that returns a list becomes ``[]``.
+    Called by the scheduler it returns a coroutine, which :func:`call` runs on the store's
+    ``io_loop``: the worker thread. There, tasks ``fn`` returns are bound to the store
+    (Asyncz's stores leave that to the scheduler), and ``None`` from a method that returns a
+    list becomes ``[]``. Called from another plain method of the store (``self.lookup_task``
+    or ``super().add_task(...)`` inside ``add_task``) it is ``fn`` itself, plain.
     """
     no_limit = name == "get_due_tasks" and not _takes_limit(fn)
     returns_list = name in ("get_due_tasks", "get_all_tasks")
 
-    @functools.wraps(fn)
-    async def method(self: BaseStore, *args: Any, **kwargs: Any) -> Any:
+    async def run(self: BaseStore, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         limit = None
         if no_limit:
             limit = kwargs.pop("limit", args[1] if len(args) > 1 else None)
             args = args[:1]
         elif name == "start":
             BaseStore.start(self, *args, **kwargs)  # scheduler and alias, whatever fn does
-        result = fn(self, *args, **kwargs)
+        token = _in_plain_method.set(True)
+        try:
+            result = fn(self, *args, **kwargs)
+        finally:
+            _in_plain_method.reset(token)
         if inspect.isawaitable(result):  # e.g. ``return super().shutdown()``
             result = await result
         if returns_list:
@@ -137,6 +147,12 @@ def _run_sync_method(name: str, fn: Callable[..., Any]) -> Callable[..., Awaitab
         elif name == "get_unrestorable":
             result = dict(result or {})
         return result
+
+    @functools.wraps(fn)
+    def method(self: BaseStore, *args: Any, **kwargs: Any) -> Any:
+        if _in_plain_method.get():
+            return fn(self, *args, **kwargs)
+        return run(self, args, kwargs)
 
     method.__asyncz_sync__ = fn  # type: ignore[attr-defined]
     return method
@@ -153,17 +169,26 @@ def _worker_loop(self: BaseStore) -> asyncio.AbstractEventLoop:
         return worker.start()
 
 
-def _stopping_worker(shutdown: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    @functools.wraps(shutdown)
-    async def stop_after(self: BaseStore) -> None:
+def _stopping_worker(shutdown: Callable[..., Any]) -> Callable[..., Any]:
+    """``shutdown`` followed by stopping the store's worker thread."""
+
+    async def shutdown_then_stop(self: BaseStore) -> None:
         try:
-            await shutdown(self)
+            result = shutdown(self)
+            if inspect.isawaitable(result):
+                await result
         finally:
             with _worker_lock:
                 worker: LoopThread | None = self.__dict__.pop("_asyncz_worker", None)
             if worker is not None:
                 # From the worker itself: its loop stops once this coroutine has returned.
                 worker.stop()
+
+    @functools.wraps(shutdown)
+    def stop_after(self: BaseStore) -> Any:
+        if _in_plain_method.get():  # ``super().shutdown()`` in a plain shutdown
+            return shutdown(self)
+        return shutdown_then_stop(self)
 
     stop_after.__asyncz_stops_worker__ = True  # type: ignore[attr-defined]
     return stop_after
