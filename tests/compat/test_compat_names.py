@@ -133,3 +133,45 @@ def test_task_type_names_our_task() -> None:
     from asyncz.tasks.types import TaskType
 
     assert TaskType is Task
+
+
+def test_enums_and_alias_tables_under_asyncz_module_names() -> None:
+    from asyncz.enums import SchedulerState, TaskScheduleState
+    from asyncz.schedulers import defaults
+    from asyncz.schedulers.asyncio import AsyncIOScheduler
+    from asyncz.schedulers.base import SchedulerState as OurSchedulerState
+    from asyncz.tasks import ScheduleState
+
+    assert SchedulerState is OurSchedulerState and TaskScheduleState is ScheduleState
+    assert defaults.stores["memory"] == "asyncz.stores.memory:MemoryStore"
+    assert defaults.executors["threadpool"] == "asyncz.executors.pool:ThreadPoolExecutor"
+    assert {"date", "interval", "cron", "and", "or", "shutdown"} <= set(defaults.triggers)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    with scheduler:
+        assert scheduler.state is SchedulerState.STATE_RUNNING
+        scheduler.add_task(print, "interval", minutes=1, id="p", next_run_time=None)
+        assert [
+            i.id for i in scheduler.get_task_infos(schedule_state=TaskScheduleState.PAUSED)
+        ] == ["p"]
+
+
+def test_a_custom_executor_with_asyncz_method_names() -> None:
+    # Asyncz's custom-executor example names its methods send_task / do_send_task.
+    from datetime import datetime
+
+    from asyncz.executors.base import BaseExecutor
+    from asyncz.schedulers import AsyncIOScheduler
+    from asyncz.tasks.types import TaskType
+
+    class InlineExecutor(BaseExecutor):
+        def do_send_task(self, task: TaskType, run_times: list[datetime]) -> None:
+            self.run_sync(task, run_times)
+
+    ran: list[str] = []
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_executor(InlineExecutor(), "inline")
+    scheduler.add_task(ran.append, args=["done"], executor="inline")
+    with scheduler:
+        wait_until_sync(lambda: ran == ["done"])
+    with pytest.raises(NotImplementedError, match="do_submit"):
+        BaseExecutor.do_send_task(InlineExecutor(), None, [])  # type: ignore[arg-type]

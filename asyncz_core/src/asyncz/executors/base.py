@@ -48,7 +48,16 @@ class BaseExecutor(abc.ABC):
     :meth:`submit` enforces ``max_instances`` and hands the work to :meth:`do_submit`; an
     implementation reports each run through :meth:`run_finished`, and calls
     :meth:`release` exactly once per submission when all its run times are done.
+
+    Asyncz's names are accepted in subclasses: ``do_send_task`` implements :meth:`do_submit`
+    and ``send_task`` overrides :meth:`submit`.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for asyncz_name, name in (("do_send_task", "do_submit"), ("send_task", "submit")):
+            if asyncz_name in cls.__dict__ and name not in cls.__dict__:
+                setattr(cls, name, cls.__dict__[asyncz_name])
 
     def __init__(self, **options: Any) -> None:
         if options:
@@ -154,6 +163,14 @@ class BaseExecutor(abc.ABC):
     @abc.abstractmethod
     def do_submit(self, task: Task, run_times: list[datetime]) -> None:
         """Start running ``task`` for ``run_times``; must not block."""
+
+    def send_task(self, task: Task, run_times: list[datetime]) -> None:
+        """Asyncz's name of :meth:`submit`."""
+        self.submit(task, run_times)
+
+    def do_send_task(self, task: Task, run_times: list[datetime]) -> None:
+        """Asyncz's name of :meth:`do_submit`; a subclass implements ``do_submit``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement do_submit()")
 
     # -- shared run paths ---------------------------------------------------------------
     def run_finished(

@@ -562,6 +562,20 @@ class BaseScheduler:
             self._ref_count -= 1
             return self._ref_count == 0
 
+    def start(self, paused: bool = False) -> Any:
+        """Start processing tasks: implemented by the concrete schedulers."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot start; derive from AsyncIOScheduler or "
+            "NativeAsyncIOScheduler, which implement the lifecycle"
+        )
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> Any:
+        """Stop processing tasks: implemented by the concrete schedulers."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot shut down; derive from AsyncIOScheduler or "
+            "NativeAsyncIOScheduler, which implement the lifecycle"
+        )
+
     def pause(self) -> None:
         """Stop processing due tasks until :meth:`resume` (tasks stay scheduled)."""
         if not self.running:
