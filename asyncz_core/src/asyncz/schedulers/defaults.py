@@ -6,9 +6,14 @@ Prefer :mod:`asyncz.registry` (``registry.aliases("store")``) or ``asyncz plugin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["executors", "stores", "triggers"]
+
+if TYPE_CHECKING:
+    executors: dict[str, str]
+    stores: dict[str, str]
+    triggers: dict[str, str]
 
 _KINDS = {"triggers": "trigger", "executors": "executor", "stores": "store"}
 
