@@ -127,7 +127,7 @@ async def test_a_scheduler_that_cannot_start_is_reported_as_startup_failed() -> 
     scheduler.add_task(slow, "date", run_at=datetime.now(UTC), store="missing")
     sent = await lifespan(scheduler.asgi(LifespanApp()), ["startup"])
     assert kinds(sent) == ["lifespan.startup.failed"]
-    assert "KeyError" in sent[0]["message"] and "missing" in sent[0]["message"]
+    assert "LookupError" in sent[0]["message"] and "missing" in sent[0]["message"]
     assert not scheduler.running
 
 

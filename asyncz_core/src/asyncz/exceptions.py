@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "AliasConflictError",
     "AsynczError",
+    "ComponentLookupError",
     "ConfigurationError",
     "ConflictingIdError",
     "MaxInstancesReachedError",
@@ -22,9 +23,16 @@ __all__ = [
     "SchedulerNotRunningError",
     "TaskLookupError",
     "TaskRestoreError",
+    "TaskUnrestorableError",
     "UnknownAliasError",
+    "UnpicklableTaskError",
     "closest",
 ]
+
+
+def _sentence(text: object) -> str:
+    text = str(text)
+    return text[:1].upper() + text[1:]
 
 
 def closest(word: str, candidates: Iterable[str]) -> str | None:
@@ -149,6 +157,70 @@ class TaskLookupError(AsynczError, LookupError):
         self.store = store
         where = f" in store {store!r}" if store else ""
         super().__init__(f"No task with the id {task_id!r} was found{where}.")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TaskUnrestorableError(TaskLookupError):
+    """The task is in its store, but its stored form cannot be restored (``reason``).
+
+    A :class:`TaskLookupError`, since there is no task to act on; the stored data is kept
+    until it is fixed or deleted (``delete_task`` works).
+    """
+
+    def __init__(self, task_id: str, store: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(task_id, store)
+        self.args = (
+            f"Task {task_id!r} in store {store!r} cannot be restored: {reason}. It is kept as it "
+            "is: fix the cause (e.g. make its callable importable again) or delete it.",
+        )
+
+
+class ComponentLookupError(AsynczError, KeyError):
+    """A store or executor alias that this scheduler does not have.
+
+    ``task`` (optional) describes the task that names it.
+    """
+
+    def __init__(
+        self, kind: str, alias: str, configured: Iterable[str], task: object | None = None
+    ) -> None:
+        self.kind = kind
+        self.alias = alias
+        self.configured = sorted(configured)
+        listed = ", ".join(repr(a) for a in self.configured) or "none"
+        who = f" (named by {task})" if task is not None else ""
+        message = f"No {kind} named {alias!r}{who}; this scheduler has: {listed}"
+        guess = closest(alias, self.configured)
+        if guess:
+            message += f". Did you mean {guess!r}?"
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnpicklableTaskError(AsynczError, TypeError):
+    """An executor that runs tasks in other processes was given something it cannot pickle."""
+
+    def __init__(self, task: object, executor: str | None, what: str, cause: BaseException) -> None:
+        self.task = task
+        self.executor = executor
+        self.what = what
+        if what.startswith("callable"):
+            why = (
+                "A process pool sends the callable to a child process by reference, so it must "
+                "be a function importable at module level (not a lambda, a nested function or "
+                "a method of a local class)."
+            )
+        else:
+            why = "A process pool sends the arguments to a child process: they must pickle."
+        super().__init__(
+            f"{_sentence(task)} cannot run in the process pool executor {executor!r}: "
+            f"its {what} cannot be pickled ({type(cause).__name__}: {cause}). {why}"
+        )
 
     def __str__(self) -> str:
         return str(self.args[0])

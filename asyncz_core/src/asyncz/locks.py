@@ -124,6 +124,12 @@ class FileLock:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         return self._fd
 
+    def prepare(self) -> None:
+        """Create the lock file (and its directories) now, without locking it, so that a path
+        that cannot be used fails early. Raises :class:`OSError`."""
+        with self._guard:
+            self._open()
+
     def _drop_fd(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from asyncz.exceptions import MaxInstancesReachedError
+from asyncz.tasks.task import task_label
 
 if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
@@ -105,6 +106,15 @@ class BaseExecutor(abc.ABC):
         """Cancel what can be cancelled; returns how many runs were cancelled."""
         return 0
 
+    #: Whether :meth:`check_task` must be called for each task added for this executor
+    #: (a class attribute, so that executors without a check cost nothing per add).
+    checks_tasks: bool = False
+
+    def check_task(self, task: Task) -> None:  # noqa: B027 - optional hook
+        """Refuse, when it is added, a task this executor could never run (raise an
+        :class:`~asyncz.exceptions.AsynczError` saying why). Called only when
+        :attr:`checks_tasks` is true."""
+
     def running_instances(self, task_id: str) -> int:
         return self._instances.get(task_id, 0)
 
@@ -187,8 +197,8 @@ class BaseExecutor(abc.ABC):
             if traceback is None:
                 traceback = format_traceback(exception)
             self.logger.error(
-                "Task %r raised %s: %s",
-                task.name,
+                "%s raised %s: %s",
+                task_label(task),
                 type(exception).__name__,
                 exception,
                 exc_info=(type(exception), exception, exception.__traceback__)
@@ -196,7 +206,7 @@ class BaseExecutor(abc.ABC):
                 else None,
             )
         elif self.logger.isEnabledFor(logging.INFO):
-            self.logger.info("Task %r executed successfully", task.name)
+            self.logger.info("%s executed successfully", task_label(task))
         if scheduler is not None:
             scheduler._task_ran(task, run_time, return_value, exception, traceback)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 from concurrent.futures import Future
 from concurrent.futures import ProcessPoolExecutor as _ProcessPool
 from datetime import datetime
@@ -48,6 +49,29 @@ class ProcessPoolExecutor(BaseExecutor):
         self.pool_kwargs = dict(pool_kwargs or {})
         self._pool: _ProcessPool | None = None
         self._running: set[Future[Any]] = set()
+
+    checks_tasks = True
+
+    def check_task(self, task: Task) -> None:
+        """Refuse a callable (or arguments) that cannot be pickled to a child process: a
+        lambda, a nested function, a method of a local class. Pickling a module-level
+        function stores only its ``module:qualname``, so this check is cheap."""
+        from asyncz.exceptions import UnpicklableTaskError
+        from asyncz.tasks.task import task_label
+
+        for what, value in (
+            ("callable", task.fn),
+            ("arguments", task.args),
+            ("keyword arguments", dict(task.kwargs)),
+        ):
+            if what != "callable" and not value:
+                continue
+            try:
+                pickle.dumps(value)
+            except Exception as exc:
+                if what == "callable":
+                    what = f"callable {getattr(task.fn, '__qualname__', task.fn)!r}"
+                raise UnpicklableTaskError(task_label(task), task.executor, what, exc) from exc
 
     def _executor(self) -> _ProcessPool:
         if self._pool is None:

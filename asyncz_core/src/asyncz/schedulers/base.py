@@ -33,16 +33,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from asyncz import events as ev
 from asyncz._util import UNSET, UnsetType
 from asyncz.exceptions import (
+    ComponentLookupError,
     ConflictingIdError,
     MaxInstancesReachedError,
     SchedulerAlreadyRunningError,
     SchedulerNotRunningError,
     TaskLookupError,
+    TaskUnrestorableError,
 )
 from asyncz.executors.base import BaseExecutor
 from asyncz.schedulers.inspection import RunPreview, SchedulerInfo
 from asyncz.stores.base import BaseStore, LoopThread, PersistentStore, call, run_inline
-from asyncz.tasks.task import ScheduleState, Task, TaskInfo
+from asyncz.tasks.task import ScheduleState, Task, TaskInfo, TaskLabel, task_label
 from asyncz.timeutil import localize, utc
 from asyncz.triggers.base import BaseTrigger
 
@@ -356,9 +358,7 @@ class BaseScheduler:
         try:
             return self._stores[alias]
         except KeyError:
-            raise KeyError(
-                f"No store named {alias!r}; this scheduler has: {sorted(self._stores) or 'none'}"
-            ) from None
+            raise ComponentLookupError("store", alias, self._stores) from None
 
     def add_executor(
         self, executor: BaseExecutor | str, alias: str = "default", **options: Any
@@ -388,10 +388,19 @@ class BaseScheduler:
         try:
             return self._executors[alias]
         except KeyError:
-            raise KeyError(
-                f"No executor named {alias!r}; this scheduler has: "
-                f"{sorted(self._executors) or 'none'}"
-            ) from None
+            raise ComponentLookupError("executor", alias, self._executors) from None
+
+    def _check_executor(self, task: Task) -> None:
+        """Refuse a task whose executor this scheduler does not have, or which that executor
+        cannot run (``BaseExecutor.check_task``). Called when the task reaches a started
+        scheduler: at add, and for pending tasks at start."""
+        executor = self._executors.get(task.executor)
+        if executor is None:
+            raise ComponentLookupError(
+                "executor", task.executor, self._executors, task=task_label(task)
+            )
+        if executor.checks_tasks:
+            executor.check_task(task)
 
     # =====================================================================================
     # events and hooks
@@ -507,6 +516,7 @@ class BaseScheduler:
         self._refresh_hooks()
         self._ensure_defaults()
         self._started_at = datetime.now(utc)
+        self._check_pending()
         for alias, store in list(self._stores.items()):
             await call(store, store.start(self, alias))
         for alias, executor in list(self._executors.items()):
@@ -535,6 +545,43 @@ class BaseScheduler:
             finally:
                 if lock is not None:
                     lock.release()
+
+    def _check_pending(self) -> None:
+        """Before anything starts: every pending task names a store and an executor this
+        scheduler has, and that executor can run it."""
+        self._check_lock_path()
+        with self._lock:
+            pending = list(self._pending.values())
+        for task in pending:
+            if task.store_alias not in self._stores:
+                raise ComponentLookupError(
+                    "store", task.store_alias, self._stores, task=task_label(task)
+                )
+            self._check_executor(task)
+
+    def _check_lock_path(self) -> None:
+        """With ``lock_path``: create every shared store's lock file now, so that a path that
+        cannot be used is a configuration error at start, not a failure of the first pass."""
+        for alias in list(self._stores):
+            lock = self._store_lock(alias)
+            if lock is None:
+                continue
+            try:
+                lock.prepare()
+            except OSError as exc:
+                del self._store_locks[alias]
+                from asyncz.exceptions import ConfigurationError
+
+                reason = exc.strerror or str(exc)
+                raise ConfigurationError(
+                    [
+                        (
+                            f"{self.prefix}lock_path",
+                            f"cannot create the lock file {str(lock.path)!r} of store "
+                            f"{alias!r}: {reason} (choose a writable directory)",
+                        )
+                    ]
+                ) from exc
 
     async def _stop_components(self, wait: bool) -> None:
         for executor in self._executors.values():
@@ -845,7 +892,7 @@ class BaseScheduler:
         for run_time in candidates:
             late = (now - run_time).total_seconds()
             if isinstance(grace, float) and late > grace:
-                self.logger.warning("Run time of task %r was missed by %.3f s", task.name, late)
+                self.logger.warning("Run time of %s was missed by %.3f s", task_label(task), late)
                 if self._wants(ev.TASK_MISSED):
                     self._dispatch(
                         ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
@@ -862,8 +909,8 @@ class BaseScheduler:
             executor = self._executors[task.executor]
         except KeyError:
             self.logger.error(
-                "Task %r names the executor %r, which this scheduler does not have",
-                task.name,
+                "%s names the executor %r, which this scheduler does not have",
+                task_label(task),
                 task.executor,
             )
             return False
@@ -871,14 +918,14 @@ class BaseScheduler:
             executor.submit(task, run_times)
         except MaxInstancesReachedError:
             self.logger.warning(
-                "Task %r is still running %s time(s); this run is skipped",
-                task.name,
+                "%s is still running %s time(s); this run is skipped",
+                task_label(task),
                 task.max_instances,
             )
             code = ev.TASK_MAX_INSTANCES
         except Exception:
             self.logger.exception(
-                "Submitting task %r to executor %r failed", task.name, task.executor
+                "Submitting %s to executor %r failed", task_label(task), task.executor
             )
             return False
         else:
@@ -1035,6 +1082,8 @@ class BaseScheduler:
                 self._add_pending(task)
                 return task
         store = self.lookup_store(task.store_alias)
+        if task.executor not in self._executors or self._executors[task.executor].checks_tasks:
+            self._check_executor(task)
         if not task.replace_existing:
             self._prepare_commit(task, datetime.now(utc))
             # The store's synchronous path (the memory store's dict insert, a network store's
@@ -1085,7 +1134,7 @@ class BaseScheduler:
                 raise ConflictingIdError(task.id)
             del self._pending[task.id]
         self._pending[task.id] = task
-        self.logger.info("Added task %r; it is committed when the scheduler starts", task.name)
+        self.logger.info("Added %s; it is committed when the scheduler starts", task_label(task))
 
     def _prepare_commit(self, task: Task, now: datetime) -> None:
         if task.next_run_time is UNSET:
@@ -1095,6 +1144,7 @@ class BaseScheduler:
             )
 
     async def _add_running(self, task: Task) -> Task:
+        self._check_executor(task)
         self._prepare_commit(task, datetime.now(utc))
         await self._commit_many([task], task.store_alias)
         return task
@@ -1125,7 +1175,7 @@ class BaseScheduler:
             if want_event:
                 self._dispatch(ev.TaskEvent(ev.TASK_ADDED, task.id, alias))
         if len(tasks) == 1 and self.logger.isEnabledFor(logging.INFO):
-            self.logger.info("Added task %r to store %r", tasks[0].name, alias)
+            self.logger.info("Added %s to store %r", task_label(tasks[0]), alias)
         self._wake_if_sooner(soonest)
 
     # =====================================================================================
@@ -1154,6 +1204,11 @@ class BaseScheduler:
             found = await call(target, target.lookup_task(task_id))
             if found is not None:
                 return found, alias
+        for alias in aliases:
+            target = self.lookup_store(alias)
+            reason = (await call(target, target.get_unrestorable())).get(task_id)
+            if reason is not None:
+                raise TaskUnrestorableError(task_id, alias, reason)
         raise TaskLookupError(task_id, store)
 
     async def get_task_async(self, task_id: str, store: str | None = None) -> Task | None:
@@ -1192,6 +1247,8 @@ class BaseScheduler:
         task._modify(**changes)
         self._resolve_naive(task)
         if alias is not None:
+            if {"executor", "fn", "args", "kwargs"} & changes.keys():
+                self._check_executor(task)
             target = self.lookup_store(alias)
             await call(target, target.update_task(task))
             self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task.id, alias))
@@ -1260,12 +1317,13 @@ class BaseScheduler:
         return self._sync(self.resume_task_async(task_id, store))
 
     async def delete_task_async(self, task_id: Task | str, store: str | None = None) -> None:
+        label = task_label(task_id) if isinstance(task_id, Task) else TaskLabel(task_id, None)
         task_id = self._task_id(task_id)
         with self._lock:
             task = self._pending.get(task_id)
             if task is not None and (store is None or task.store_alias == store):
                 del self._pending[task_id]
-                self.logger.info("Removed pending task %r", task.name)
+                self.logger.info("Removed pending %s", task_label(task))
                 self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, None))
                 return
         if not self.running:
@@ -1277,7 +1335,7 @@ class BaseScheduler:
                 await call(target, target.delete_task(task_id))
             except TaskLookupError:
                 continue
-            self.logger.info("Removed task %r from store %r", task_id, alias)
+            self.logger.info("Removed %s from store %r", label, alias)
             self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
             return
         raise TaskLookupError(task_id, store)

@@ -6,6 +6,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from difflib import get_close_matches
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +20,12 @@ from asyncz._util import (
 )
 from asyncz.exceptions import closest
 from asyncz.triggers import create_trigger
-from asyncz.triggers.base import BaseTrigger
+from asyncz.triggers.base import BaseTrigger, UnknownOptionError
 
 if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
 
-__all__ = ["STATE_VERSION", "ScheduleState", "Task", "TaskInfo"]
+__all__ = ["STATE_VERSION", "ScheduleState", "Task", "TaskInfo", "TaskLabel", "task_label"]
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
@@ -93,6 +94,30 @@ class TaskInfo:
             self.schedule_state.value,
         )
         return "\n".join(p for p in parts if p).lower()
+
+
+class TaskLabel:
+    """How logs and error messages name a task: ``task 'ping' (id 3f2a...)``, or
+    ``task 'nightly'`` when the name is the id. Formatted only when turned into text, so a
+    log call whose level is off costs one small object."""
+
+    __slots__ = ("id", "name")
+
+    def __init__(self, task_id: str, name: str | None) -> None:
+        self.id = task_id
+        self.name = name
+
+    def __str__(self) -> str:
+        if self.name is None or self.name == self.id:
+            return f"task {self.id!r}"
+        return f"task {self.name!r} (id {self.id})"
+
+    __repr__ = __str__
+
+
+def task_label(task: Task) -> TaskLabel:
+    """The one way the scheduler, executors and stores name ``task`` in a log line."""
+    return TaskLabel(task.id, task.name)
 
 
 _OPTION_NAMES = (
@@ -552,5 +577,47 @@ class Task:
         return f"{self.name} (trigger: {self.trigger}, {status})"
 
 
+class UnknownTaskOptionError(UnknownOptionError):
+    """A keyword given with a task is neither a task option nor one of its trigger's, and is
+    closest to a task option (``max_instance`` -> ``max_instances``)."""
+
+    def __init__(self, trigger: str, key: str, suggestion: str) -> None:
+        TypeError.__init__(
+            self,
+            f"Unknown option {key!r}: it is neither a task option nor an option of {trigger}; "
+            f"did you mean the task option {suggestion!r}?",
+        )
+        self.owner = "Task"
+        self.key = key
+        self.valid = sorted(_TASK_OPTIONS)
+        self.suggestion = suggestion
+
+
+#: The task options a misspelt keyword may have been meant to be (the trigger's own options
+#: compete with them: whichever is closer is suggested).
+_TASK_OPTIONS = tuple(n for n in _OPTION_NAMES if n not in ("fn", "trigger"))
+
+
+def _task_option_meant(key: str, trigger_options: Iterable[str]) -> str | None:
+    """The task option ``key`` was probably meant to be, when one is closer than any of the
+    trigger's options."""
+    matches = get_close_matches(key, [*_TASK_OPTIONS, *trigger_options], n=1, cutoff=0.6)
+    return matches[0] if matches and matches[0] in _TASK_OPTIONS else None
+
+
 def _make_trigger(trigger: BaseTrigger | str | None, options: Mapping[str, Any]) -> BaseTrigger:
-    return create_trigger(trigger, **options)
+    try:
+        return create_trigger(trigger, **options)
+    except UnknownOptionError as exc:
+        if type(exc) is UnknownOptionError:
+            meant = _task_option_meant(exc.key, exc.valid)
+            if meant is not None:
+                raise UnknownTaskOptionError(exc.owner, exc.key, meant) from None
+        raise
+    except TypeError:
+        if isinstance(trigger, BaseTrigger):
+            for key in options:  # options given beside a trigger instance
+                meant = _task_option_meant(key, ())
+                if meant is not None:
+                    raise UnknownTaskOptionError(type(trigger).__name__, key, meant) from None
+        raise
