@@ -126,3 +126,31 @@ def test_real_subprocess(command: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     names = {row["name"] for row in json.loads(done.stdout)["distributions"]}
     assert "asyncz" in names
+
+
+# -- options are validated; bare asyncz is help -------------------------------------------------
+def test_bare_asyncz_prints_its_help_and_exits_0() -> None:
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and "run" in result.output and "plugins" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--log-level", "bogus"), ("--duration", "-1")], ids=["level", "duration"]
+)
+def test_run_options_are_validated(isolated: Path, option: str, value: str) -> None:
+    config = isolated / "asyncz.toml"
+    config.write_text('timezone = "UTC"\n')
+    result = CliRunner().invoke(main, ["run", str(config), option, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert "Scheduler started" not in result.output
+
+
+def test_log_level_is_case_insensitive(isolated: Path) -> None:
+    config = isolated / "asyncz.toml"
+    config.write_text('timezone = "UTC"\n')
+    result = CliRunner().invoke(
+        main, ["run", str(config), "--log-level", "debug", "--duration", "0"]
+    )
+    assert result.exit_code == 0, result.output

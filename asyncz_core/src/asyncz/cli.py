@@ -16,10 +16,15 @@ import click
 __all__ = ["config", "config_show", "describe_installed", "main", "plugins", "run_command"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(package_name="asyncz", prog_name="asyncz")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """asyncz: an asyncio-first task scheduler."""
+    if ctx.invoked_subcommand is None:
+        # Bare ``asyncz``: the help, and success (click's default for a group is exit 2).
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
 def _emit_json(data: Any) -> None:
@@ -139,6 +144,9 @@ def config_show(as_json: bool, config_file: Path | None, show_secrets: bool) -> 
 
 
 # -- asyncz run -------------------------------------------------------------------------------
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 @main.command("run")
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -148,9 +156,18 @@ def config_show(as_json: bool, config_file: Path | None, show_secrets: bool) -> 
     help="Where the embedded store keeps tasks (default: .asyncz/ beside CONFIG_FILE).",
 )
 @click.option(
-    "--duration", type=float, default=None, help="Stop after this many seconds (for demos)."
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds, >= 0 (for demos).",
 )
-@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Logging level.",
+)
 def run_command(
     config_file: Path, data_dir: Path | None, duration: float | None, log_level: str
 ) -> None:
@@ -158,7 +175,7 @@ def run_command(
     import asyncio
     import logging
 
-    from asyncz.exceptions import ConfigurationError
+    from asyncz.exceptions import AsynczError
     from asyncz.runner import run_config
 
     logging.basicConfig(
@@ -166,7 +183,9 @@ def run_command(
     )
     try:
         asyncio.run(run_config(config_file, data_dir=data_dir, duration=duration))
-    except ConfigurationError as exc:
+    except AsynczError as exc:
+        # A configuration error (every one, each under its TOML key) or a start that failed:
+        # one message and exit code 1, no traceback.
         raise click.ClickException(str(exc)) from None
 
 

@@ -1017,6 +1017,7 @@ class BaseScheduler:
         replace_existing: bool = False,
         fn: Callable[..., Any] | str | None = None,
         misfire_grace_time: float | None | UnsetType = UNSET,
+        tags: Iterable[str] | None = None,
         **trigger_args: Any,
     ) -> Task:
         """Schedule a callable (or a :class:`Task`); without one, return a decorator.
@@ -1047,6 +1048,7 @@ class BaseScheduler:
                 executor=executor,
                 replace_existing=replace_existing,
                 scheduler=self,
+                tags=tags,
                 **trigger_args,
             )
             self._apply_defaults(task)
@@ -1063,6 +1065,7 @@ class BaseScheduler:
             "store": store,
             "executor": executor,
             "replace_existing": replace_existing,
+            "tags": tags,
         }
         if fn_or_task is None:
             # Decorator mode: a task without a callable; calling it schedules the function.
@@ -1114,6 +1117,7 @@ class BaseScheduler:
             "executor",
             "replace_existing",
             "misfire_grace_time",
+            "tags",
         )
         options = {k: kwargs.pop(k) for k in names if k in kwargs}
         if "mistrigger_grace_time" in options:

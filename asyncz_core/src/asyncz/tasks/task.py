@@ -70,6 +70,7 @@ class TaskInfo:
     running: int = 0
     #: Since when it has been running without a break; ``None`` when it is not running.
     running_since: datetime | None = None
+    tags: frozenset[str] = frozenset()
 
     @property
     def paused(self) -> bool:
@@ -92,6 +93,7 @@ class TaskInfo:
             self.executor,
             self.store,
             self.schedule_state.value,
+            *sorted(self.tags),
         )
         return "\n".join(p for p in parts if p).lower()
 
@@ -135,6 +137,7 @@ _OPTION_NAMES = (
     "misfire_grace_time",
     "mistrigger_grace_time",
     "replace_existing",
+    "tags",
 )
 
 
@@ -164,6 +167,7 @@ class Task:
         "next_run_time",
         "replace_existing",
         "store_alias",
+        "tags",
         "trigger",
     )
 
@@ -174,6 +178,7 @@ class Task:
     coalesce: bool | UnsetType
     max_instances: int | UnsetType
     misfire_grace_time: float | None | UnsetType
+    tags: frozenset[str]
 
     def __init__(
         self,
@@ -193,6 +198,7 @@ class Task:
         mistrigger_grace_time: float | None | UnsetType = UNSET,
         replace_existing: bool = False,
         scheduler: BaseScheduler | None = None,
+        tags: Iterable[str] | None = None,
         **trigger_args: Any,
     ) -> None:
         self._scheduler = scheduler
@@ -207,6 +213,7 @@ class Task:
         self.executor = executor or "default"
         self.store_alias = store or "default"
         self.replace_existing = bool(replace_existing)
+        self.tags = _tags(tags) if tags else _NO_TAGS
         if misfire_grace_time is UNSET:
             misfire_grace_time = mistrigger_grace_time
         self.next_run_time = UNSET
@@ -324,6 +331,8 @@ class Task:
             self.store_alias = changes["store"]
         if "replace_existing" in changes:
             self.replace_existing = bool(changes["replace_existing"])
+        if "tags" in changes:
+            self.tags = _tags(changes["tags"]) if changes["tags"] else _NO_TAGS
         if "trigger" in changes:
             self.trigger = _make_trigger(changes["trigger"], {})
         self._set_options(**changes)
@@ -443,6 +452,7 @@ class Task:
             ),
             args=tuple(self.args),
             kwargs=dict(self.kwargs),
+            tags=self.tags,
         )
 
     # -- Asyncz spelling ---------------------------------------------------------------------
@@ -508,7 +518,8 @@ class Task:
 
     # -- persistence -------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        """Plain data for persistent stores; the callable is stored by reference."""
+        """Plain data for persistent stores; the callable is stored by reference. ``tags``
+        appear only when there are some (older states without them restore unchanged)."""
         from asyncz.triggers import trigger_to_data
 
         if self.fn_reference is None:
@@ -516,7 +527,7 @@ class Task:
                 f"Task {self.id!r}: {self.fn!r} has no importable 'module:qualname' reference, "
                 "so it cannot be stored persistently"
             )
-        return {
+        state = {
             "version": STATE_VERSION,
             "id": self.id,
             "name": self.name,
@@ -530,6 +541,9 @@ class Task:
             "misfire_grace_time": self.misfire_grace_time,
             "next_run_time": self.next_run_time,
         }
+        if self.tags:
+            state["tags"] = sorted(self.tags)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         from asyncz.triggers import trigger_from_data
@@ -554,6 +568,8 @@ class Task:
         self.max_instances = state["max_instances"]
         self.misfire_grace_time = state["misfire_grace_time"]
         self.next_run_time = state["next_run_time"]
+        tags = state.get("tags")
+        self.tags = _tags(tags) if tags else _NO_TAGS
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Task):
@@ -575,6 +591,15 @@ class Task:
         else:
             status = f"next run at: {when}"
         return f"{self.name} (trigger: {self.trigger}, {status})"
+
+
+_NO_TAGS: frozenset[str] = frozenset()
+
+
+def _tags(tags: Any) -> frozenset[str]:
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+        raise TypeError(f"tags must be a collection of strings, not {tags!r}")
+    return frozenset(tags)
 
 
 class UnknownTaskOptionError(UnknownOptionError):
