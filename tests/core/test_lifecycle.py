@@ -571,7 +571,7 @@ async def test_async_with_returns_at_the_shutdown_timeout_and_names_what_it_canc
             scheduler.add_task(hang, "date", run_at=now(), id="hour-long", name="nap")
             await await_until(lambda: calls == ["hung:start"])
     assert calls == ["hung:start"] and not scheduler.running
-    lines = [r.getMessage() for r in caplog.records if "hour-long" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "hour-long') running" in r.getMessage()]
     assert len(lines) == 1
     assert re.search(r"Task 'nap' \(id 'hour-long'\) running since \d{4}-\d\d-\d\dT", lines[0])
     assert lines[0].endswith(": cancelled")
@@ -594,7 +594,9 @@ def test_a_hung_thread_is_reported_and_abandoned(caplog: pytest.LogCaptureFixtur
         with caplog.at_level(logging.WARNING, logger="asyncz"):
             assert scheduler.shutdown() is True  # returns, the thread still runs
         assert not scheduler.running
-        [line] = [r.getMessage() for r in caplog.records if "(id 'stuck')" in r.getMessage()]
+        [line] = [
+            r.getMessage() for r in caplog.records if "(id 'stuck') running" in r.getMessage()
+        ]
         assert line.endswith(": abandoned, still running")
     finally:
         release.set()

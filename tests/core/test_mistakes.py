@@ -196,10 +196,10 @@ def test_logs_name_a_task_by_its_id_as_well_as_its_name(caplog: pytest.LogCaptur
             time.sleep(0.05)
     messages = [r.getMessage() for r in caplog.records]
     for task_id in ("first", "second", "third"):
-        mine = [m for m in messages if f"task 'ping' (id {task_id})" in m]
+        mine = [m for m in messages if f"task 'ping' (id '{task_id}')" in m.lower()]
         assert any("Added" in m for m in mine), (task_id, messages)
-    assert any("task 'ping' (id third) raised ValueError: boom" in m for m in messages)
-    assert any("task 'ping' (id second) executed successfully" in m for m in messages)
+    assert any("Task 'ping' (id 'third') raised ValueError: boom" in m for m in messages)
+    assert any("Task 'ping' (id 'second') executed successfully" in m for m in messages)
     # A task whose name is its id... is named once (no "(id ...)" repeating it).
     scheduler = AsyncIOScheduler(timezone=UTC)
     caplog.clear()

@@ -30,11 +30,6 @@ __all__ = [
 ]
 
 
-def _sentence(text: object) -> str:
-    text = str(text)
-    return text[:1].upper() + text[1:]
-
-
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """Return the candidate closest to ``word`` when one is reasonably close, else ``None``."""
     matches = get_close_matches(word, list(candidates), n=1, cutoff=0.6)
@@ -191,7 +186,7 @@ class ComponentLookupError(AsynczError, KeyError):
         self.alias = alias
         self.configured = sorted(configured)
         listed = ", ".join(repr(a) for a in self.configured) or "none"
-        who = f" (named by {task})" if task is not None else ""
+        who = f" (named by task {task})" if task is not None else ""
         message = f"No {kind} named {alias!r}{who}; this scheduler has: {listed}"
         guess = closest(alias, self.configured)
         if guess:
@@ -218,7 +213,7 @@ class UnpicklableTaskError(AsynczError, TypeError):
         else:
             why = "A process pool sends the arguments to a child process: they must pickle."
         super().__init__(
-            f"{_sentence(task)} cannot run in the process pool executor {executor!r}: "
+            f"Task {task} cannot run in the process pool executor {executor!r}: "
             f"its {what} cannot be pickled ({type(cause).__name__}: {cause}). {why}"
         )
 

@@ -197,7 +197,7 @@ class BaseExecutor(abc.ABC):
             if traceback is None:
                 traceback = format_traceback(exception)
             self.logger.error(
-                "%s raised %s: %s",
+                "Task %s raised %s: %s",
                 task_label(task),
                 type(exception).__name__,
                 exception,
@@ -206,7 +206,7 @@ class BaseExecutor(abc.ABC):
                 else None,
             )
         elif self.logger.isEnabledFor(logging.INFO):
-            self.logger.info("%s executed successfully", task_label(task))
+            self.logger.info("Task %s executed successfully", task_label(task))
         if scheduler is not None:
             scheduler._task_ran(task, run_time, return_value, exception, traceback)
 

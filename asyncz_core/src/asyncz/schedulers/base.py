@@ -892,7 +892,9 @@ class BaseScheduler:
         for run_time in candidates:
             late = (now - run_time).total_seconds()
             if isinstance(grace, float) and late > grace:
-                self.logger.warning("Run time of %s was missed by %.3f s", task_label(task), late)
+                self.logger.warning(
+                    "Run time of task %s was missed by %.3f s", task_label(task), late
+                )
                 if self._wants(ev.TASK_MISSED):
                     self._dispatch(
                         ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
@@ -909,7 +911,7 @@ class BaseScheduler:
             executor = self._executors[task.executor]
         except KeyError:
             self.logger.error(
-                "%s names the executor %r, which this scheduler does not have",
+                "Task %s names the executor %r, which this scheduler does not have",
                 task_label(task),
                 task.executor,
             )
@@ -918,14 +920,14 @@ class BaseScheduler:
             executor.submit(task, run_times)
         except MaxInstancesReachedError:
             self.logger.warning(
-                "%s is still running %s time(s); this run is skipped",
+                "Task %s is still running %s time(s); this run is skipped",
                 task_label(task),
                 task.max_instances,
             )
             code = ev.TASK_MAX_INSTANCES
         except Exception:
             self.logger.exception(
-                "Submitting %s to executor %r failed", task_label(task), task.executor
+                "Submitting task %s to executor %r failed", task_label(task), task.executor
             )
             return False
         else:
@@ -1138,7 +1140,9 @@ class BaseScheduler:
                 raise ConflictingIdError(task.id)
             del self._pending[task.id]
         self._pending[task.id] = task
-        self.logger.info("Added %s; it is committed when the scheduler starts", task_label(task))
+        self.logger.info(
+            "Added task %s; it is committed when the scheduler starts", task_label(task)
+        )
 
     def _prepare_commit(self, task: Task, now: datetime) -> None:
         if task.next_run_time is UNSET:
@@ -1179,7 +1183,7 @@ class BaseScheduler:
             if want_event:
                 self._dispatch(ev.TaskEvent(ev.TASK_ADDED, task.id, alias))
         if len(tasks) == 1 and self.logger.isEnabledFor(logging.INFO):
-            self.logger.info("Added %s to store %r", task_label(tasks[0]), alias)
+            self.logger.info("Added task %s to store %r", task_label(tasks[0]), alias)
         self._wake_if_sooner(soonest)
 
     # =====================================================================================
@@ -1327,7 +1331,7 @@ class BaseScheduler:
             task = self._pending.get(task_id)
             if task is not None and (store is None or task.store_alias == store):
                 del self._pending[task_id]
-                self.logger.info("Removed pending %s", task_label(task))
+                self.logger.info("Removed pending task %s", task_label(task))
                 self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, None))
                 return
         if not self.running:
@@ -1339,7 +1343,7 @@ class BaseScheduler:
                 await call(target, target.delete_task(task_id))
             except TaskLookupError:
                 continue
-            self.logger.info("Removed %s from store %r", label, alias)
+            self.logger.info("Removed task %s from store %r", label, alias)
             self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
             return
         raise TaskLookupError(task_id, store)
@@ -1620,10 +1624,9 @@ class BaseScheduler:
                 executor = self._executors.get(task.executor)
                 if executor is None:
                     self.logger.error(
-                        "Shutdown task %r (id %r) names the executor %r, which this "
+                        "Shutdown task %s names the executor %r, which this "
                         "scheduler does not have; it did not run",
-                        task.name,
-                        task.id,
+                        task_label(task),
                         task.executor,
                     )
                     continue
@@ -1648,9 +1651,8 @@ class BaseScheduler:
             # In this very task (no inner task that the loop's teardown could cancel).
             if not await _within(remaining, executor.run_coroutine(task, [now])):
                 self.logger.warning(
-                    "Shutdown task %r (id %r) was cancelled at the shutdown timeout",
-                    task.name,
-                    task.id,
+                    "Shutdown task %s was cancelled at the shutdown timeout",
+                    task_label(task),
                 )
             return
         done: asyncio.Future[None] = loop.create_future()
@@ -1667,10 +1669,8 @@ class BaseScheduler:
             await asyncio.wait_for(asyncio.shield(done), remaining)
         except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
             self.logger.warning(
-                "Shutdown task %r (id %r) still runs on its thread at the shutdown timeout; "
-                "abandoned",
-                task.name,
-                task.id,
+                "Shutdown task %s still runs on its thread at the shutdown timeout; abandoned",
+                task_label(task),
             )
 
     def _report_unfinished(
@@ -1683,9 +1683,8 @@ class BaseScheduler:
         still = {task_id for task_id, *_ in executor.running()}
         for task_id, name, count, since in before:
             self.logger.warning(
-                "Task %r (id %r) running since %s (%d instance(s)) on executor %r: %s",
-                name,
-                task_id,
+                "Task %s running since %s (%d instance(s)) on executor %r: %s",
+                TaskLabel(task_id, name),
                 since.isoformat(timespec="milliseconds"),
                 count,
                 executor.alias,

@@ -99,9 +99,10 @@ class TaskInfo:
 
 
 class TaskLabel:
-    """How logs and error messages name a task: ``task 'ping' (id 3f2a...)``, or
-    ``task 'nightly'`` when the name is the id. Formatted only when turned into text, so a
-    log call whose level is off costs one small object."""
+    """How logs and error messages name a task, after the word "task": ``'ping' (id
+    '3f2a...')``, or ``'nightly'`` when the name is the id (``"Task %s raised ..."``).
+    Formatted only when turned into text, so a log call whose level is off costs one small
+    object."""
 
     __slots__ = ("id", "name")
 
@@ -111,8 +112,8 @@ class TaskLabel:
 
     def __str__(self) -> str:
         if self.name is None or self.name == self.id:
-            return f"task {self.id!r}"
-        return f"task {self.name!r} (id {self.id})"
+            return repr(self.id)
+        return f"{self.name!r} (id {self.id!r})"
 
     __repr__ = __str__
 
