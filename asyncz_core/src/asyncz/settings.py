@@ -323,9 +323,14 @@ class AsynczSettings(BaseSettings):
     lock_path: str | None = None
     #: Seconds to wait before the first processing pass; see :attr:`effective_startup_delay`.
     startup_delay: GraceTime = None
-    #: Seconds before a due instant that the scheduler stops sleeping on the event loop's
-    #: timer (good to 1 ms) and yields to the loop until the instant; 0 turns this off.
-    wakeup_spin: float = Field(default=0.002, ge=0, le=1)
+    #: Wake up at due instants on a timer good to microseconds (a Linux timerfd watched by
+    #: the event loop) rather than on the loop's own timer (good to 1 ms); no CPU cost.
+    #: Where there is none (not Linux, a loop without ``add_reader``), the loop's timer.
+    precise_wakeup: bool = True
+    #: Seconds before a due instant that the scheduler stops sleeping and yields to the loop
+    #: until the instant: the last microseconds of precision, paid for with CPU (up to this
+    #: much busy time per wake-up). 0, the default, turns it off.
+    wakeup_spin: float = Field(default=0.0, ge=0, le=1)
     #: Seconds a shutdown may take: shutdown tasks plus running tasks. Then running coroutines
     #: are cancelled and what still runs is reported and abandoned; ``None`` means no limit.
     shutdown_timeout: GraceTime = 30.0

@@ -51,6 +51,7 @@ from asyncz.triggers.base import BaseTrigger
 if TYPE_CHECKING:
     import pluggy
 
+    from asyncz._timer import PreciseTimer
     from asyncz.locks import FileLock
     from asyncz.settings import AsynczSettings
 
@@ -150,6 +151,7 @@ class BaseScheduler:
         self._wake_future: asyncio.Future[Any] | None = None
         self._wake_requested = False
         self._wake_pending = False
+        self._timer: PreciseTimer | None = None
         self._next_wakeup: datetime | None = None
         self._pm: pluggy.PluginManager | None = None
         self._hook_callers: dict[str, Any] = {}
@@ -223,6 +225,7 @@ class BaseScheduler:
         self.wakeup_spin: float = settings.wakeup_spin
         #: Seconds a shutdown may take (``asyncz.shutdown_timeout``); ``None``: no limit.
         self.shutdown_timeout: float | None = settings.shutdown_timeout
+        self.precise_wakeup: bool = settings.precise_wakeup
 
         stores: dict[str, BaseStore] = {}
         from asyncz.serializers.pickle import configured_secret_key
@@ -682,6 +685,18 @@ class BaseScheduler:
     async def _run(self) -> None:
         """The processing loop: runs on the scheduler's event loop until shutdown."""
         loop = asyncio.get_running_loop()
+        if self.precise_wakeup:
+            from asyncz._timer import precise_timer
+
+            self._timer = precise_timer(loop)
+        try:
+            await self._run_on(loop)
+        finally:
+            timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.close()
+
+    async def _run_on(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.startup_delay > 0:
             # Not interruptible by wake-ups: no pass starts before the delay (shutdown
             # cancels this task).
@@ -737,17 +752,25 @@ class BaseScheduler:
         future: asyncio.Future[Any] = loop.create_future()
         self._wake_future = future
         handle = None
+        timer = None
         deadline = None
         if seconds is not None:
             spin = self.wakeup_spin
             if spin and seconds > 0:
-                # The loop's timer is only good to a millisecond (its poll rounds the timeout
-                # up to whole milliseconds): sleep on it until ``spin`` seconds before the
-                # due instant, then yield to the loop until that instant.
+                # Sleep until ``spin`` seconds before the due instant, then yield to the loop
+                # until that instant (precise to microseconds, at the cost of the CPU).
                 deadline = loop.time() + seconds
-                handle = loop.call_later(max(0.0, seconds - spin), _time_is_up, future)
+                seconds, done = max(0.0, seconds - spin), _time_is_up
             else:
-                handle = loop.call_later(seconds, _resolve, future)
+                done = _resolve
+            timer = self._timer
+            if timer is not None and seconds > 0:
+                # The loop's own timer is only good to a millisecond (Linux's poll takes its
+                # timeout in whole milliseconds, rounded up): a timerfd is good to microseconds.
+                timer.arm(seconds, done, future)
+            else:
+                timer = None
+                handle = loop.call_later(seconds, done, future)
         try:
             # A wake-up resolves the future with None, the spin timer with _TIME_IS_UP.
             if await future is _TIME_IS_UP and deadline is not None:
@@ -759,6 +782,8 @@ class BaseScheduler:
             self._wake_requested = False
             if handle is not None:
                 handle.cancel()
+            elif timer is not None:
+                timer.cancel()
 
     async def _process(self) -> datetime | None:
         """One pass: submit every due task of every store; return the next wake-up time.
