@@ -3,6 +3,7 @@
     python benchmarks/run.py                 full run (>= 3 repeats), about 20 minutes
     python benchmarks/run.py --quick         smoke run: 1 repeat... small N
     python benchmarks/run.py --only burst,cron --libs asyncz,apscheduler-3.11.3
+    python benchmarks/run.py --only lateness --merge   rerun one scenario into latest.json
     nox -s bench [-- --quick]                 makes the peer venvs, then runs this
 
 Each library runs in its own virtual environment (``--python LIB=PATH``; by default asyncz in
@@ -278,29 +279,59 @@ def peer_benches(servers: Servers, timeout: float, quick: bool) -> dict[str, Any
 
 # ---------------------------------------------------------------------------------- report
 
-#: the goals of issue 9: (label, scenario id, metric, unit, goal text, check)
+#: the goals of issues 9 and 13: (label, scenario id, metric, unit, goal text, check), where
+#: check(asyncz's value, the peers' values) says whether the goal is met
 GOALS: list[tuple[str, str, str, str, str, Any]] = [
-    ("add 100k, µs/add", "add-100k", "us_per_add", "{:.1f}", "≤ 10", lambda v: v <= 10),
-    ("bytes per task (100k)", "mem-100k", "bytes_per_task", "{:,.0f}", "≤ 400", lambda v: v <= 400),
-    ("burst 10k, tasks/s", "burst", "tasks_per_s", "{:,.0f}", "≥ 150,000", lambda v: v >= 150_000),
-    ("burst: rate / bare asyncio", "burst", "ratio_to_bare", "{:.0%}", "≥ 50%", lambda v: v >= 0.5),
+    ("add 100k, µs/add", "add-100k", "us_per_add", "{:.1f}", "≤ 10", lambda v, _: v <= 10),
+    (
+        "bytes per task (100k)",
+        "mem-100k",
+        "bytes_per_task",
+        "{:,.0f}",
+        "≤ 400",
+        lambda v, _: v <= 400,
+    ),
+    (
+        "burst 10k, tasks/s",
+        "burst",
+        "tasks_per_s",
+        "{:,.0f}",
+        "≥ 150,000",
+        lambda v, _: v >= 150_000,
+    ),
+    (
+        "burst: rate / bare asyncio",
+        "burst",
+        "ratio_to_bare",
+        "{:.0%}",
+        "≥ 50%",
+        lambda v, _: v >= 0.5,
+    ),
     (
         "burst: due → first run, ms",
         "burst",
         "due_to_first_ms",
         "{:,.1f}",
         "≤ 10",
-        lambda v: v <= 10,
+        lambda v, _: v <= 10,
     ),
-    ("lateness p99 (1000 × 1 s), ms", "lateness", "p99_ms", "{:.2f}", "≤ 1", lambda v: v <= 1),
-    ("Redis add, µs", "store-add:redis", "us_per_add", "{:,.0f}", "≤ 60", lambda v: v <= 60),
+    ("lateness p99 (1000 × 1 s), ms", "lateness", "p99_ms", "{:.2f}", "≤ 1", lambda v, _: v <= 1),
+    (
+        "lateness: process CPU in the 10 s, s",
+        "lateness",
+        "cpu_s",
+        "{:.2f}",
+        "≤ lowest peer",
+        lambda v, peers: bool(peers) and v <= min(peers),
+    ),
+    ("Redis add, µs", "store-add:redis", "us_per_add", "{:,.0f}", "≤ 60", lambda v, _: v <= 60),
     (
         "Redis burst 2,000, tasks/s",
         "store-burst:redis",
         "tasks_per_s",
         "{:,.0f}",
         "≥ 20,000",
-        lambda v: v >= 20_000,
+        lambda v, _: v >= 20_000,
     ),
     (
         "cron next, µs/call (mean of 3)",
@@ -308,7 +339,7 @@ GOALS: list[tuple[str, str, str, str, str, Any]] = [
         "mean_us_per_call",
         "{:.2f}",
         "≤ 2.5",
-        lambda v: v <= 2.5,
+        lambda v, _: v <= 2.5,
     ),
 ]
 
@@ -329,8 +360,10 @@ DETAIL: list[tuple[str, str, str, str]] = [
     ("lateness", "p99_ms", "lateness p99, ms", "{:.2f}"),
     ("lateness", "max_ms", "lateness max, ms", "{:.2f}"),
     ("lateness", "runs", "lateness: runs observed (of 10,000)", "{:,.0f}"),
+    ("lateness", "cpu_s", "lateness: process CPU in the 10 s of runs, s", "{:.2f}"),
     ("lateness", "bare_p50_ms", "bare asyncio timers, same process: lateness p50, ms", "{:.2f}"),
     ("lateness", "bare_p99_ms", "bare asyncio timers: lateness p99, ms", "{:.2f}"),
+    ("lateness", "bare_cpu_s", "bare asyncio timers: process CPU in as long, s", "{:.2f}"),
     ("idle", "cpu_s_per_s", "idle, 10k tasks far ahead: CPU ms per s", "{:.3f}"),
     (
         "cron",
@@ -404,8 +437,13 @@ def render(results: dict[str, Any]) -> str:
         f"- Load average (1, 5, 15 min) before the run: {results['load_before']}; "
         f"after: {results['load_after']}.",
         "- Servers: " + ", ".join(f"{k} {v}" for k, v in results.get("servers", {}).items()) + ".",
+        *[
+            f"- Rerun later (`--merge`): `{sid}` on {rerun['started']} by `{rerun['command']}`, "
+            f"load average before {rerun['load_before']}, after {rerun['load_after']}."
+            for sid, rerun in sorted(results.get("reruns", {}).items())
+        ],
         "",
-        "## Goals (issue 9)",
+        "## Goals (issues 9 and 13)",
         "",
         "| scenario | " + " | ".join(libs) + " | asyncz goal | met |",
         "|---|" + "---:|" * len(libs) + "---|---|",
@@ -413,12 +451,15 @@ def render(results: dict[str, Any]) -> str:
     for label, sid, metric, fmt, goal, check in GOALS:
         cells = []
         ours = None
+        peers = []
         for lib in libs:
             text, value = _cell(results, sid, lib, metric, fmt, spread=False)
             cells.append(text)
             if lib == "asyncz":
                 ours = value
-        met = "–" if ours is None else ("yes" if check(ours) else "**no**")
+            elif value is not None:
+                peers.append(value)
+        met = "–" if ours is None else ("yes" if check(ours, peers) else "**no**")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {goal} | {met} |")
     lines += [
         "",
@@ -447,7 +488,7 @@ def render(results: dict[str, Any]) -> str:
                   "adds):", ""]  # fmt: skip
         for script, data in benches.items():
             lines.append(f"- `{script}`: `{json.dumps(data)}`")
-    lines += ["", LIMITS, "", NOTES]
+    lines += ["", LIMITS, "", WAKEUP, "", NOTES]
     return "\n".join(lines) + "\n"
 
 
@@ -456,10 +497,11 @@ LIMITS = """## What bounds some figures
 - **Lateness** of a plain event-loop timer cannot be lower than the loop's poll: asyncio on
   Linux sleeps in `epoll_wait`, whose timeout has a 1 ms resolution (rounded up), so a timer
   is late by 0–1 ms plus whatever else the machine runs. The row "bare asyncio timers"
-  measures that floor in the same process. asyncz goes below it with `wakeup_spin` (2 ms by
-  default): it sleeps on the timer until 2 ms before the due instant, then yields to the loop
-  (other coroutines keep running) until the instant. The price is up to 2 ms of CPU per
-  wake-up; `wakeup_spin=0` turns it off and asyncz's lateness is then the bare timers'.
+  measures that floor in the same process. asyncz goes below it without busy waiting: it
+  sleeps on a `timerfd` that the loop watches (`precise_wakeup`, see below), which wakes the
+  poll when the kernel's high-resolution timer expires. Tails (p99, max) measure the
+  machine as much as the library: any other process taking the core for a millisecond
+  shows there, for every library alike.
 - **Bytes per task** (asyncz, interval task in the memory store), the objects one task owns,
   as `tracemalloc` counts them: the `Task` (16 slots) 160 B; its heap entry (a 3-tuple
   shared with the id index) 64 B; the interval trigger (6 slots) 80 B; the generated id
@@ -474,6 +516,41 @@ LIMITS = """## What bounds some figures
 - **MongoDB** figures are against mongoeco, a wire-protocol server written in Python that
   needs milliseconds (tens of them on a busy machine) per write: they rank the libraries,
   they say nothing about a real `mongod`."""
+
+
+WAKEUP = """## Wake-up precision and its CPU
+
+Issue 13: the 2 ms `wakeup_spin`, then on by default, made lateness p99 0.05 ms at the price of
+a core (11.5 CPU-s in an 11.5 s window, against 1.8 for APScheduler 3.11.3). The goal: p99
+≤ 1 ms at no more CPU than the lowest peer. The mechanisms measured in the lateness scenario
+(`benchmarks/scenarios.py --scenario lateness`), one process each, interleaved:
+
+| mechanism (lateness scenario, 10 s) | rounds | lateness p50, ms | p99, ms | CPU-s in the 10 s |
+|---|---:|---:|---:|---:|
+| asyncz, timerfd on the loop (**default**, `precise_wakeup`) | 11 | 0.13 (0.09–0.15) | 2.8 (0.84–8.5) | 1.36 (0.99–1.58) |
+| asyncz, loop timer (`precise_wakeup=False`) | 5 | 0.63 (0.59–0.76) | 3.5 (1.6–6.9) | 0.96 (0.89–1.18) |
+| asyncz, timer thread (`Condition.wait`, then `call_soon_threadsafe`) | 2 | 0.21 (0.19–0.23) | 4.0 (2.9–5.1) | 1.85 (1.68–2.02) |
+| asyncz, 2 ms spin on the loop timer (the old default) | 2 | 0.21 (0.10–0.31) | 19 (17–22) | 5.05 (4.96–5.14) |
+| APScheduler 3.11.3 | 11 | 0.68 (0.66–1.06) | 3.2 (2.3–16) | 1.53 (1.22–1.86) |
+| Asyncz 0.17.2 | 8 | 0.97 (0.85–1.44) | 5.8 (2.2–30) | 2.36 (1.95–2.68) |
+| bare `loop.call_later`, after each of the above, same process | 39 | 0.60 (0.56–0.70) | 3.4 (1.2–8.8) | 0.54 (0.37–0.71) |
+
+Median (min–max) of interleaved rounds on 2026-12-02, 01:07–01:40 UTC (the lateness rows of
+the tables above are the last three), with five other engineers' test suites on the same
+2 cores (load average 1.3–3.4). CPU-seconds are process time and move little with the load; the lateness
+tails move a lot (the bare timers' p99 was 1.1 ms on the quiet machine of the full run, here
+1.2–8.8 ms), so p99 ≤ 1 ms was seen only in the quietest round (timerfd 0.84 ms while the
+bare timers had 2.3 ms); asyncz's p99 is the machine's floor, not the scheduler's. On a
+quiet machine the spin held a whole core (11.5 CPU-s in an 11.5 s window); under load it got
+about half of one.
+
+- The spin is off by default now (`wakeup_spin=0`); it stays as an opt-in.
+- The timerfd costs 25–40 µs of CPU per wake-up more than the loop's timer on this virtual
+  machine: one `timerfd_settime` (6–20 µs: arming the hardware timer exits to the
+  hypervisor) and one `read` (1–4 µs). Its CPU was below APScheduler's (the lowest peer) in
+  9 of 11 paired rounds, 11% below on the median.
+- A timer thread needs two thread wake-ups per sleep (the new deadline, then the expiry) and
+  a `call_soon_threadsafe`: more CPU than APScheduler, so it was not kept."""
 
 
 NOTES = """## How each figure is measured
@@ -491,6 +568,9 @@ NOTES = """## How each figure is measured
   scheduler's rate over that baseline.
 - **lateness**: 1,000 `interval(seconds=1)` tasks whose start times are spread evenly over
   one second, run for 10 s; lateness is the run's `time.time()` minus its scheduled time.
+  CPU is the process time (`time.process_time()`, every thread, robust to other load on the
+  machine) over those 10 s. Then 1,000 bare `loop.call_later` timers run as long in the same
+  process: their lateness and CPU are the floor.
 - **idle**: 10,000 tasks 30 days ahead, CPU time of the process per wall second over 5 s.
 - **cron**: `get_next_trigger_time` (APScheduler: `get_next_fire_time`) called with the
   previous fire time and a "now" 3 ms after it, 20,000 calls, best of 3 rounds, for three
@@ -535,6 +615,11 @@ def main() -> None:
     parser.add_argument("--json-out", default=str(BENCH / "results" / "latest.json"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the scenarios run in the existing --json-out (noted in the doc)",
+    )
     parser.add_argument("--render", metavar="JSON", help="only rewrite the doc from a results file")
     args = parser.parse_args()
     if args.render:
@@ -613,6 +698,13 @@ def main() -> None:
     results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
     out = Path(args.json_out)
+    if args.merge and out.exists():
+        merged: dict[str, Any] = json.loads(out.read_text())
+        rerun = {k: results[k] for k in ("started", "command", "load_before", "load_after")}
+        for sid, per_lib in results["scenarios"].items():
+            merged["scenarios"].setdefault(sid, {}).update(per_lib)
+            merged.setdefault("reruns", {})[sid] = rerun
+        results = merged
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"[bench] wrote {out}", file=sys.stderr)
