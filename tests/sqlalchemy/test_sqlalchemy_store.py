@@ -63,7 +63,7 @@ def test_plain_urls_map_to_async_drivers(given: str, expected: str) -> None:
 def test_construction_does_not_connect_or_start_a_thread(tmp_path: Path) -> None:
     store = SQLAlchemyStore(database=f"sqlite:///{tmp_path / 'never.db'}")
     assert not (tmp_path / "never.db").exists()
-    assert store._io.loop is None  # the I/O thread starts on first use
+    assert store.io_loop is None  # the scheduler gives it its I/O loop when it starts
     with pytest.raises(TypeError, match="database"):
         SQLAlchemyStore()
     with pytest.raises(TypeError, match="not both"):

@@ -21,6 +21,8 @@ __all__ = [
     "PluginTypeError",
     "SchedulerAlreadyRunningError",
     "SchedulerNotRunningError",
+    "StoreTimeoutError",
+    "StoreUnavailableError",
     "TaskLookupError",
     "TaskRestoreError",
     "TaskUnrestorableError",
@@ -269,6 +271,61 @@ class SchedulerNotRunningError(AsynczError, RuntimeError):
 
     def __init__(self, operation: str = "this operation") -> None:
         super().__init__(f"The scheduler is not running; start it before {operation}.")
+
+
+class StoreUnavailableError(AsynczError, ConnectionError):
+    """A store's server could not be reached (refused, unknown host, no answer in time).
+
+    Raised by ``start()`` (with the driver's error chained as ``__cause__``) and by store
+    calls of a running scheduler; the message is one line naming the store, its kind, its
+    address and the setting that configures the address.
+    """
+
+    def __init__(
+        self,
+        alias: str | None,
+        kind: str,
+        address: str | None,
+        setting: str | None,
+        reason: str,
+    ) -> None:
+        self.alias = alias
+        self.kind = kind
+        self.address = address
+        self.setting = setting
+        self.reason = reason
+        where = f" at {address}" if address else ""
+        message = f"Store {alias!r} ({kind}{where}) is unreachable: {reason}"
+        if setting:
+            message += f"; check {setting}"
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StoreTimeoutError(StoreUnavailableError, TimeoutError):
+    """A store call got no answer within ``asyncz.store_timeout`` seconds (a frozen or
+    overloaded server): reported like an outage."""
+
+    def __init__(
+        self,
+        alias: str | None,
+        kind: str,
+        address: str | None,
+        operation: str,
+        timeout: float,
+        setting: str = "asyncz.store_timeout",
+    ) -> None:
+        self.operation = operation
+        self.timeout = timeout
+        super().__init__(
+            alias,
+            kind,
+            address,
+            setting,
+            f"no answer to {operation} within {timeout:g} s",
+        )
 
 
 #: Asyncz's names of our exceptions: the same classes, so ``except ConflictIdError`` catches

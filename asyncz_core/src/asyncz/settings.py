@@ -337,6 +337,9 @@ class AsynczSettings(BaseSettings):
     #: Name of this scheduler instance (``None``: ``host:pid:random``), shown by
     #: ``get_scheduler_info()``; nodes sharing a store tell each other apart by it.
     identity: str | None = None
+    #: Seconds one call to a store that does network I/O may take before it counts as an
+    #: outage (a frozen server); ``None`` (``"none"``) or 0 waits for ever.
+    store_timeout: GraceTime = 10.0
     #: Name of the scheduler's logger (``None``: the scheduler's default).
     logger_name: str | None = None
     #: The class that creates loggers (``asyncz.schedulers.base.ClassicLogging`` by default).

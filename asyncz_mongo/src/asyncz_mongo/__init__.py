@@ -68,7 +68,7 @@ from pymongo.errors import (
 )
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
-from asyncz.stores.base import LoopThread, PersistentStore
+from asyncz.stores.base import PersistentStore
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
@@ -111,9 +111,9 @@ class MongoDBStore(PersistentStore):
     :param collection: collection name (not empty). The lease registry lives in the
         collection ``<collection>.leases`` next to it.
     :param client: an :class:`pymongo.AsyncMongoClient` to use instead of making one. It
-        is used on the store's I/O thread (an ``AsyncMongoClient`` is bound to the event
-        loop it is first used on), so do not use it elsewhere, and it is not closed by
-        the store.
+        is used on the store's I/O loop, which the scheduler gives it (an
+        ``AsyncMongoClient`` is bound to the event loop it is first used on), so do not use
+        it elsewhere, and it is not closed by the store.
     :param url: a ``mongodb://`` or ``mongodb+srv://`` connection string (PyMongo's
         ``host``).
     :param serializer: a serializer or its alias; ``"json"`` by default.
@@ -126,10 +126,15 @@ class MongoDBStore(PersistentStore):
         ``port``, ``username``, ``serverSelectionTimeoutMS``, ``tz_aware``...).
 
     The client is created (and its options validated) here, without any I/O; the
-    connection is made on the store's own I/O thread once the scheduler starts it. When the
+    connection is made on the store's I/O loop (given by the scheduler: ``uses_io_loop``)
+    once the scheduler starts it. When the
     store made its client, a synchronous :class:`pymongo.MongoClient` with the same options
     is also made on first use of :meth:`add_task_sync`.
     """
+
+    uses_io_loop = True
+    kind = "mongodb"
+    connection_errors = (ConnectionFailure,)
 
     def __init__(
         self,
@@ -174,7 +179,7 @@ class MongoDBStore(PersistentStore):
         # Validates the options now; an AsyncMongoClient does no I/O until it is used.
         self.client: AsyncMongoClient[Any] = client or self._make_client()
         self._client_used = False
-        self._thread: LoopThread | None = None
+        self._started = False
         self._ready: asyncio.Future[AsyncCollection[Any]] | None = None
         #: The collection is ready (index made); set on the I/O loop, read from any thread.
         self._prepared = False
@@ -202,14 +207,21 @@ class MongoDBStore(PersistentStore):
             raise ValueError(f"MongoDBStore: {exc}") from exc
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start(self, scheduler: BaseScheduler, alias: str) -> None:
-        """Start the I/O thread; the connection is made there on first use.
+    def address(self) -> str | None:
+        seeds = self.client.topology_description.server_descriptions()
+        hosts = ",".join(f"{host}:{port}" for host, port in seeds) or "?"
+        return f"mongodb://{hosts}/{self.database}.{self.collection}"
 
-        Never suspends, so it may be driven inline by a scheduler whose other stores are in
-        memory.
-        """
+    def address_options(self) -> tuple[str, ...]:
+        if not self._owns_client:
+            return ("client",)
+        return ("url",) if "host" in self._client_options else ("host", "port")
+
+    async def start(self, scheduler: BaseScheduler, alias: str) -> None:
+        """Connect and prepare the collection (its index), on the store's I/O loop: a server
+        that cannot be reached fails the start."""
         await super().start(scheduler, alias)
-        if self._thread is not None:
+        if self._started:
             return
         if self._client_used:
             if not self._owns_client:
@@ -220,30 +232,26 @@ class MongoDBStore(PersistentStore):
             # The previous client is closed and bound to the previous I/O loop.
             self.client = self._make_client()
         self._client_used = True
+        self._started = True
         self._registry_lock = asyncio.Lock()
-        self._thread = LoopThread(f"asyncz-store-{alias}")
-        self.io_loop = self._thread.start()
+        await self._collection()
 
     async def shutdown(self) -> None:
-        """Close the clients (if the store made them) and stop the I/O thread."""
-        thread, self._thread = self._thread, None
+        """Close the clients (if the store made them)."""
+        started, self._started = self._started, False
         ready, self._ready = self._ready, None
         self._prepared = False
         try:
             if ready is not None and not ready.done():
                 ready.cancel()
             self._close_sync_client()
-            if self._owns_client and thread is not None:
+            if self._owns_client and started:
                 await self.client.close()
         finally:
             self._claimed.clear()
             self._unsaved.clear()
             self._registry = None
             self._lease_until = 0.0
-            self.io_loop = None
-            if thread is not None:
-                # From the I/O thread itself: the loop stops after this coroutine returns.
-                thread.stop()
 
     async def _collection(self) -> AsyncCollection[Any]:
         """The collection, once its index exists (made on first use, retried after errors)."""

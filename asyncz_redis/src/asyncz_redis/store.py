@@ -1,27 +1,26 @@
-"""RedisStore: tasks in a Redis hash, next run times in a sorted set, I/O on its own loop."""
+"""RedisStore: tasks in a Redis hash, next run times in a sorted set, I/O on the scheduler's
+I/O loop."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.asyncio import Redis
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
-from asyncz.stores.base import LoopThread, PersistentStore
+from asyncz.stores.base import PersistentStore
 
 if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
     from asyncz.tasks import Task
 
 __all__ = ["RedisStore"]
-
-T = TypeVar("T")
 
 # Each script is one round trip and runs atomically on the server.
 
@@ -136,10 +135,15 @@ class RedisStore(PersistentStore):
     overrides its db only when given explicitly), else ``host``/``port``/``password`` plus
     any other keyword of ``redis.asyncio.Redis`` in ``connect_args``.
 
-    Nothing connects in ``__init__``: the client is created in :meth:`start` on the store's
-    own event loop thread, where all its I/O runs. ``poll_interval`` (seconds) makes the
-    scheduler re-read the store periodically, for tasks added by other processes.
+    Nothing connects in ``__init__``: the client is created in :meth:`start` on the I/O
+    loop the scheduler gives the store (``uses_io_loop``), where all its I/O runs.
+    ``poll_interval`` (seconds) makes the scheduler re-read the store periodically, for
+    tasks added by other processes.
     """
+
+    uses_io_loop = True
+    kind = "redis"
+    connection_errors = (redis.ConnectionError, redis.TimeoutError)
 
     def __init__(
         self,
@@ -177,7 +181,6 @@ class RedisStore(PersistentStore):
         self._client: Redis | None = None
         self._sync_client: redis.Redis | None = None
         self._sync_add: Any = None
-        self._thread: LoopThread | None = None
         self._thread_lock = threading.Lock()
         self._broken: dict[str, tuple[str, str]] = {}  # id -> (payload sha1, reason)
 
@@ -210,22 +213,28 @@ class RedisStore(PersistentStore):
             **self.connect_args,
         )
 
-    @property
-    def io_loop(self) -> asyncio.AbstractEventLoop:
-        """The store's own event loop, on a daemon thread started on first use (not at
-        construction): the scheduler routes every call of this store through it."""
-        with self._thread_lock:
-            if self._thread is None:
-                self._thread = LoopThread(f"asyncz-redis-{self.alias or 'store'}")
-            return self._thread.start()
+    def address(self) -> str | None:
+        if self._given_client is not None:
+            kwargs = self._given_client.connection_pool.connection_kwargs
+            host, port = kwargs.get("host", "?"), kwargs.get("port", "?")
+            return f"redis://{host}:{port}/{kwargs.get('db', 0)}"
+        if self.url is not None:
+            parsed = urlsplit(self.url)
+            netloc = parsed.hostname or ""
+            if parsed.port is not None:
+                netloc = f"{netloc}:{parsed.port}"
+            path = parsed.path if self.database is None else f"/{self.database}"
+            return urlunsplit((parsed.scheme, netloc, path, "", ""))
+        return f"redis://{self.host}:{self.port}/{self.database or 0}"
 
-    @io_loop.setter
-    def io_loop(self, value: asyncio.AbstractEventLoop | None) -> None:
-        raise AttributeError("RedisStore owns its I/O loop; it cannot be replaced")
+    def address_options(self) -> tuple[str, ...]:
+        if self._given_client is not None:
+            return ("client",)
+        return ("url",) if self.url is not None else ("host", "port")
 
     async def start(self, scheduler: BaseScheduler, alias: str) -> None:
         await super().start(scheduler, alias)
-        await self._on_loop(self._connect())
+        await self._connect()
 
     async def _connect(self) -> None:
         if self._client is not None and self._client is not self._given_client:
@@ -239,37 +248,15 @@ class RedisStore(PersistentStore):
         await client.ping()
 
     async def shutdown(self) -> None:
-        """Close the client (unless it was given) and stop the I/O thread."""
-        with self._thread_lock:
-            thread, self._thread = self._thread, None
+        """Close the clients (the asyncio one unless it was given)."""
         client, self._client = self._client, None
-        sync_client, self._sync_client = self._sync_client, None
+        with self._thread_lock:
+            sync_client, self._sync_client = self._sync_client, None
         if sync_client is not None:
             sync_client.close()
         self._broken.clear()
-        if thread is None or thread.loop is None:
-            return
-        loop = thread.loop
-        try:
-            if client is not None and client is not self._given_client:
-                coro = client.aclose()
-                if asyncio.get_running_loop() is loop:
-                    await coro
-                else:
-                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-        finally:
-            if asyncio.get_running_loop() is loop:
-                # Stop after this coroutine has handed its result back to the caller.
-                loop.call_soon(thread.stop)
-            else:
-                thread.stop()
-
-    async def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the store's loop (scheduler calls already arrive there)."""
-        loop = self.io_loop
-        if asyncio.get_running_loop() is loop:
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        if client is not None and client is not self._given_client:
+            await client.aclose()
 
     @property
     def client(self) -> Redis:

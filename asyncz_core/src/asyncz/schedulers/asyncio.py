@@ -115,6 +115,7 @@ class AsyncIOScheduler(BaseScheduler):
     def _begin(self, paused: bool) -> asyncio.AbstractEventLoop:
         loop = self._choose_loop()
         self._loop = loop
+        self._attach_io_loops()
         self._state = SchedulerState.STATE_PAUSED if paused else SchedulerState.STATE_RUNNING
         return loop
 
@@ -150,6 +151,7 @@ class AsyncIOScheduler(BaseScheduler):
 
     def _abort(self) -> None:
         """Undo a start() that failed half-way, so that a later start() begins afresh."""
+        self._close_failed_start()
         self._state = SchedulerState.STATE_STOPPED
         self._loop = None
         with self._lock:
@@ -237,9 +239,8 @@ class AsyncIOScheduler(BaseScheduler):
     def _end(self) -> None:
         self._loop = None
         self._next_wakeup = None
-        if self._portal is not None:
-            self._portal.stop()
-            self._portal = None
+        # The I/O thread (self._portal) stops with the stores, in _stop_components: a
+        # shutdown finishing in the background still needs it.
         self.logger.info("Scheduler has been shut down")
         self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_SHUTDOWN))
         self._call_hook("asyncz_scheduler_shutdown", scheduler=self)

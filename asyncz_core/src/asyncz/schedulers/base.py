@@ -38,12 +38,22 @@ from asyncz.exceptions import (
     MaxInstancesReachedError,
     SchedulerAlreadyRunningError,
     SchedulerNotRunningError,
+    StoreUnavailableError,
     TaskLookupError,
     TaskUnrestorableError,
 )
 from asyncz.executors.base import BaseExecutor
 from asyncz.schedulers.inspection import RunPreview, SchedulerInfo
-from asyncz.stores.base import BaseStore, LoopThread, PersistentStore, call, run_inline
+from asyncz.stores.base import (
+    BaseStore,
+    LoopThread,
+    PersistentStore,
+    attach_io_loop,
+    call,
+    detach_io_loop,
+    run_inline,
+    unavailable,
+)
 from asyncz.tasks.task import ScheduleState, Task, TaskInfo, TaskLabel, task_label
 from asyncz.timeutil import localize, utc
 from asyncz.triggers.base import BaseTrigger
@@ -160,6 +170,8 @@ class BaseScheduler:
         # (kind, alias) -> the component that STORE_ADDED / EXECUTOR_ADDED announced.
         self._announced: dict[tuple[str, str], object] = {}
         self._started_at: datetime | None = None
+        # Stores whose start() was called by this start (closed again if it fails).
+        self._started_stores: list[BaseStore] = []
         self.prefix = prefix
         if shutdown_timeout is not UNSET:
             # None is a value here ("no limit"); the settings loader reads None as "not given".
@@ -226,6 +238,8 @@ class BaseScheduler:
         #: Seconds a shutdown may take (``asyncz.shutdown_timeout``); ``None``: no limit.
         self.shutdown_timeout: float | None = settings.shutdown_timeout
         self.precise_wakeup: bool = settings.precise_wakeup
+        #: Seconds a store call may take (``asyncz.store_timeout``); ``None``: no limit.
+        self.store_timeout: float | None = settings.store_timeout or None
 
         stores: dict[str, BaseStore] = {}
         from asyncz.serializers.pickle import configured_secret_key
@@ -296,11 +310,23 @@ class BaseScheduler:
             return asyncio.run_coroutine_threadsafe(coro, loop).result()
         if all(store.io_loop is None for store in self._stores.values()):
             return run_inline(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self._io_loop()).result()
+
+    def _io_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop of the scheduler's I/O thread, started on first use: the I/O loop of
+        every store that does I/O, and the portal of the synchronous API."""
         with self._lock:
             if self._portal is None:
-                self._portal = LoopThread("asyncz-portal")
-            loop = self._portal.start()
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+                self._portal = LoopThread("asyncz-io")
+            return self._portal.start()
+
+    def _attach_io_loops(self, stores: Iterable[BaseStore] | None = None) -> None:
+        """Give the stores that do I/O the I/O loop, and every store its call timeout
+        (before their start(), so that the first call already goes where it belongs)."""
+        for store in self._stores.values() if stores is None else stores:
+            store.call_timeout = self.store_timeout
+            if store.uses_io_loop and store.io_loop is None:
+                attach_io_loop(store, self._io_loop())
 
     # =====================================================================================
     # stores and executors
@@ -334,7 +360,8 @@ class BaseScheduler:
                 raise ValueError(f"This scheduler already has a store named {alias!r}")
             self._stores[alias] = store
         if self.running:
-            self._sync(call(store, store.start(self, alias)))
+            self._attach_io_loops([store])
+            self._sync(self._start_store(alias, store))
         self._announce("store", alias, store)
         if self.running:
             self.wakeup()
@@ -354,7 +381,10 @@ class BaseScheduler:
             del self._stores[alias]
             self._announced.pop(("store", alias), None)
         if shutdown and self.running:
-            self._sync(call(store, store.shutdown()))
+            try:
+                self._sync(call(store, store.shutdown()))
+            finally:
+                detach_io_loop(store)
         self._dispatch(ev.SchedulerEvent(ev.STORE_REMOVED, alias))
 
     def lookup_store(self, alias: str) -> BaseStore:
@@ -520,8 +550,9 @@ class BaseScheduler:
         self._ensure_defaults()
         self._started_at = datetime.now(utc)
         self._check_pending()
+        self._started_stores = []
         for alias, store in list(self._stores.items()):
-            await call(store, store.start(self, alias))
+            await self._start_store(alias, store)
         for alias, executor in list(self._executors.items()):
             executor.start(self, alias)
         # Listeners added before start() hear of every component, configured or default.
@@ -544,7 +575,7 @@ class BaseScheduler:
                 now = datetime.now(utc)
                 for task in tasks:
                     self._prepare_commit(task, now)
-                await self._commit_many(tasks, alias)
+                await self._commit_pending(tasks, alias)
             finally:
                 if lock is not None:
                     lock.release()
@@ -586,17 +617,98 @@ class BaseScheduler:
                     ]
                 ) from exc
 
+    async def _start_store(self, alias: str, store: BaseStore) -> None:
+        """Start one store; a server that cannot be reached is a
+        :class:`~asyncz.exceptions.StoreUnavailableError` naming the store and its address."""
+        self._started_stores.append(store)
+        try:
+            await call(store, store.start(self, alias))
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailableError):
+                self.logger.error("%s", exc)
+                raise
+            if not isinstance(exc, (OSError, *store.connection_errors)):
+                raise
+            error = unavailable(store, exc)
+            self.logger.error("%s", error)
+            raise error from exc
+
+    async def _commit_pending(self, tasks: list[Task], alias: str) -> None:
+        """Commit the tasks added before start(). An id the store already holds (another
+        worker of the same application added it first) keeps the stored task, with a log
+        line, unless the pending task says ``replace_existing``."""
+        remaining = tasks
+        while remaining:
+            try:
+                await self._commit_many(remaining, alias)
+                return
+            except ConflictingIdError as exc:
+                found = next((i for i, t in enumerate(remaining) if t.id == exc.task_id), None)
+                if found is None or remaining[found].replace_existing:
+                    raise
+                index: int = found
+            kept = remaining[index]
+            kept._submitted = True
+            kept.store_alias = alias
+            self.logger.info(
+                "Task %r is already in store %r: the stored task was kept (add it with "
+                "replace_existing=True to replace it)",
+                kept.id,
+                alias,
+            )
+            # Tasks before the conflict may or may not have been written (a store's bulk add
+            # need not be atomic): writing them again with replace is the same either way.
+            head = remaining[:index]
+            if head:
+                store = self.lookup_store(alias)
+                await call(store, store.add_tasks(head, True))
+                self._committed(head, alias)
+            remaining = remaining[index + 1 :]
+
     async def _stop_components(self, wait: bool) -> None:
         for executor in self._executors.values():
             executor.shutdown(wait=wait)
-        for store in self._stores.values():
+        await self._stop_stores(list(self._stores.values()))
+
+    async def _stop_stores(self, stores: list[BaseStore]) -> None:
+        """Shut the stores down, then the I/O thread they shared, and the store locks."""
+        try:
+            for store in stores:
+                try:
+                    await call(store, store.shutdown())
+                except Exception:
+                    self.logger.exception("Store %r failed to shut down", store)
+                finally:
+                    detach_io_loop(store)
+        finally:
+            self._started_stores = []
+            with self._lock:
+                portal, self._portal = self._portal, None
+            if portal is not None:
+                portal.stop()
+            locks, self._store_locks = self._store_locks, {}
+            for lock in locks.values():
+                lock.close(remove=True)
+
+    def _close_failed_start(self) -> None:
+        """After a start() that failed: close what it opened (executors, the stores it
+        started, their connections, the I/O thread, store locks)."""
+        for executor in self._executors.values():
             try:
-                await call(store, store.shutdown())
+                executor.shutdown(wait=False)
             except Exception:
-                self.logger.exception("Store %r failed to shut down", store)
-        locks, self._store_locks = self._store_locks, {}
-        for lock in locks.values():
-            lock.close(remove=True)
+                self.logger.exception("Executor %r failed to shut down", executor)
+        started = self._started_stores
+        try:
+            self._sync(self._stop_stores(started))
+        except Exception:
+            self.logger.exception("Closing the stores after a failed start failed")
+        for store in self._stores.values():
+            detach_io_loop(store)
+        with self._lock:
+            portal, self._portal = self._portal, None
+        if portal is not None:
+            portal.stop()
 
     def _acquire(self) -> bool:
         """Count a start(); True when this call must really start the scheduler."""

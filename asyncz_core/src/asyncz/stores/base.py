@@ -1,13 +1,18 @@
 """The store contract: where tasks live between runs.
 
 A store is asynchronous. It either never suspends (``io_loop is None``: the in-memory store,
-whose methods complete in one step and may be driven without an event loop) or it owns an
-event loop of its own, on a thread of its own (``io_loop``), on which all its I/O runs. The
-scheduler reaches a store only through :func:`call` (from a coroutine on any loop); its
-synchronous API runs those coroutines inline, on the store's ``io_loop`` or on a portal thread
-(``BaseScheduler._sync``), so that it works from any thread, even from inside a coroutine on
-the scheduler's own loop, without deadlock. :func:`call_sync` is for code that drives a store
-without a scheduler (tests, benchmarks, scripts).
+whose methods complete in one step and may be driven without an event loop) or it does
+network I/O (``uses_io_loop = True``): the scheduler then gives it its I/O loop
+(``io_loop``, see :func:`attach_io_loop`) before ``start()``, on a thread the scheduler
+owns and shares between such stores and its synchronous API, and takes it back after
+``shutdown()``. A plugin writes plain async methods and never manages a loop or a thread.
+The scheduler reaches a store only through :func:`call` (from a coroutine on any loop, or
+driven inline without one); its synchronous API runs those coroutines inline, on the
+store's ``io_loop`` or on the portal (``BaseScheduler._sync``), so that it works from any
+thread, even from inside a coroutine on the scheduler's own loop, without deadlock.
+:func:`call_sync` is for code that drives a store without a scheduler (tests, benchmarks,
+scripts). :func:`call` bounds every call by ``call_timeout`` seconds
+(``asyncz.store_timeout``): a frozen server is reported as :class:`StoreTimeoutError`.
 
 A store written with plain synchronous methods (as custom stores for Asyncz are) works too:
 :meth:`BaseStore.__init_subclass__` wraps each synchronous method of the contract in a
@@ -27,16 +32,33 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
+from asyncz.exceptions import (
+    ConflictingIdError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+    TaskLookupError,
+    TaskRestoreError,
+)
 
 if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
     from asyncz.tasks import Task
 
-__all__ = ["BaseStore", "LoopThread", "PersistentStore", "call", "call_sync", "run_inline"]
+__all__ = [
+    "BaseStore",
+    "LoopThread",
+    "PersistentStore",
+    "attach_io_loop",
+    "call",
+    "call_sync",
+    "detach_io_loop",
+    "run_inline",
+    "unavailable",
+]
 
 T = TypeVar("T")
 
@@ -210,6 +232,19 @@ class BaseStore(abc.ABC):
 
     #: The loop the store's I/O runs on; ``None`` for stores whose methods never suspend.
     io_loop: asyncio.AbstractEventLoop | None = None
+    #: ``True`` for a store that does network I/O: the scheduler sets :attr:`io_loop` before
+    #: :meth:`start` (see :func:`attach_io_loop`) and clears it after :meth:`shutdown`.
+    uses_io_loop: ClassVar[bool] = False
+    #: The store's kind in messages (its alias, ``"redis"``); the class name when empty.
+    kind: ClassVar[str] = ""
+    #: The driver's exceptions that mean "the server cannot be reached": :meth:`start`
+    #: failing with one of them (or an :class:`OSError`) is reported as
+    #: :class:`~asyncz.exceptions.StoreUnavailableError`.
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: Seconds one call may take before :func:`call` gives up with
+    #: :class:`~asyncz.exceptions.StoreTimeoutError` (``asyncz.store_timeout``, set by the
+    #: scheduler); ``None``: no limit.
+    call_timeout: float | None = None
     #: Seconds between passes even when nothing is due, for stores that other processes
     #: change (so their additions are seen); ``None``: only the store's own changes matter.
     poll_interval: float | None = None
@@ -262,6 +297,20 @@ class BaseStore(abc.ABC):
         Returns a finished awaitable, like :meth:`start`.
         """
         return _DONE
+
+    def address(self) -> str | None:
+        """Where the store's data lives, for messages (``redis://host:6379/0``), without any
+        password; ``None`` when there is nothing to say."""
+        return None
+
+    def address_options(self) -> tuple[str, ...]:
+        """The store options that set :meth:`address` (``("url",)``), named in errors."""
+        return ()
+
+    def status(self) -> dict[str, Any]:
+        """Problems the store noticed by itself, for inspection (e.g. ``{"wiped_at": ...}``);
+        empty when there are none."""
+        return {}
 
     def _bind(self, task: Task) -> Task:
         """Attach a task that came out of this store to the store's scheduler and alias."""
@@ -409,6 +458,82 @@ class PersistentStore(BaseStore):
             self.scheduler._restore_failed(task_id, self.alias, reason)
 
 
+def _kind(store: BaseStore) -> str:
+    return store.kind or type(store).__name__
+
+
+def _setting(store: BaseStore) -> str | None:
+    scheduler = store.scheduler
+    prefix = scheduler.prefix if scheduler is not None else "asyncz."
+    options = store.address_options()
+    if not options:
+        return None
+    base = f"{prefix}stores.{store.alias or 'default'}"
+    return " / ".join(f"{base}.{option}" for option in options)
+
+
+def unavailable(store: BaseStore, cause: BaseException) -> StoreUnavailableError:
+    """The :class:`StoreUnavailableError` that reports ``cause`` for ``store`` (raise it
+    ``from cause``)."""
+    if isinstance(cause, StoreUnavailableError):
+        return cause
+    reason = f"{type(cause).__name__}: {cause}".strip().rstrip(":")
+    reason = " ".join(reason.split())  # one line, whatever the driver wrote
+    return StoreUnavailableError(
+        store.alias, _kind(store), store.address(), _setting(store), reason
+    )
+
+
+def _timed_out(store: BaseStore, coro: Coroutine[Any, Any, Any], timeout: float) -> Exception:
+    scheduler = store.scheduler
+    prefix = scheduler.prefix if scheduler is not None else "asyncz."
+    operation = getattr(coro, "__qualname__", None) or getattr(coro, "__name__", "a call")
+    operation = str(operation).rsplit(".", 1)[-1] + "()"
+    return StoreTimeoutError(
+        store.alias,
+        _kind(store),
+        store.address(),
+        operation,
+        timeout,
+        setting=f"{prefix}store_timeout",
+    )
+
+
+def attach_io_loop(store: BaseStore, loop: asyncio.AbstractEventLoop) -> bool:
+    """Give a store that does I/O (``uses_io_loop``) its I/O loop, unless it has one.
+
+    Called by the scheduler before :meth:`BaseStore.start`; a test harness that drives a
+    store by itself does the same. ``True`` when the loop was given (then
+    :func:`detach_io_loop` takes it back after the store's shutdown).
+    """
+    if not store.uses_io_loop or store.io_loop is not None:
+        return False
+    store.io_loop = loop
+    return True
+
+
+_standalone: LoopThread | None = None
+_standalone_lock = threading.Lock()
+
+
+def _standalone_io_loop(store: BaseStore) -> asyncio.AbstractEventLoop:
+    """A store that does I/O, used without a scheduler (a script, a test): it gets the
+    process's shared standalone I/O loop (one daemon thread, started on first use)."""
+    global _standalone
+    with _standalone_lock:
+        if _standalone is None:
+            _standalone = LoopThread("asyncz-io-standalone")
+        loop = _standalone.start()
+    attach_io_loop(store, loop)
+    return loop
+
+
+def detach_io_loop(store: BaseStore) -> None:
+    """Take back the loop :func:`attach_io_loop` gave (after the store's shutdown)."""
+    if store.uses_io_loop:
+        store.io_loop = None
+
+
 def run_inline(coro: Awaitable[T]) -> T:
     """Run a coroutine that never suspends to completion, without an event loop."""
     coro = _coroutine(coro)
@@ -425,18 +550,38 @@ def run_inline(coro: Awaitable[T]) -> T:
 
 
 async def call(store: BaseStore, coro: Awaitable[T]) -> T:
-    """Await a store coroutine from any event loop."""
+    """Await a store coroutine from any event loop, within the store's ``call_timeout``.
+
+    Driven inline (by :func:`run_inline`, no loop on this thread), a call to a store with
+    an I/O loop blocks this thread until the answer, without suspending: nothing else can
+    run on a thread without a loop, so blocking it is safe.
+    """
     coro = _coroutine(coro)
     loop = store.io_loop
     if loop is None:
-        return await coro
+        if not store.uses_io_loop:
+            return await coro
+        loop = _standalone_io_loop(store)
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
+    timeout = store.call_timeout
     if running is loop:
-        return await coro
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        if timeout is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except TimeoutError:
+            raise _timed_out(store, coro, timeout) from None
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        if running is None:
+            return future.result(timeout)
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except (TimeoutError, FutureTimeout):
+        future.cancel()  # cancels the coroutine on the store's loop
+        raise _timed_out(store, coro, timeout or 0.0) from None
 
 
 def call_sync(store: BaseStore, coro: Awaitable[T]) -> T:
@@ -444,7 +589,9 @@ def call_sync(store: BaseStore, coro: Awaitable[T]) -> T:
     coro = _coroutine(coro)
     loop = store.io_loop
     if loop is None:
-        return run_inline(coro)
+        if not store.uses_io_loop:
+            return run_inline(coro)
+        loop = _standalone_io_loop(store)
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:

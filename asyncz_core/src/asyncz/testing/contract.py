@@ -17,8 +17,15 @@ import pytest
 
 from asyncz import events as ev
 from asyncz.exceptions import ConflictingIdError, TaskLookupError
-from asyncz.schedulers.asyncio import AsyncIOScheduler
-from asyncz.stores.base import BaseStore, LoopThread, PersistentStore, call
+from asyncz.schedulers.asyncio import AsyncIOScheduler, NativeAsyncIOScheduler
+from asyncz.stores.base import (
+    BaseStore,
+    LoopThread,
+    PersistentStore,
+    attach_io_loop,
+    call,
+    detach_io_loop,
+)
 from asyncz.tasks import ScheduleState, Task
 from asyncz.testing import functions
 from asyncz.testing.triggers import MinimalTrigger
@@ -114,6 +121,7 @@ class StoreContract:
     call_timeout: ClassVar[float] = 30.0
 
     _driver: LoopThread | None = None
+    _io: LoopThread | None = None
     _store: BaseStore | None = None
 
     # -- hooks for store authors ----------------------------------------------------------
@@ -160,11 +168,21 @@ class StoreContract:
         return future.result(timeout=self.call_timeout)
 
     def start_store(self, store: BaseStore | None = None) -> BaseStore:
-        """Make (or take) a store and start it on a scheduler that is not running."""
+        """Make (or take) a store and start it on a scheduler that is not running; a store
+        that does I/O gets an I/O loop first, as a scheduler gives it one."""
         store = store or self.make_store()
         scheduler = self.host_scheduler
+        if self._io is not None and self._io.loop is not None:
+            attach_io_loop(store, self._io.loop)
         self.call(store.start(scheduler, "default"), store)
         return store
+
+    def stop_store(self, store: BaseStore) -> None:
+        """Shut a store started by :meth:`start_store` down and take its I/O loop back."""
+        try:
+            self.call(store.shutdown(), store)
+        finally:
+            detach_io_loop(store)
 
     @pytest.fixture
     def store(self) -> Iterator[BaseStore]:
@@ -172,6 +190,9 @@ class StoreContract:
         driver = LoopThread("asyncz-contract-driver")
         driver.start()
         self._driver = driver
+        io = LoopThread("asyncz-contract-io")
+        io.start()
+        self._io = io
         self.host_scheduler = AsyncIOScheduler()
         self.restore_events: list[ev.TaskRestoreFailedEvent] = []
         self.host_scheduler.add_listener(
@@ -189,11 +210,13 @@ class StoreContract:
                 self.call(store.remove_all_tasks())
             finally:
                 try:
-                    self.call(store.shutdown())
+                    self.stop_store(store)
                 finally:
                     self._store = None
                     self._driver = None
+                    self._io = None
                     driver.stop()
+                    io.stop()
 
     @property
     def persistent(self) -> bool:
@@ -461,7 +484,7 @@ class StoreContract:
             make_task("s3", self.at(3), trigger=CronTrigger(minute="*/5", timezone="UTC")),
         ]
         self.call(store.add_tasks(tasks))
-        self.call(store.shutdown())
+        self.stop_store(store)
         second = self.start_store()
         try:
             restored = self.call(second.get_all_tasks(), second)
@@ -470,7 +493,7 @@ class StoreContract:
                 assert_same_task(task, expected)
             assert self.call(second.get_next_run_time(), second) == self.at(1)
         finally:
-            self.call(second.shutdown(), second)
+            self.stop_store(second)
         self.start_store(store)  # the fixture's teardown uses it again
 
     # =====================================================================================
@@ -632,3 +655,62 @@ class StoreContract:
         finally:
             scheduler.remove_all_tasks()
             scheduler.shutdown()
+
+    # =====================================================================================
+    # tasks added before start(), in every way a scheduler can be started
+    # =====================================================================================
+    @pytest.mark.parametrize("mode", ["own thread", "running loop", "given loop", "native"])
+    def test_tasks_added_before_start_are_committed_in_every_start_mode(
+        self, store: BaseStore, mode: str
+    ) -> None:
+        """Tasks added from synchronous code before ``start(paused=True)`` are in the store
+        once it returns (nothing ran), and run after ``resume()``; for every start mode."""
+        key = f"{self.namespace}-pending-{mode}"
+        functions.reset(key)
+
+        def prepare(scheduler: AsyncIOScheduler) -> None:
+            scheduler.add_task(functions.record, "date", args=(key,), id="soon")
+            scheduler.add_task(functions.noop, "interval", hours=1, id="hourly")
+
+        def check_committed(scheduler: AsyncIOScheduler) -> None:
+            stored = {info.id for info in scheduler.get_task_infos()}
+            assert stored == {"soon", "hourly"}, f"{mode}: {stored}"
+            assert functions.calls(key) == 0, "a paused scheduler ran a task"
+
+        if mode in ("own thread", "given loop"):
+            given = asyncio.new_event_loop() if mode == "given loop" else None
+            scheduler = AsyncIOScheduler(stores={"default": self.make_store()}, event_loop=given)
+            prepare(scheduler)
+            scheduler.start(paused=True)
+            try:
+                check_committed(scheduler)
+                scheduler.resume()
+                wait_until(lambda: functions.calls(key) == 1, what=f"{mode}: the task ran")
+            finally:
+                scheduler.remove_all_tasks()
+                scheduler.shutdown()
+                if given is not None:
+                    given.close()
+            return
+
+        async def main() -> None:
+            native = mode == "native"
+            cls = NativeAsyncIOScheduler if native else AsyncIOScheduler
+            scheduler = cls(stores={"default": self.make_store()})
+            prepare(scheduler)
+            if native:
+                await scheduler.start(paused=True)  # type: ignore[misc]
+            else:
+                scheduler.start(paused=True)
+            try:
+                await asyncio.to_thread(check_committed, scheduler)
+                scheduler.resume()
+                deadline = time.monotonic() + 10
+                while functions.calls(key) < 1:
+                    assert time.monotonic() < deadline, f"{mode}: the task did not run"
+                    await asyncio.sleep(0.01)
+            finally:
+                await scheduler.remove_all_tasks_async()
+                await scheduler.shutdown_async()
+
+        asyncio.run(main())

@@ -1,10 +1,10 @@
 """The SQL store: tasks in one table, reached through SQLAlchemy 2's async engine.
 
-All I/O runs on an event loop the store owns, on a thread of its own (a
-:class:`~asyncz.stores.base.LoopThread`), so the scheduler's synchronous API works from any
-thread. The table (see :mod:`asyncz_sqlalchemy.schema`) holds one row per task; due tasks are
-*claimed* in one statement (``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)
-RETURNING``) so that several schedulers sharing a table never take the same due run.
+All I/O runs on the I/O loop the scheduler gives the store (``uses_io_loop``), on the
+scheduler's I/O thread, so the scheduler's synchronous API works from any thread. The table
+(see :mod:`asyncz_sqlalchemy.schema`) holds one row per task; due tasks are *claimed* in
+one statement (``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``) so
+that several schedulers sharing a table never take the same due run.
 
 A synchronous ``add_task`` on a running scheduler skips the I/O thread: it inserts the row
 from the calling thread through a synchronous engine on the same database (see
@@ -13,7 +13,6 @@ from the calling thread through a synchronous engine on the same database (see
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
-from asyncz.stores.base import LoopThread, PersistentStore
+from asyncz.stores.base import PersistentStore
 from asyncz_sqlalchemy._sync import (
     Disconnected,
     DuplicateId,
@@ -108,13 +107,17 @@ class SQLAlchemyStore(PersistentStore):
     * anything else is passed to :func:`~sqlalchemy.ext.asyncio.create_async_engine`
       (``echo=True``, ``pool_size=5``, ``connect_args={...}``, ...).
 
-    Construction never connects; :meth:`start` does, on the store's own I/O thread.
+    Construction never connects; :meth:`start` does, on the store's I/O loop.
 
     A synchronous ``add_task`` on a running scheduler inserts from the calling thread
     through a synchronous engine created on first use for the same database (``sqlite3``, or
     psycopg 3 for PostgreSQL: ``pip install 'asyncz-sqlalchemy[postgresql]'``); see
     :meth:`add_task_sync`.
     """
+
+    uses_io_loop = True
+    kind = "sqlalchemy"
+    connection_errors = (OperationalError, InterfaceError)
 
     def __init__(
         self,
@@ -167,7 +170,6 @@ class SQLAlchemyStore(PersistentStore):
             if isinstance(database, Engine):
                 database = database.url
             self.engine = self._create_engine(async_url(database), engine_options)
-        self._io = LoopThread(f"asyncz-sqlalchemy-{tablename}")
         self._started = False
         # Write-backs that failed (the database went away): retried before the next claim so
         # that a run is not repeated when the database comes back.
@@ -178,15 +180,12 @@ class SQLAlchemyStore(PersistentStore):
         self._sync_lock = threading.Lock()
         self._sync_unavailable = False
 
-    # -- the I/O loop ----------------------------------------------------------------------
-    @property
-    def io_loop(self) -> asyncio.AbstractEventLoop | None:
-        """The store's own loop, started on first use (all SQL runs there)."""
-        return self._io.start()
+    # -- where the data lives --------------------------------------------------------------
+    def address(self) -> str | None:
+        return self.engine.url.render_as_string(hide_password=True)
 
-    @io_loop.setter
-    def io_loop(self, value: asyncio.AbstractEventLoop | None) -> None:
-        raise AttributeError("SQLAlchemyStore owns its I/O loop; it cannot be replaced")
+    def address_options(self) -> tuple[str, ...]:
+        return ("database",) if self._owns_engine else ()
 
     @property
     def dialect(self) -> str:
@@ -282,18 +281,12 @@ class SQLAlchemyStore(PersistentStore):
 
     async def shutdown(self) -> None:
         self._started = False
-        try:
-            with self._sync_lock:
-                inserter, self._sync = self._sync, None
-            if inserter is not None:
-                inserter.close()
-            if self._owns_engine:
-                await self.engine.dispose()
-        finally:
-            # Stop the loop thread once this coroutine's result has been handed over.
-            loop = asyncio.get_running_loop()
-            if loop is self._io.loop:
-                loop.call_soon(self._io.stop)
+        with self._sync_lock:
+            inserter, self._sync = self._sync, None
+        if inserter is not None:
+            inserter.close()
+        if self._owns_engine:
+            await self.engine.dispose()
 
     # -- encoding --------------------------------------------------------------------------
     def _row(self, task: Task) -> dict[str, Any]:
