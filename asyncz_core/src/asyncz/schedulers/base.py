@@ -682,10 +682,9 @@ class BaseScheduler:
                     detach_io_loop(store)
         finally:
             self._started_stores = []
-            with self._lock:
-                portal, self._portal = self._portal, None
-            if portal is not None:
-                portal.stop()
+            portal = self._portal
+            if portal is not None and portal.loop is not asyncio.get_running_loop():
+                self._stop_io_thread()  # else the caller, back on its own thread, does
             locks, self._store_locks = self._store_locks, {}
             for lock in locks.values():
                 lock.close(remove=True)
@@ -705,6 +704,9 @@ class BaseScheduler:
             self.logger.exception("Closing the stores after a failed start failed")
         for store in self._stores.values():
             detach_io_loop(store)
+        self._stop_io_thread()
+
+    def _stop_io_thread(self) -> None:
         with self._lock:
             portal, self._portal = self._portal, None
         if portal is not None:

@@ -472,6 +472,10 @@ def _setting(store: BaseStore) -> str | None:
     return " / ".join(f"{base}.{option}" for option in options)
 
 
+#: Characters of a driver's error message quoted in a StoreUnavailableError.
+_REASON_LIMIT = 200
+
+
 def unavailable(store: BaseStore, cause: BaseException) -> StoreUnavailableError:
     """The :class:`StoreUnavailableError` that reports ``cause`` for ``store`` (raise it
     ``from cause``)."""
@@ -479,6 +483,8 @@ def unavailable(store: BaseStore, cause: BaseException) -> StoreUnavailableError
         return cause
     reason = f"{type(cause).__name__}: {cause}".strip().rstrip(":")
     reason = " ".join(reason.split())  # one line, whatever the driver wrote
+    if len(reason) > _REASON_LIMIT:  # the whole text stays in the chained cause
+        reason = reason[: _REASON_LIMIT - 3].rstrip() + "..."
     return StoreUnavailableError(
         store.alias, _kind(store), store.address(), _setting(store), reason
     )
