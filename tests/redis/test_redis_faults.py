@@ -5,8 +5,12 @@ the same pending id, a start that fails, a server that cannot be reached, a froz
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
+import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -52,7 +56,9 @@ def test_a_second_worker_keeps_the_stored_task_and_starts(
     try:
         caplog.set_level(logging.INFO, logger="asyncz")
         assert second.start(paused=True) is True  # no ConflictingIdError
-        kept = [r for r in caplog.records if "nightly" in r.getMessage() and "kept" in r.getMessage()]
+        kept = [
+            r for r in caplog.records if "nightly" in r.getMessage() and "kept" in r.getMessage()
+        ]
         assert len(kept) == 1, [r.getMessage() for r in caplog.records]
         stored = first.get_task("nightly")
         assert stored is not None
@@ -105,7 +111,9 @@ def test_an_unreachable_redis_at_start_is_one_line_naming_store_address_and_sett
 ) -> None:
     port = free_port()  # nothing listens there
     scheduler = AsyncIOScheduler(
-        global_config={"asyncz.stores.default": {"type": "redis", "url": f"redis://127.0.0.1:{port}/0"}}
+        global_config={
+            "asyncz.stores.default": {"type": "redis", "url": f"redis://127.0.0.1:{port}/0"}
+        }
     )
     before = thread_names()
     with pytest.raises(StoreUnavailableError) as info:
@@ -122,3 +130,105 @@ def test_an_unreachable_redis_at_start_is_one_line_naming_store_address_and_sett
     assert len(errors) == 1
     assert errors[0].exc_info is None  # one line, no traceback
     assert thread_names() == before
+
+
+# -- a frozen server (SIGSTOP: connections accepted, nothing answered) -------------------------
+class Frozen:
+    """SIGSTOP the server on entry, SIGCONT on exit (whatever happens)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        assert server.process is not None
+        self.pid = server.process.pid
+
+    def __enter__(self) -> Frozen:
+        os.kill(self.pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def outage_scheduler(server: RedisServer) -> tuple[AsyncIOScheduler, list[ev.SchedulerEvent]]:
+    scheduler = AsyncIOScheduler(
+        stores={"default": RedisStore(url=server.url, **keys())},
+        store_timeout=1,
+        isolated_event_loop=True,
+    )
+    events: list[ev.SchedulerEvent] = []
+    scheduler.add_listener(events.append, ev.TASK_MISSED | ev.TASK_RUNS_DROPPED | ev.TASK_EXECUTED)
+    return scheduler, events
+
+
+def test_a_run_due_while_the_store_is_frozen_is_missed_not_run_late(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = f"frozen-{uuid.uuid4().hex[:8]}"
+    functions.reset(key)
+    scheduler, events = outage_scheduler(own_redis_server)
+    caplog.set_level(logging.INFO, logger="asyncz")
+    scheduler.start()
+    try:
+        due = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+        scheduler.add_task(
+            functions.record, "date", run_at=due, args=(key,), id="once", misfire_grace_time=1
+        )
+        time.sleep(1.0)  # the scheduler sleeps until `due`, then asks the frozen store
+        # Frozen for less than redis-py's own socket timeout (5 s): only asyncz's
+        # store_timeout (1 s here) notices, and the run must be judged late on return.
+        with Frozen(own_redis_server):
+            time.sleep(3.5)
+        wait_until(lambda: any(e.code == ev.TASK_MISSED for e in events), timeout=30, what="missed")
+        assert functions.calls(key) == 0, "the run was executed late, past its grace time"
+        wait_until(lambda: scheduler.get_task("once") is None, what="the finished task removed")
+    finally:
+        scheduler.shutdown()
+    failed = [r for r in caplog.records if "Processing tasks failed" in r.getMessage()]
+    assert len(failed) == 1, "an outage is logged once"
+    assert "no answer to" in failed[0].getMessage()
+    assert "asyncz.store_timeout" in failed[0].getMessage()
+    assert failed[0].exc_info is None
+    assert sum("recovered" in r.getMessage() for r in caplog.records) == 1
+    dropped = [e for e in events if isinstance(e, ev.TaskRunsDroppedEvent)]
+    assert [(e.task_id, e.missed, e.folded) for e in dropped] == [("once", 1, 0)]
+
+
+def test_runs_dropped_during_an_outage_are_reported_once_per_task_with_the_count(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    scheduler, events = outage_scheduler(own_redis_server)
+    caplog.set_level(logging.INFO, logger="asyncz")
+    scheduler.start()
+    try:
+        common = {"seconds": 0.2, "misfire_grace_time": 0.5}
+        scheduler.add_task(functions.noop, "interval", id="strict", coalesce=False, **common)
+        scheduler.add_task(functions.noop, "interval", id="folding", coalesce=True, **common)
+        wait_until(lambda: sum(e.code == ev.TASK_EXECUTED for e in events) >= 4, what="runs before")
+        with Frozen(own_redis_server):
+            time.sleep(3.0)
+        wait_until(
+            lambda: (
+                {e.task_id for e in events if e.code == ev.TASK_RUNS_DROPPED}
+                == {"strict", "folding"}
+            ),
+            timeout=30,
+            what="both tasks reported",
+        )
+        ran_after = sum(e.code == ev.TASK_EXECUTED for e in events)
+        wait_until(
+            lambda: sum(e.code == ev.TASK_EXECUTED for e in events) >= ran_after + 4,
+            what="runs after",
+        )
+    finally:
+        scheduler.remove_all_tasks()
+        scheduler.shutdown()
+    dropped = {e.task_id: e for e in events if isinstance(e, ev.TaskRunsDroppedEvent)}
+    assert len([e for e in events if e.code == ev.TASK_RUNS_DROPPED]) == 2  # one per task
+    assert dropped["strict"].missed >= 10 and dropped["strict"].folded == 0
+    assert dropped["folding"].folded >= 10
+    missed = [e for e in events if e.code == ev.TASK_MISSED and e.task_id == "strict"]
+    assert len(missed) == dropped["strict"].missed  # each missed run still has its event
+    for task_id in ("strict", "folding"):
+        lines = [r.getMessage() for r in caplog.records if f"(id {task_id!r})" in r.getMessage()]
+        assert len(lines) == 1, lines
+        count = dropped[task_id].missed or dropped[task_id].folded
+        assert f"{count} run(s)" in lines[0]

@@ -26,6 +26,7 @@ __all__ = [
     "SCHEDULER_STARTED",
     "STORE_ADDED",
     "STORE_REMOVED",
+    "STORE_WIPED",
     "TASK_ADDED",
     "TASK_ERROR",
     "TASK_EXECUTED",
@@ -34,11 +35,14 @@ __all__ = [
     "TASK_MODIFIED",
     "TASK_REMOVED",
     "TASK_RESTORE_FAILED",
+    "TASK_RUNS_DROPPED",
     "TASK_SUBMITTED",
     "SchedulerEvent",
+    "StoreWipedEvent",
     "TaskEvent",
     "TaskExecutionEvent",
     "TaskRestoreFailedEvent",
+    "TaskRunsDroppedEvent",
     "TaskSubmissionEvent",
     "event_name",
 ]
@@ -61,6 +65,8 @@ TASK_MISSED = 2**14
 TASK_SUBMITTED = 2**15
 TASK_MAX_INSTANCES = 2**16
 TASK_RESTORE_FAILED = 2**17
+TASK_RUNS_DROPPED = 2**18
+STORE_WIPED = 2**19
 
 ALL_EVENTS = (
     SCHEDULER_START
@@ -81,6 +87,8 @@ ALL_EVENTS = (
     | TASK_SUBMITTED
     | TASK_MAX_INSTANCES
     | TASK_RESTORE_FAILED
+    | TASK_RUNS_DROPPED
+    | STORE_WIPED
 )
 
 _NAMES = {
@@ -187,3 +195,39 @@ class TaskRestoreFailedEvent(TaskEvent):
     def __init__(self, code: int, task_id: str, store: str | None, reason: str) -> None:
         super().__init__(code, task_id, store)
         self.reason = reason
+
+
+class TaskRunsDroppedEvent(TaskEvent):
+    """Due runs of one task that will not run (``TASK_RUNS_DROPPED``), counted once per task
+    and processing pass (so once per outage): ``missed`` were later than the task's
+    ``misfire_grace_time`` when they could be submitted, ``folded`` were folded into another
+    run by ``coalesce``. ``first`` and ``last`` are the earliest and latest of them."""
+
+    __slots__ = ("first", "folded", "last", "missed")
+
+    def __init__(
+        self,
+        code: int,
+        task_id: str,
+        store: str | None,
+        missed: int,
+        folded: int,
+        first: datetime,
+        last: datetime,
+    ) -> None:
+        super().__init__(code, task_id, store)
+        self.missed = missed
+        self.folded = folded
+        self.first = first
+        self.last = last
+
+
+class StoreWipedEvent(SchedulerEvent):
+    """A persistent store lost its data (``STORE_WIPED``): e.g. a Redis server without
+    persistence restarted empty. ``alias`` names the store; ``detail`` says what was seen."""
+
+    __slots__ = ("detail",)
+
+    def __init__(self, code: int, alias: str | None, detail: str) -> None:
+        super().__init__(code, alias)
+        self.detail = detail

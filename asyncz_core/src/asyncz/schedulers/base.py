@@ -172,6 +172,8 @@ class BaseScheduler:
         self._started_at: datetime | None = None
         # Stores whose start() was called by this start (closed again if it fails).
         self._started_stores: list[BaseStore] = []
+        # Store alias -> (since, reason) while processing finds the store unreachable.
+        self._store_outages: dict[str, tuple[datetime, str]] = {}
         self.prefix = prefix
         if shutdown_timeout is not UNSET:
             # None is a value here ("no limit"); the settings loader reads None as "not given".
@@ -823,10 +825,13 @@ class BaseScheduler:
                     self._next_wakeup = None
                     self._refresh_hooks()
                     next_wakeup = await self._process()
-                except Exception:
+                except Exception as exc:
                     failures += 1
                     wait = min(30.0, 0.5 * 2 ** min(failures, 6))
-                    if failures == 1:
+                    if failures == 1 and isinstance(exc, StoreUnavailableError):
+                        # Says all there is to say in one line (a traceback would not).
+                        self.logger.error("Processing tasks failed; retrying with backoff: %s", exc)
+                    elif failures == 1:
                         self.logger.exception("Processing tasks failed; retrying with backoff")
                     self._next_wakeup = datetime.now(utc) + timedelta(seconds=wait)
                 else:
@@ -915,6 +920,20 @@ class BaseScheduler:
             else:
                 try:
                     when = await self._process_store(alias, store, claim_first=lock is not None)
+                except Exception as exc:
+                    error: StoreUnavailableError | None = None
+                    if isinstance(exc, StoreUnavailableError):
+                        error = exc
+                    elif isinstance(exc, (OSError, *store.connection_errors)):
+                        error = unavailable(store, exc)
+                    if error is None:
+                        raise
+                    self._store_outages.setdefault(alias, (datetime.now(utc), str(error)))
+                    if error is exc:
+                        raise
+                    raise error from exc
+                else:
+                    self._store_outages.pop(alias, None)
                 finally:
                     if lock is not None:
                         lock.release()
@@ -938,6 +957,9 @@ class BaseScheduler:
             due = await call(store, store.get_due_tasks(now, BATCH_SIZE))
             if not due:
                 break
+            # Lateness is judged when the runs are submitted, not when the query was sent:
+            # a store slow to answer (frozen, overloaded) makes them late.
+            now = datetime.now(utc)
             updates: list[Task] = []
             finished: list[Task] = []
             deferred: list[tuple[Task, list[datetime]]] | None = [] if claim_first else None
@@ -953,8 +975,10 @@ class BaseScheduler:
                 if self._wants(ev.TASK_REMOVED):
                     for task in finished:
                         self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
-            for task, run_times in deferred or ():
-                self._submit_due(task, alias, run_times, now)
+            if deferred:
+                submitted = datetime.now(utc)  # after the write-back round trips
+                for task, run_times in deferred:
+                    self._submit_due(task, alias, run_times, submitted)
             if len(due) < BATCH_SIZE or self._state != SchedulerState.STATE_RUNNING:
                 break
         if self._state != SchedulerState.STATE_RUNNING:
@@ -1028,20 +1052,58 @@ class BaseScheduler:
             candidates = run_times
             folded = 0
         runnable: list[datetime] = []
+        missed: list[datetime] = []
         for run_time in candidates:
             late = (now - run_time).total_seconds()
             if isinstance(grace, float) and late > grace:
-                self.logger.warning(
-                    "Run time of task %s was missed by %.3f s", task_label(task), late
-                )
+                missed.append(run_time)
                 if self._wants(ev.TASK_MISSED):
                     self._dispatch(
                         ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
                     )
             else:
                 runnable.append(run_time)
+        if missed or folded:
+            self._report_dropped(task, store_alias, run_times, missed, folded, now)
         if runnable:
             self._submit(task, store_alias, runnable, "scheduler", folded)
+
+    def _report_dropped(
+        self,
+        task: Task,
+        store_alias: str,
+        run_times: list[datetime],
+        missed: list[datetime],
+        folded: int,
+        now: datetime,
+    ) -> None:
+        """One log line and one ``TASK_RUNS_DROPPED`` per task and pass (so per outage: the
+        runs that came due while a store was away are all found by the pass after it)."""
+        dropped = sorted(missed + run_times[: max(folded, 0)])
+        parts = []
+        if missed:
+            late = (now - missed[0]).total_seconds()
+            parts.append(
+                f"{len(missed)} run(s) missed (up to {late:.3f} s late; misfire_grace_time="
+                f"{task.misfire_grace_time} s)"
+            )
+        if folded:
+            parts.append(f"{folded} run(s) folded into one by coalesce")
+        self.logger.warning(
+            "Task %s in store %r: %s", task_label(task), store_alias, " and ".join(parts)
+        )
+        if self._wants(ev.TASK_RUNS_DROPPED):
+            self._dispatch(
+                ev.TaskRunsDroppedEvent(
+                    ev.TASK_RUNS_DROPPED,
+                    task.id,
+                    store_alias,
+                    len(missed),
+                    folded,
+                    dropped[0],
+                    dropped[-1],
+                )
+            )
 
     def _submit(
         self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
