@@ -44,10 +44,13 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on ``port``, data in ``directory``."""
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str, directory: Path, port: int | None = None, *extra_args: str
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,6 +74,7 @@ class RedisServer:
                 "--dir", str(self.directory),
                 "--dbfilename", "dump.rdb",
                 "--logfile", str(self.directory / "redis.log"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+import redis
 
 from asyncz import events as ev
 from asyncz.exceptions import StoreUnavailableError
@@ -232,3 +233,78 @@ def test_runs_dropped_during_an_outage_are_reported_once_per_task_with_the_count
         assert len(lines) == 1, lines
         count = dropped[task_id].missed or dropped[task_id].folded
         assert f"{count} run(s)" in lines[0]
+
+
+def tasks_when_reachable(scheduler: AsyncIOScheduler) -> list[Any]:
+    """get_tasks(), retried while the pool still hands out connections of the old server."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return scheduler.get_tasks()
+        except (ConnectionError, redis.ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+# -- a server that restarted empty --------------------------------------------------------------
+def test_a_server_without_persistence_is_warned_about_and_a_wipe_is_reported(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The test server runs with --save "" --appendonly no: what a cache-style Redis looks like.
+    scheduler = AsyncIOScheduler(
+        stores={"default": RedisStore(url=own_redis_server.url, **keys())},
+        isolated_event_loop=True,
+    )
+    wiped: list[ev.SchedulerEvent] = []
+    scheduler.add_listener(wiped.append, ev.STORE_WIPED)
+    caplog.set_level(logging.INFO, logger="asyncz")
+    scheduler.add_task(functions.noop, "interval", seconds=0.2, id="tick")
+    scheduler.add_task(functions.noop, "cron", hour=3, id="nightly")
+    scheduler.start()
+    try:
+        warnings = [
+            r.getMessage() for r in caplog.records if "without persistence" in r.getMessage()
+        ]
+        assert len(warnings) == 1 and "Durability" in warnings[0]
+        assert scheduler.get_scheduler_info()["store_status"] == {"default": {"state": "ok"}}
+        own_redis_server.stop()  # terminated without saving: it comes back empty
+        own_redis_server.start()
+        wait_until(lambda: wiped, timeout=30, what="the wipe reported")
+        assert tasks_when_reachable(scheduler) == []  # the tasks are gone, said loudly:
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        lost = [m for m in errors if "lost its data" in m]
+        assert len(lost) == 1, errors
+        assert isinstance(wiped[0], ev.StoreWipedEvent)
+        assert wiped[0].alias == "default"
+        assert "marker" in wiped[0].detail
+        status = scheduler.get_scheduler_info()["store_status"]["default"]
+        assert status["state"] == "wiped"
+        assert isinstance(status["wiped_at"], datetime)
+        time.sleep(1.0)  # further passes see the new marker: reported once
+        assert len(wiped) == 1
+    finally:
+        scheduler.remove_all_tasks()
+        scheduler.shutdown()
+
+
+def test_a_server_that_refuses_config_starts_without_a_warning(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conftest import redis_binary
+
+    server = RedisServer(redis_binary(), tmp_path / "redis", None, "--rename-command", "CONFIG", "")
+    server.start()
+    try:
+        scheduler = AsyncIOScheduler(
+            stores={"default": RedisStore(url=server.url, **keys())}, isolated_event_loop=True
+        )
+        caplog.set_level(logging.DEBUG, logger="asyncz")
+        scheduler.start(paused=True)
+        try:
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+            assert any("Cannot check the persistence" in r.getMessage() for r in caplog.records)
+        finally:
+            scheduler.shutdown()
+    finally:
+        server.stop()

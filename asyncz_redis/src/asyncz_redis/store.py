@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -73,8 +74,9 @@ local function skipped(id, payload)
 end
 """
 
-# KEYS: tasks, run_times. ARGV: max score, count (-1: all), then (id, sha1) pairs to skip.
-# Returns id, payload, id, payload, ... earliest first.
+# KEYS: tasks, run_times, marker. ARGV: max score, count (-1: all), then (id, sha1) pairs to
+# skip. Returns the marker's value ("" when it is gone), then id, payload, id, payload, ...
+# earliest first.
 _DUE = (
     _SKIP.replace("FIRST", "3")
     + """
@@ -84,7 +86,7 @@ if tonumber(ARGV[2]) < 0 then
 else
   ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 end
-local out = {}
+local out = {redis.call('GET', KEYS[3]) or ''}
 for _, id in ipairs(ids) do
   local payload = redis.call('HGET', KEYS[1], id)
   if payload and not skipped(id, payload) then
@@ -115,6 +117,17 @@ return false
 def _score(task: Task) -> str:
     when = task.next_run_time
     return repr(when.timestamp()) if isinstance(when, datetime) else ""
+
+
+def _config_value(reply: Any, name: str) -> str:
+    """A value of a CONFIG GET reply (keys are bytes without decode_responses)."""
+    items = {_text(k): v for k, v in dict(reply).items()}
+    value = items.get(name)
+    return _text(value) if value is not None else ""
+
+
+def _new_generation() -> str:
+    return f"{uuid.uuid4().hex} {datetime.now(timezone.utc).isoformat()}"
 
 
 def _text(value: bytes | str) -> str:
@@ -183,6 +196,11 @@ class RedisStore(PersistentStore):
         self._sync_add: Any = None
         self._thread_lock = threading.Lock()
         self._broken: dict[str, tuple[str, str]] = {}  # id -> (payload sha1, reason)
+        #: A key written when the store first finds none: its value (a generation) changes
+        #: only when the data was lost, e.g. a server without persistence restarted empty.
+        self.marker_key = f"{tasks_key}.marker"
+        self._generation: str | None = None
+        self._wiped: dict[str, Any] = {}
 
     # =====================================================================================
     # lifecycle and the I/O loop
@@ -246,6 +264,59 @@ class RedisStore(PersistentStore):
         self._due = client.register_script(_DUE)
         self._next = client.register_script(_NEXT)
         await client.ping()
+        # Loaded up front, so that every operation is one EVALSHA even on a fresh server.
+        async with client.pipeline(transaction=False) as pipe:
+            for script in (self._add, self._update, self._due, self._next):
+                pipe.script_load(script.script)
+            await pipe.execute()
+        await self._check_persistence(client)
+        await self._check_marker(client)
+
+    async def _check_persistence(self, client: Redis) -> None:
+        """Warn when the server would lose every task on a restart (no RDB snapshots and
+        no append-only file); a server that refuses CONFIG is given the benefit of the doubt."""
+        try:
+            save = await client.config_get("save")
+            appendonly = await client.config_get("appendonly")
+        except redis.ResponseError as exc:
+            self.logger.debug("Cannot check the persistence of %s: %s", self.address(), exc)
+            return
+        snapshots = _config_value(save, "save").strip()
+        aof = _config_value(appendonly, "appendonly")
+        if not snapshots and aof.strip().lower() != "yes":
+            self.logger.warning(
+                "Store %r: the Redis server at %s runs without persistence (save \"\", "
+                "appendonly no): a restart of the server loses every task. See 'Durability' in "
+                "docs/stores.md",
+                self.alias,
+                self.address(),
+            )
+
+    async def _check_marker(self, client: Redis) -> None:
+        fresh = _new_generation()
+        await client.set(self.marker_key, fresh, nx=True)
+        current = await client.get(self.marker_key)
+        self._seen_generation(_text(current) if current is not None else "")
+
+    def _seen_generation(self, current: str) -> None:
+        """Compare the marker with the one this store knew; a change means a wipe."""
+        known = self._generation
+        if current and current == known:
+            return
+        if current:
+            self._generation = current
+        if known is None:
+            return  # the first look: nothing to compare with
+        detail = (
+            f"the marker key {self.marker_key!r} {'changed' if current else 'is gone'}: the "
+            "Redis data was lost (a server without persistence restarted, a FLUSHALL, a "
+            "failover to an empty replica); tasks stored before are gone"
+        )
+        self._wiped = {"state": "wiped", "wiped_at": datetime.now(timezone.utc), "detail": detail}
+        self.report_wiped(detail)
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._wiped)
 
     async def shutdown(self) -> None:
         """Close the clients (the asyncio one unless it was given)."""
@@ -311,8 +382,16 @@ class RedisStore(PersistentStore):
             skip = self._skip_args()
             count = -1 if limit is None else limit + len(skip) // 2
             flat = await self._due(
-                keys=[self.tasks_key, self.run_times_key], args=[horizon, count, *skip]
+                keys=[self.tasks_key, self.run_times_key, self.marker_key],
+                args=[horizon, count, *skip],
             )
+            generation = _text(flat[0])
+            if generation != self._generation:
+                if not generation:  # gone: write a new one, which other stores then see
+                    await self.client.set(self.marker_key, _new_generation(), nx=True)
+                    generation = _text(await self.client.get(self.marker_key) or b"")
+                self._seen_generation(generation)
+            flat = flat[1:]
             due: list[Task] = []
             failed = False
             for i in range(0, len(flat), 2):

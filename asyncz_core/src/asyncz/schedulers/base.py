@@ -508,6 +508,10 @@ class BaseScheduler:
         """Called by a store that keeps an unrestorable task (once per occurrence)."""
         self._dispatch(ev.TaskRestoreFailedEvent(ev.TASK_RESTORE_FAILED, task_id, store, reason))
 
+    def _store_wiped(self, alias: str | None, detail: str) -> None:
+        """Called by a store whose backend lost its data (once per loss)."""
+        self._dispatch(ev.StoreWipedEvent(ev.STORE_WIPED, alias, detail))
+
     def _before_run(self, task: Task, run_time: datetime) -> None:
         if _BEFORE_HOOK in self._active_hooks:
             self._call_hook(_BEFORE_HOOK, scheduler=self, task=task, run_time=run_time)
@@ -1790,6 +1794,7 @@ class BaseScheduler:
                 ),
                 "timezone": str(self.timezone),
                 "stores": {alias: type(s).__name__ for alias, s in self._stores.items()},
+                "store_status": self._store_status(),
                 "executors": {alias: type(e).__name__ for alias, e in self._executors.items()},
                 "store_aliases": tuple(sorted(self._stores)),
                 "executor_aliases": tuple(sorted(self._executors)),
@@ -1803,6 +1808,19 @@ class BaseScheduler:
                 "startup_delay": self.startup_delay,
             }
         )
+
+    def _store_status(self) -> dict[str, dict[str, Any]]:
+        """Per store: ``state`` ``"ok"``, ``"unreachable"`` (processing cannot reach it:
+        ``since``, ``reason``) or what the store reports itself (``"wiped"``...)."""
+        status: dict[str, dict[str, Any]] = {}
+        for alias, store in self._stores.items():
+            entry: dict[str, Any] = {"state": "ok"}
+            entry.update(store.status())
+            outage = self._store_outages.get(alias)
+            if outage is not None:
+                entry.update(state="unreachable", since=outage[0], reason=outage[1])
+            status[alias] = entry
+        return status
 
     # =====================================================================================
     # shutdown-trigger tasks

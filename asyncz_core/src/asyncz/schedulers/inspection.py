@@ -19,7 +19,8 @@ class SchedulerInfo(Mapping[str, Any]):
 
     Keys: ``identity``, ``state`` (``"stopped"``, ``"running"``, ``"paused"``; also as
     ``state_label``), ``running``, ``started_at``, ``uptime_seconds``, ``timezone``,
-    ``stores`` / ``executors`` (alias -> class name), ``store_aliases`` /
+    ``stores`` / ``executors`` (alias -> class name), ``store_status`` (alias -> ``{"state":
+    "ok" | "unreachable" | "wiped", ...}``), ``store_aliases`` /
     ``executor_aliases``, ``tasks`` (also ``task_count``), ``tasks_by_state`` (state ->
     count; also ``scheduled_task_count``, ``paused_task_count``, ``pending_task_count``),
     ``next_wakeup``, ``startup_delay``.

@@ -457,6 +457,13 @@ class PersistentStore(BaseStore):
         if self.scheduler is not None:
             self.scheduler._restore_failed(task_id, self.alias, reason)
 
+    def report_wiped(self, detail: str) -> None:
+        """Report that the backend lost the store's data (call once per loss): an error log
+        line and ``STORE_WIPED``; :meth:`status` should say so from then on."""
+        self.logger.error("Store %r lost its data: %s", self.alias, detail)
+        if self.scheduler is not None:
+            self.scheduler._store_wiped(self.alias, detail)
+
 
 def _kind(store: BaseStore) -> str:
     return store.kind or type(store).__name__
