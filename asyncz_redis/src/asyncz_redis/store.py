@@ -285,7 +285,7 @@ class RedisStore(PersistentStore):
         aof = _config_value(appendonly, "appendonly")
         if not snapshots and aof.strip().lower() != "yes":
             self.logger.warning(
-                "Store %r: the Redis server at %s runs without persistence (save \"\", "
+                'Store %r: the Redis server at %s runs without persistence (save "", '
                 "appendonly no): a restart of the server loses every task. See 'Durability' in "
                 "docs/stores.md",
                 self.alias,

@@ -631,13 +631,10 @@ class BaseScheduler:
             await call(store, store.start(self, alias))
         except Exception as exc:
             if isinstance(exc, StoreUnavailableError):
-                self.logger.error("%s", exc)
                 raise
             if not isinstance(exc, (OSError, *store.connection_errors)):
                 raise
-            error = unavailable(store, exc)
-            self.logger.error("%s", error)
-            raise error from exc
+            raise unavailable(store, exc) from exc
 
     async def _commit_pending(self, tasks: list[Task], alias: str) -> None:
         """Commit the tasks added before start(). An id the store already holds (another
