@@ -640,7 +640,9 @@ class BaseScheduler:
         """Commit the tasks added before start(). An id the store already holds (another
         worker of the same application added it first) keeps the stored task, with a log
         line, unless the pending task says ``replace_existing``."""
+        store = self.lookup_store(alias)
         remaining = tasks
+        checked: set[str] = set()
         while remaining:
             try:
                 await self._commit_many(remaining, alias)
@@ -651,6 +653,19 @@ class BaseScheduler:
                     raise
                 index: int = found
             kept = remaining[index]
+            # Tasks before the conflict may or may not have been written (a store's bulk add
+            # need not be atomic): writing them again with replace is the same either way.
+            head = remaining[:index]
+            if head:
+                await call(store, store.add_tasks(head, True))
+                self._committed(head, alias)
+            if kept.id not in checked:
+                checked.add(kept.id)
+                if await call(store, store.lookup_task(kept.id)) is None:
+                    # Not there after all (a store that names the first id of a batch that
+                    # lost a race to another worker): try it again, once.
+                    remaining = remaining[index:]
+                    continue
             kept._submitted = True
             kept.store_alias = alias
             self.logger.info(
@@ -659,13 +674,6 @@ class BaseScheduler:
                 kept.id,
                 alias,
             )
-            # Tasks before the conflict may or may not have been written (a store's bulk add
-            # need not be atomic): writing them again with replace is the same either way.
-            head = remaining[:index]
-            if head:
-                store = self.lookup_store(alias)
-                await call(store, store.add_tasks(head, True))
-                self._committed(head, alias)
             remaining = remaining[index + 1 :]
 
     async def _stop_components(self, wait: bool) -> None:

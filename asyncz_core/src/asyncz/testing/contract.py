@@ -714,3 +714,40 @@ class StoreContract:
                 await scheduler.shutdown_async()
 
         asyncio.run(main())
+
+    def test_a_pending_id_the_store_holds_keeps_the_stored_task(
+        self, store: BaseStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A second worker adds the same ids before ``start()``: the stored task is kept
+        (logged), its other tasks are committed, ``replace_existing=True`` replaces."""
+        self.require_persistent()
+        first = self._scheduler(self.make_store())
+        first.add_task(functions.noop, "cron", hour=1, id="nightly")
+        first.start(paused=True)
+        first.shutdown()
+        second = self._scheduler(self.make_store())
+        second.add_task(functions.noop, "interval", hours=1, id="before")
+        second.add_task(functions.noop, "cron", hour=2, id="nightly")
+        second.add_task(functions.noop, "interval", hours=2, id="after")
+        second.add_task(functions.noop, "cron", hour=5, id="replaced", replace_existing=True)
+        caplog.set_level(logging.INFO, logger="asyncz")
+        second.start(paused=True)
+        try:
+            tasks = {t.id: t for t in second.get_tasks()}
+            assert set(tasks) == {"before", "nightly", "after", "replaced"}
+            assert "hour='1'" in str(tasks["nightly"].trigger)
+            kept = [r for r in caplog.records if "kept" in r.getMessage()]
+            assert len(kept) == 1
+            assert "nightly" in kept[0].getMessage()
+        finally:
+            second.shutdown()
+        third = self._scheduler(self.make_store())
+        third.add_task(functions.noop, "cron", hour=3, id="nightly", replace_existing=True)
+        third.start(paused=True)
+        try:
+            stored = third.get_task("nightly")
+            assert stored is not None
+            assert "hour='3'" in str(stored.trigger)
+        finally:
+            third.remove_all_tasks()
+            third.shutdown()
