@@ -7,16 +7,20 @@ from __future__ import annotations
 
 from asyncz.events import (
     SchedulerEvent,
+    StoreWipedEvent,
     TaskEvent,
     TaskExecutionEvent,
     TaskRestoreFailedEvent,
+    TaskRunsDroppedEvent,
     TaskSubmissionEvent,
 )
 
 __all__ = [
     "SchedulerEvent",
+    "StoreWipedEvent",
     "TaskEvent",
     "TaskExecutionEvent",
     "TaskRestoreFailedEvent",
+    "TaskRunsDroppedEvent",
     "TaskSubmissionEvent",
 ]

@@ -17,6 +17,7 @@ from asyncz.events import (
     SCHEDULER_STARTED,
     STORE_ADDED,
     STORE_REMOVED,
+    STORE_WIPED,
     TASK_ADDED,
     TASK_ERROR,
     TASK_EXECUTED,
@@ -25,6 +26,7 @@ from asyncz.events import (
     TASK_MODIFIED,
     TASK_REMOVED,
     TASK_RESTORE_FAILED,
+    TASK_RUNS_DROPPED,
     TASK_SUBMITTED,
 )
 
@@ -40,6 +42,7 @@ __all__ = [
     "SCHEDULER_STARTED",
     "STORE_ADDED",
     "STORE_REMOVED",
+    "STORE_WIPED",
     "TASK_ADDED",
     "TASK_ERROR",
     "TASK_EXECUTED",
@@ -48,5 +51,6 @@ __all__ = [
     "TASK_MODIFIED",
     "TASK_REMOVED",
     "TASK_RESTORE_FAILED",
+    "TASK_RUNS_DROPPED",
     "TASK_SUBMITTED",
 ]
