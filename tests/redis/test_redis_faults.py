@@ -21,7 +21,7 @@ from asyncz.exceptions import StoreUnavailableError
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.testing import functions, wait_until
 from asyncz_redis import RedisStore
-from conftest import RedisServer, free_port
+from conftest import RedisServer, free_port, redis_binary
 
 pytestmark = pytest.mark.redis
 
@@ -287,7 +287,6 @@ def test_a_server_without_persistence_is_warned_about_and_a_wipe_is_reported(
 
 
 def test_a_server_that_refuses_config_starts_without_a_warning(tmp_path: Any) -> None:
-    from conftest import redis_binary
 
     class Recorder(logging.Handler):
         def __init__(self) -> None:
