@@ -227,7 +227,9 @@ def test_runs_dropped_during_an_outage_are_reported_once_per_task_with_the_count
     missed = [e for e in events if e.code == ev.TASK_MISSED and e.task_id == "strict"]
     assert len(missed) == dropped["strict"].missed  # each missed run still has its event
     for task_id in ("strict", "folding"):
-        lines = [r.getMessage() for r in caplog.records if f"(id {task_id!r})" in r.getMessage()]
+        lines = [
+            r.getMessage() for r in caplog.records if f"(id {task_id!r}) in store" in r.getMessage()
+        ]
         assert len(lines) == 1, lines
         count = dropped[task_id].missed or dropped[task_id].folded
         assert f"{count} run(s)" in lines[0]
