@@ -1,0 +1,317 @@
+"""Adding tasks: ``add_task`` / ``add_task_async`` up to the task being in its store.
+
+Data path: the caller's options -> :meth:`AddingMixin._build_task` (a :class:`Task`, defaults
+applied) -> pending (scheduler stopped, committed at start) or committed to its store
+(:meth:`AddingMixin._add_running` -> the store's ``add_task``) -> :meth:`AddingMixin._committed`
+(state, ``TASK_ADDED``, a wake-up when the new task is due before the planned one).
+
+A mixin of :class:`~asyncz.schedulers.base.BaseScheduler`; its methods are typed with
+``self``, the class they are mixed into.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asyncz import events as ev
+from asyncz._util import UNSET, UnsetType
+from asyncz.exceptions import ConflictingIdError
+from asyncz.stores.base import call
+from asyncz.tasks.task import Task, task_label
+from asyncz.timeutil import localize, utc
+
+if TYPE_CHECKING:
+    from asyncz.executors.base import BaseExecutor
+    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.stores.base import BaseStore
+    from asyncz.triggers.base import BaseTrigger
+
+__all__ = ["AddingMixin"]
+
+T = TypeVar("T")
+
+
+class AddingMixin:
+    """``add_task`` and ``add_task_async`` with the steps between them and the store."""
+
+    if TYPE_CHECKING:  # what this mixin uses from BaseScheduler
+        _lock: threading.RLock
+        _pending: dict[str, Task]
+        _executors: dict[str, BaseExecutor]
+        logger: logging.Logger
+        task_defaults: dict[str, Any]
+        trigger_timezone: tzinfo
+
+        @property
+        def running(self) -> bool: ...
+        def _sync(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T: ...
+        def lookup_store(self, alias: str) -> BaseStore: ...
+        def _check_executor(self, task: Task) -> None: ...
+        def _dispatch(self, event: ev.SchedulerEvent) -> None: ...
+        def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None: ...
+        def _wants(self, code: int) -> bool: ...
+
+    def _as_scheduler(self) -> BaseScheduler:
+        return self  # type: ignore[return-value]  # the mixin is only used in BaseScheduler
+
+    def _build_task(
+        self,
+        fn_or_task: Any,
+        trigger: BaseTrigger | str | None,
+        options: dict[str, Any],
+        trigger_args: dict[str, Any],
+    ) -> Task:
+        if isinstance(fn_or_task, Task):
+            task = fn_or_task
+            if task._submitted or task._scheduler is not None:
+                raise ValueError(f"Task {task.id!r} was already submitted; a task is added once")
+            if task.fn is None:
+                raise TypeError("A task without a callable can only be used as a decorator")
+            changes = _given(options)
+            changes.pop("replace_existing", None)
+            if trigger is not None or trigger_args:
+                from asyncz.triggers import create_trigger
+
+                changes["trigger"] = create_trigger(trigger, **trigger_args)
+            if changes:
+                task._modify(**changes)
+            if options.get("replace_existing"):
+                task.replace_existing = True
+        else:
+            task = Task(
+                fn_or_task,
+                trigger=trigger,
+                scheduler=self._as_scheduler(),
+                **_given(options),
+                **trigger_args,
+            )
+        task._scheduler = self._as_scheduler()
+        self._apply_defaults(task)
+        return task
+
+    def _apply_defaults(self, task: Task) -> None:
+        """A trigger (run once, now) and the ``task_defaults`` for what the task left unset."""
+        if task.trigger is None:
+            from asyncz.triggers import create_trigger
+
+            task.trigger = create_trigger(None)
+        self._resolve_naive(task)
+        defaults = self.task_defaults
+        if task.coalesce is UNSET:
+            task.coalesce = defaults["coalesce"]
+        if task.max_instances is UNSET:
+            task.max_instances = defaults["max_instances"]
+        if task.misfire_grace_time is UNSET:
+            task.misfire_grace_time = defaults["misfire_grace_time"]
+
+    def _resolve_naive(self, task: Task) -> None:
+        """Read a naive ``next_run_time`` as wall time in the zone of the task's trigger: the
+        trigger's own ``timezone``, else the scheduler's trigger zone (as triggers read their
+        naive ``run_at`` / ``start_at`` / ``end_at``)."""
+        when = task.next_run_time
+        if isinstance(when, datetime) and when.tzinfo is None:
+            zone = getattr(task.trigger, "timezone", None)
+            task.next_run_time = localize(
+                when, zone if isinstance(zone, tzinfo) else self.trigger_timezone
+            )
+
+    def add_task(
+        self,
+        fn_or_task: Callable[..., Any] | Task | str | None = None,
+        trigger: BaseTrigger | str | None = None,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        name: str | None = None,
+        mistrigger_grace_time: float | None | UnsetType = UNSET,
+        coalesce: bool | UnsetType = UNSET,
+        max_instances: int | UnsetType = UNSET,
+        next_run_time: datetime | None | UnsetType = UNSET,
+        store: str | None = None,
+        executor: str | None = None,
+        replace_existing: bool = False,
+        fn: Callable[..., Any] | str | None = None,
+        misfire_grace_time: float | None | UnsetType = UNSET,
+        tags: Iterable[str] | None = None,
+        **trigger_args: Any,
+    ) -> Task:
+        """Schedule a callable (or a :class:`Task`); without one, return a decorator.
+
+        ``trigger`` is a trigger instance or an alias whose options follow as keyword
+        arguments (``add_task(fn, "interval", minutes=2)``). ``next_run_time=None`` adds the
+        task paused. Before :meth:`start` the task is pending and is committed to its store
+        when the scheduler starts. Returns the :class:`Task`.
+        """
+        if fn_or_task is None:
+            fn_or_task = fn
+        if misfire_grace_time is UNSET:
+            misfire_grace_time = mistrigger_grace_time
+        if fn_or_task is not None and not isinstance(fn_or_task, Task):
+            # The common case, kept lean: the Task takes the options as they came.
+            task = Task(
+                fn_or_task,
+                trigger=trigger,
+                args=args,
+                kwargs=kwargs,
+                id=id,
+                name=name,
+                misfire_grace_time=misfire_grace_time,
+                coalesce=coalesce,
+                max_instances=max_instances,
+                next_run_time=next_run_time,
+                store=store,
+                executor=executor,
+                replace_existing=replace_existing,
+                scheduler=self._as_scheduler(),
+                tags=tags,
+                **trigger_args,
+            )
+            self._apply_defaults(task)
+            return self._add(task)
+        options: dict[str, Any] = {
+            "args": args,
+            "kwargs": kwargs,
+            "id": id,
+            "name": name,
+            "misfire_grace_time": misfire_grace_time,
+            "coalesce": coalesce,
+            "max_instances": max_instances,
+            "next_run_time": next_run_time,
+            "store": store,
+            "executor": executor,
+            "replace_existing": replace_existing,
+            "tags": tags,
+        }
+        if fn_or_task is None:
+            # Decorator mode: a task without a callable; calling it schedules the function.
+            return Task(
+                None,
+                trigger=trigger,
+                scheduler=self._as_scheduler(),
+                **_given(options),
+                **trigger_args,
+            )
+        return self._add(self._build_task(fn_or_task, trigger, options, trigger_args))
+
+    def _add(self, task: Task) -> Task:
+        """Keep a built task pending, or commit it to its store (synchronously)."""
+        with self._lock:
+            if not self.running:
+                self._add_pending(task)
+                return task
+        store = self.lookup_store(task.store_alias)
+        if task.executor not in self._executors or self._executors[task.executor].checks_tasks:
+            self._check_executor(task)
+        if not task.replace_existing:
+            self._prepare_commit(task, datetime.now(utc))
+            # The store's synchronous path (the memory store's dict insert, a network store's
+            # synchronous client) spares the coroutine and any thread hop.
+            if store.add_task_sync(task):
+                self._committed([task], task.store_alias)
+                return task
+        return self._sync(self._add_running(task), store)
+
+    async def add_task_async(self, *args: Any, **kwargs: Any) -> Task:
+        """Awaitable :meth:`add_task` (for network stores, without blocking the loop)."""
+        fn_or_task = args[0] if args else kwargs.pop("fn_or_task", None)
+        if fn_or_task is None:
+            fn_or_task = kwargs.pop("fn", None)
+        if fn_or_task is None:
+            raise TypeError("add_task_async() needs a callable or a Task")
+        trigger = args[1] if len(args) > 1 else kwargs.pop("trigger", None)
+        names = (
+            "args",
+            "kwargs",
+            "id",
+            "name",
+            "mistrigger_grace_time",
+            "coalesce",
+            "max_instances",
+            "next_run_time",
+            "store",
+            "executor",
+            "replace_existing",
+            "misfire_grace_time",
+            "tags",
+        )
+        options = {k: kwargs.pop(k) for k in names if k in kwargs}
+        if "mistrigger_grace_time" in options:
+            options.setdefault("misfire_grace_time", options.pop("mistrigger_grace_time"))
+        return await self._add_built(self._build_task(fn_or_task, trigger, options, kwargs))
+
+    async def _add_built(self, task: Task) -> Task:
+        """Keep a built task pending (scheduler stopped) or commit it to its store."""
+        with self._lock:
+            if not self.running:
+                self._add_pending(task)
+                return task
+        return await self._add_running(task)
+
+    def _add_pending(self, task: Task) -> None:
+        if task.id in self._pending:
+            if not task.replace_existing:
+                raise ConflictingIdError(task.id)
+            del self._pending[task.id]
+        self._pending[task.id] = task
+        self.logger.info(
+            "Added task %s; it is committed when the scheduler starts", task_label(task)
+        )
+
+    def _prepare_commit(self, task: Task, now: datetime) -> None:
+        if task.next_run_time is UNSET:
+            trigger = task.trigger
+            task.next_run_time = (
+                trigger.get_next_trigger_time(self.trigger_timezone, None, now) if trigger else None
+            )
+
+    async def _add_running(self, task: Task) -> Task:
+        self._check_executor(task)
+        self._prepare_commit(task, datetime.now(utc))
+        await self._commit_many([task], task.store_alias)
+        return task
+
+    async def _commit_many(self, tasks: list[Task], alias: str) -> None:
+        store = self.lookup_store(alias)
+        if len(tasks) == 1 and not tasks[0].replace_existing:
+            await call(store, store.add_task(tasks[0]))
+        else:
+            replace = [t for t in tasks if t.replace_existing]
+            keep = [t for t in tasks if not t.replace_existing]
+            if keep:
+                await call(store, store.add_tasks(keep, False))
+            if replace:
+                await call(store, store.add_tasks(replace, True))
+        self._committed(tasks, alias)
+
+    def _committed(self, tasks: list[Task], alias: str) -> None:
+        """Bookkeeping once tasks are in their store: state, TASK_ADDED, wake-up."""
+        soonest: datetime | None = None
+        want_event = self._wants(ev.TASK_ADDED)
+        for task in tasks:
+            task._submitted = True
+            task.store_alias = alias
+            when = task.next_run_time
+            if isinstance(when, datetime) and (soonest is None or when < soonest):
+                soonest = when
+            if want_event:
+                self._dispatch(ev.TaskEvent(ev.TASK_ADDED, task.id, alias))
+        if len(tasks) == 1 and self.logger.isEnabledFor(logging.INFO):
+            self.logger.info("Added task %s to store %r", task_label(tasks[0]), alias)
+        self._wake_if_sooner(soonest)
+
+
+_NONE_MEANS_SOMETHING = frozenset({"next_run_time", "misfire_grace_time"})
+
+
+def _given(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options the caller gave: ``None`` means "not given" except where it is a value
+    (``next_run_time=None`` pauses, ``misfire_grace_time=None`` lifts the limit)."""
+    return {
+        k: v
+        for k, v in options.items()
+        if v is not UNSET and (v is not None or k in _NONE_MEANS_SOMETHING)
+    }
