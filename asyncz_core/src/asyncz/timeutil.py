@@ -155,6 +155,11 @@ def timezone_name(zone: tzinfo) -> str:
 _SHORT_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:([ T])(\d{1,2})(:.*)?)?")
 
 
+# Python 3.10's fromisoformat takes only 3 or 6 fraction digits and offsets with a colon.
+_FRACTION = re.compile(r"\.(\d+)")
+_OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
+
+
 def _padded(text: str) -> str:
     match = _SHORT_DATE.fullmatch(text)
     if match is None:
@@ -162,7 +167,9 @@ def _padded(text: str) -> str:
     year, month, day, sep, hour, rest = match.groups()
     padded = f"{year}-{int(month):02d}-{int(day):02d}"
     if sep:
-        padded += f"{sep}{int(hour):02d}{rest or ''}"
+        rest = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), rest or "", 1)
+        rest = _OFFSET.sub(r"\1\2:\3", rest)
+        padded += f"{sep}{int(hour):02d}{rest}"
     return padded
 
 
