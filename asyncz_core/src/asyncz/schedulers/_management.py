@@ -29,6 +29,7 @@ from asyncz.timeutil import utc
 
 if TYPE_CHECKING:
     from asyncz.executors.base import BaseExecutor
+    from asyncz.schedulers._processing import Processor
     from asyncz.schedulers.base import SchedulerState
     from asyncz.stores.base import BaseStore
     from asyncz.triggers.base import BaseTrigger
@@ -50,8 +51,7 @@ class ManagementMixin:
         _executors: dict[str, BaseExecutor]
         _state: SchedulerState
         _started_at: datetime | None
-        _next_wakeup: datetime | None
-        _store_outages: dict[str, tuple[datetime, str]]
+        _processor: Processor
         logger: logging.Logger
         identity: str
         timezone: tzinfo
@@ -483,7 +483,7 @@ class ManagementMixin:
                 "scheduled_task_count": counts[ScheduleState.SCHEDULED.value],
                 "paused_task_count": counts[ScheduleState.PAUSED.value],
                 "pending_task_count": counts[ScheduleState.PENDING.value],
-                "next_wakeup": self._next_wakeup,
+                "next_wakeup": self._processor.next_wakeup,
                 "startup_delay": self.startup_delay,
             }
         )
@@ -495,7 +495,7 @@ class ManagementMixin:
         for alias, store in self._stores.items():
             entry: dict[str, Any] = {"state": "ok"}
             entry.update(store.status())
-            outage = self._store_outages.get(alias)
+            outage = self._processor.outages.get(alias)
             if outage is not None:
                 entry.update(state="unreachable", since=outage[0], reason=outage[1])
             status[alias] = entry

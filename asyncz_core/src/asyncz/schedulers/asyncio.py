@@ -29,6 +29,7 @@ from collections.abc import Coroutine
 from typing import Any, NoReturn
 
 from asyncz import events as ev
+from asyncz.schedulers._shutdown import report_unfinished, run_shutdown_tasks
 from asyncz.schedulers.base import BaseScheduler, SchedulerState
 from asyncz.stores.base import LoopThread
 
@@ -125,7 +126,7 @@ class AsyncIOScheduler(BaseScheduler):
             self.logger.info("Scheduler started")
             self._call_hook("asyncz_scheduler_started", scheduler=self)
             self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_START))
-            self._main_task = loop.create_task(self._run(), name="asyncz-scheduler")
+            self._main_task = loop.create_task(self._processor.run(), name="asyncz-scheduler")
 
         if _running_loop() is loop:
             create()
@@ -200,7 +201,7 @@ class AsyncIOScheduler(BaseScheduler):
         if main is not None and not main.done() and main.get_loop() is loop:
             # The state is already STOPPED: woken up, the processing loop ends after the
             # pass in progress, so no pass is cut between submitting and storing.
-            self._wake()
+            self._processor.wake()
             finished, _ = await asyncio.wait({main}, timeout=remaining(_PASS_GRACE))
             if not finished:
                 main.cancel()
@@ -214,7 +215,7 @@ class AsyncIOScheduler(BaseScheduler):
             self.logger.info("The scheduler is paused: its shutdown tasks did not run")
         else:
             try:
-                await self._run_shutdown_tasks(deadline)
+                await run_shutdown_tasks(self, deadline)
             except Exception:
                 self.logger.exception("Running the shutdown tasks failed")
         timed_out = False
@@ -233,12 +234,12 @@ class AsyncIOScheduler(BaseScheduler):
                 )
                 executor.cancel_running()
                 await executor.settle(_CANCEL_GRACE)  # cancelled coroutines end and report
-                self._report_unfinished(executor, before)
+                report_unfinished(self, executor, before)
         await self._stop_components(wait and not timed_out)
 
     def _end(self) -> None:
         self._loop = None
-        self._next_wakeup = None
+        self._processor.next_wakeup = None
         # The I/O thread (self._portal) stops with the stores, in _stop_components: a
         # shutdown finishing in the background still needs it.
         self.logger.info("Scheduler has been shut down")

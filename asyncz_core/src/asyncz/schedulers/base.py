@@ -5,10 +5,10 @@ Data path, each step in one place:
 * ``add_task`` (:mod:`asyncz.schedulers._adding`) builds a :class:`~asyncz.tasks.Task` and
   either keeps it *pending* (scheduler not started) or commits it to its store, then wakes the
   processing loop only if the new task is due before the planned wake-up.
-* The processing loop (:meth:`BaseScheduler._run`) sleeps until the earliest next run time
-  of all stores, or until woken; each pass (:meth:`BaseScheduler._process`) fetches due
-  tasks from each store in batches, submits them to their executors
-  (:meth:`BaseScheduler._process_task`) and writes the new next run times back in one call.
+* The processing loop (:class:`~asyncz.schedulers._processing.Processor`, which the
+  scheduler owns as ``_processor``) sleeps until the earliest next run time of all stores,
+  or until woken; each pass fetches due tasks from each store in batches, submits them to
+  their executors and writes the new next run times back in one call.
 * Executors report each run back through :meth:`BaseScheduler._task_ran`, which dispatches
   ``TASK_EXECUTED`` / ``TASK_ERROR`` to listeners and plugins.
 
@@ -23,10 +23,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncz import events as ev
@@ -34,7 +33,6 @@ from asyncz._util import UNSET, UnsetType
 from asyncz.exceptions import (
     ComponentLookupError,
     ConflictingIdError,
-    MaxInstancesReachedError,
     SchedulerAlreadyRunningError,
     SchedulerNotRunningError,
     StoreUnavailableError,
@@ -42,41 +40,27 @@ from asyncz.exceptions import (
 from asyncz.executors.base import BaseExecutor
 from asyncz.schedulers._adding import AddingMixin
 from asyncz.schedulers._management import ManagementMixin
+from asyncz.schedulers._processing import LOCK_WAIT, Processor
 from asyncz.stores.base import (
     BaseStore,
     LoopThread,
-    PersistentStore,
     attach_io_loop,
     call,
     detach_io_loop,
     run_inline,
     unavailable,
 )
-from asyncz.tasks.task import Task, TaskLabel, task_label
+from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
 
 if TYPE_CHECKING:
     import pluggy
 
-    from asyncz._timer import PreciseTimer
-    from asyncz.locks import FileLock
     from asyncz.settings import AsynczSettings
 
 __all__ = ["BaseScheduler", "ClassicLogging", "SchedulerState"]
 
 T = TypeVar("T")
-
-#: Due tasks fetched per store round trip; small enough that the first run starts within
-#: milliseconds when thousands are due at once (the loop yields between batches).
-BATCH_SIZE = 256
-
-#: With ``lock_path``: seconds before a store whose lock another process holds is tried
-#: again (plus up to as much random jitter, so waiting processes do not collide again) ...
-LOCK_RETRY = 0.05
-#: ... how often a shared store is looked at for tasks other processes added ...
-LOCK_POLL_INTERVAL = 1.0
-#: ... and how long starting and stopping wait for a store's lock before giving up.
-LOCK_WAIT = 10.0
 
 _EVENT_HOOK = "asyncz_event_dispatched"
 _BEFORE_HOOK = "asyncz_task_before_run"
@@ -145,22 +129,16 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         self._requested_loop = event_loop
         self._isolated = isolated_event_loop
         self._main_task: asyncio.Task[None] | None = None
-        self._wake_future: asyncio.Future[Any] | None = None
-        self._wake_requested = False
-        self._wake_pending = False
-        self._timer: PreciseTimer | None = None
-        self._next_wakeup: datetime | None = None
+        # The run path: wake-up, sleep, passes, submission, write-back, store locks.
+        self._processor = Processor(self)
         self._pm: pluggy.PluginManager | None = None
         self._hook_callers: dict[str, Any] = {}
         self._active_hooks: frozenset[str] = frozenset()
-        self._store_locks: dict[str, FileLock] = {}
         # (kind, alias) -> the component that STORE_ADDED / EXECUTOR_ADDED announced.
         self._announced: dict[tuple[str, str], object] = {}
         self._started_at: datetime | None = None
         # Stores whose start() was called by this start (closed again if it fails).
         self._started_stores: list[BaseStore] = []
-        # Store alias -> (since, reason) while processing finds the store unreachable.
-        self._store_outages: dict[str, tuple[datetime, str]] = {}
         self.prefix = prefix
         if shutdown_timeout is not UNSET:
             # None is a value here ("no limit"); the settings loader reads None as "not given".
@@ -561,7 +539,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         for alias, tasks in by_store.items():
             # Under the store's inter-process lock, so that the first run times computed
             # here cannot overwrite a run another process has just processed.
-            lock = self._store_lock(alias)
+            lock = self._processor.store_lock(alias)
             if lock is not None:
                 lock.acquire(LOCK_WAIT)
             try:
@@ -590,13 +568,13 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         """With ``lock_path``: create every shared store's lock file now, so that a path that
         cannot be used is a configuration error at start, not a failure of the first pass."""
         for alias in list(self._stores):
-            lock = self._store_lock(alias)
+            lock = self._processor.store_lock(alias)
             if lock is None:
                 continue
             try:
                 lock.prepare()
             except OSError as exc:
-                del self._store_locks[alias]
+                self._processor.forget_lock(alias)
                 from asyncz.exceptions import ConfigurationError
 
                 reason = exc.strerror or str(exc)
@@ -683,9 +661,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
             portal = self._portal
             if portal is not None and portal.loop is not asyncio.get_running_loop():
                 self._stop_io_thread()  # else the caller, back on its own thread, does
-            locks, self._store_locks = self._store_locks, {}
-            for lock in locks.values():
-                lock.close(remove=True)
+            self._processor.close_locks()
 
     def _close_failed_start(self) -> None:
         """After a start() that failed: close what it opened (executors, the stores it
@@ -757,471 +733,18 @@ class BaseScheduler(AddingMixin, ManagementMixin):
             self._dispatch(ev.SchedulerEvent(ev.SCHEDULER_RESUMED))
             self.wakeup()
 
-    # -- the processing loop ------------------------------------------------------------------
+    # -- the processing loop (schedulers/_processing.py) -------------------------------------
     def wakeup(self) -> None:
         """Ask the processing loop for a pass now (coalesced; safe from any thread)."""
-        loop = self._loop
-        if loop is None or self._wake_requested:
-            return
-        self._wake_requested = True
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake()
-        else:
-            try:
-                loop.call_soon_threadsafe(self._wake)
-            except RuntimeError:  # the loop closed under us
-                self._wake_requested = False
-
-    def _wake(self) -> None:
-        # _wake_requested stays set until the next pass begins: later wake-ups are no-ops.
-        future = self._wake_future
-        if future is None or future.done():
-            # A pass is in progress (awaiting a store), or the sleep is in its last, yielding
-            # stretch: the change may have come too late for either, so the sleep ends and
-            # the next one must not happen.
-            self._wake_pending = True
-        else:
-            future.set_result(None)
+        self._processor.wakeup()
 
     def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None:
-        if self._loop is None or not isinstance(when, datetime):
-            return
-        planned = self._next_wakeup
-        if planned is None or when < planned:
-            self.wakeup()
-
-    async def _run(self) -> None:
-        """The processing loop: runs on the scheduler's event loop until shutdown."""
-        loop = asyncio.get_running_loop()
-        if self.precise_wakeup:
-            from asyncz._timer import precise_timer
-
-            self._timer = precise_timer(loop)
-        try:
-            await self._run_on(loop)
-        finally:
-            timer, self._timer = self._timer, None
-            if timer is not None:
-                timer.close()
-
-    async def _run_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.startup_delay > 0:
-            # Not interruptible by wake-ups: no pass starts before the delay (shutdown
-            # cancels this task).
-            await asyncio.sleep(self.startup_delay)
-        failures = 0
-        while self._state != SchedulerState.STATE_STOPPED:
-            wait: float | None = None
-            if self._state == SchedulerState.STATE_RUNNING:
-                try:
-                    self._next_wakeup = None
-                    self._refresh_hooks()
-                    next_wakeup = await self._process()
-                except Exception as exc:
-                    failures += 1
-                    wait = min(30.0, 0.5 * 2 ** min(failures, 6))
-                    if failures == 1 and isinstance(exc, StoreUnavailableError):
-                        # Says all there is to say in one line (a traceback would not).
-                        self.logger.error("Processing tasks failed; retrying with backoff: %s", exc)
-                    elif failures == 1:
-                        self.logger.exception("Processing tasks failed; retrying with backoff")
-                    self._next_wakeup = datetime.now(utc) + timedelta(seconds=wait)
-                else:
-                    if failures:
-                        self.logger.warning("Processing recovered after %d failure(s)", failures)
-                    failures = 0
-                    self._next_wakeup = next_wakeup
-                    if next_wakeup is not None:
-                        wait = max(0.0, (next_wakeup - datetime.now(utc)).total_seconds())
-                    poll = self._poll_interval()
-                    if poll is not None:
-                        wait = poll if wait is None else min(wait, poll)
-            if self._stopped():
-                break
-            await self._sleep(loop, wait)
-
-    def _stopped(self) -> bool:
-        # A method, not an inline comparison: the state changes while the loop awaits.
-        return self._state == SchedulerState.STATE_STOPPED
-
-    def _poll_interval(self) -> float | None:
-        intervals = []
-        for store in self._stores.values():
-            poll = getattr(store, "poll_interval", None)
-            if not poll and self.lock_path and isinstance(store, PersistentStore):
-                # Shared with other processes, which may add tasks: look again regularly.
-                poll = LOCK_POLL_INTERVAL
-            if poll:
-                intervals.append(poll)
-        return min(intervals) if intervals else None
-
-    async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> None:
-        if self._wake_pending:
-            self._wake_pending = False
-            self._wake_requested = False
-            return
-        future: asyncio.Future[Any] = loop.create_future()
-        self._wake_future = future
-        handle = None
-        timer = None
-        deadline = None
-        if seconds is not None:
-            spin = self.wakeup_spin
-            if spin and seconds > 0:
-                # Sleep until ``spin`` seconds before the due instant, then yield to the loop
-                # until that instant (precise to microseconds, at the cost of the CPU).
-                deadline = loop.time() + seconds
-                seconds, done = max(0.0, seconds - spin), _time_is_up
-            else:
-                done = _resolve
-            timer = self._timer
-            if timer is not None and seconds > 0:
-                # The loop's own timer is only good to a millisecond (Linux's poll takes its
-                # timeout in whole milliseconds, rounded up): a timerfd is good to microseconds.
-                timer.arm(seconds, done, future)
-            else:
-                timer = None
-                handle = loop.call_later(seconds, done, future)
-        try:
-            # A wake-up resolves the future with None, the spin timer with _TIME_IS_UP.
-            if await future is _TIME_IS_UP and deadline is not None:
-                while not self._wake_pending and loop.time() < deadline:
-                    await asyncio.sleep(0)
-                self._wake_pending = False
-        finally:
-            self._wake_future = None
-            self._wake_requested = False
-            if handle is not None:
-                handle.cancel()
-            elif timer is not None:
-                timer.cancel()
-
-    async def _process(self) -> datetime | None:
-        """One pass: submit every due task of every store; return the next wake-up time.
-
-        With ``lock_path``, a shared (persistent) store is processed only while this process
-        holds its inter-process lock; when another process holds it, the store is skipped
-        for this pass and retried shortly.
-        """
-        next_wakeup: datetime | None = None
-        for alias, store in list(self._stores.items()):
-            lock = self._store_lock(alias)
-            if lock is not None and not lock.try_acquire():
-                retry = LOCK_RETRY * (1.0 + random.random())
-                when: datetime | None = datetime.now(utc) + timedelta(seconds=retry)
-            else:
-                try:
-                    when = await self._process_store(alias, store, claim_first=lock is not None)
-                except Exception as exc:
-                    error: StoreUnavailableError | None = None
-                    if isinstance(exc, StoreUnavailableError):
-                        error = exc
-                    elif isinstance(exc, (OSError, *store.connection_errors)):
-                        error = unavailable(store, exc)
-                    if error is None:
-                        raise
-                    self._store_outages.setdefault(alias, (datetime.now(utc), str(error)))
-                    if error is exc:
-                        raise
-                    raise error from exc
-                else:
-                    self._store_outages.pop(alias, None)
-                finally:
-                    if lock is not None:
-                        lock.release()
-            if self._state != SchedulerState.STATE_RUNNING:
-                return None
-            if when is not None and (next_wakeup is None or when < next_wakeup):
-                next_wakeup = when
-        return next_wakeup
-
-    async def _process_store(
-        self, alias: str, store: BaseStore, claim_first: bool = False
-    ) -> datetime | None:
-        """Submit the due tasks of one store; return its next run time.
-
-        ``claim_first`` (a store shared with other processes): write the next run times
-        back *before* submitting the runs, so that a process killed mid-pass never leaves
-        a run behind for another process to run a second time.
-        """
-        while True:
-            now = datetime.now(utc)
-            due = await call(store, store.get_due_tasks(now, BATCH_SIZE))
-            if not due:
-                break
-            # Lateness is judged when the runs are submitted, not when the query was sent:
-            # a store slow to answer (frozen, overloaded) makes them late.
-            now = datetime.now(utc)
-            updates: list[Task] = []
-            finished: list[Task] = []
-            deferred: list[tuple[Task, list[datetime]]] | None = [] if claim_first else None
-            for task in due:
-                self._process_task(task, alias, now, updates, finished, deferred)
-            if deferred is None:
-                # Let the runs just created start before the store round trips.
-                await asyncio.sleep(0)
-            if updates:
-                await call(store, store.update_tasks(updates))
-            if finished:
-                await call(store, store.delete_tasks([t.id for t in finished]))
-                if self._wants(ev.TASK_REMOVED):
-                    for task in finished:
-                        self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
-            if deferred:
-                submitted = datetime.now(utc)  # after the write-back round trips
-                for task, run_times in deferred:
-                    self._submit_due(task, alias, run_times, submitted)
-            if len(due) < BATCH_SIZE or self._state != SchedulerState.STATE_RUNNING:
-                break
-        if self._state != SchedulerState.STATE_RUNNING:
-            return None
-        return await call(store, store.get_next_run_time())
-
-    def _store_lock(self, alias: str) -> FileLock | None:
-        """The inter-process lock of store ``alias``: only with ``lock_path``, and only for
-        stores other processes can share (persistent ones; a memory store is private)."""
-        if not self.lock_path:
-            return None
-        lock = self._store_locks.get(alias)
-        if lock is None:
-            if not isinstance(self._stores.get(alias), PersistentStore):
-                return None
-            from asyncz.locks import FileLock, format_lock_path
-
-            lock = FileLock(format_lock_path(self.lock_path, alias))
-            self._store_locks[alias] = lock
-        return lock
-
-    def _run_times(self, task: Task, now: datetime) -> tuple[list[datetime], datetime | None]:
-        """Every due run time of ``task`` up to ``now`` and the first one after it."""
-        run_times: list[datetime] = []
-        trigger = task.trigger
-        when = task.next_run_time if isinstance(task.next_run_time, datetime) else None
-        tz = self.trigger_timezone
-        while when is not None and when <= now:
-            # A task that missed many runs keeps only the latest ones; older ones are folded.
-            if len(run_times) >= 1000:
-                del run_times[:500]
-            run_times.append(when)
-            when = trigger.get_next_trigger_time(tz, when, now) if trigger is not None else None
-        return run_times, when
-
-    def _process_task(
-        self,
-        task: Task,
-        store_alias: str,
-        now: datetime,
-        updates: list[Task],
-        finished: list[Task],
-        deferred: list[tuple[Task, list[datetime]]] | None = None,
-    ) -> None:
-        run_times, next_time = self._run_times(task, now)
-        if run_times:
-            if deferred is not None:
-                deferred.append((task, run_times))
-            else:
-                self._submit_due(task, store_alias, run_times, now)
-        task.next_run_time = next_time
-        if next_time is None:
-            finished.append(task)
-        else:
-            updates.append(task)
-
-    def _submit_due(
-        self, task: Task, store_alias: str, run_times: list[datetime], now: datetime
-    ) -> None:
-        grace = task.misfire_grace_time
-        if len(run_times) == 1 and (
-            grace is None or (now - run_times[0]).total_seconds() <= grace  # type: ignore[operator]
-        ):
-            # The common case: one due run, on time.
-            self._submit(task, store_alias, run_times, "scheduler", 0)
-            return
-        if task.coalesce:
-            candidates = run_times[-1:]
-            folded = len(run_times) - 1
-        else:
-            candidates = run_times
-            folded = 0
-        runnable: list[datetime] = []
-        missed: list[datetime] = []
-        for run_time in candidates:
-            late = (now - run_time).total_seconds()
-            if isinstance(grace, float) and late > grace:
-                missed.append(run_time)
-                if self._wants(ev.TASK_MISSED):
-                    self._dispatch(
-                        ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
-                    )
-            else:
-                runnable.append(run_time)
-        if missed or folded:
-            self._report_dropped(task, store_alias, run_times, missed, folded, now)
-        if runnable:
-            self._submit(task, store_alias, runnable, "scheduler", folded)
-
-    def _report_dropped(
-        self,
-        task: Task,
-        store_alias: str,
-        run_times: list[datetime],
-        missed: list[datetime],
-        folded: int,
-        now: datetime,
-    ) -> None:
-        """One log line and one ``TASK_RUNS_DROPPED`` per task and pass (so per outage: the
-        runs that came due while a store was away are all found by the pass after it)."""
-        dropped = sorted(missed + run_times[: max(folded, 0)])
-        parts = []
-        if missed:
-            late = (now - missed[0]).total_seconds()
-            parts.append(
-                f"{len(missed)} run(s) missed (up to {late:.3f} s late; misfire_grace_time="
-                f"{task.misfire_grace_time} s)"
-            )
-        if folded:
-            parts.append(f"{folded} run(s) folded into one by coalesce")
-        self.logger.warning(
-            "Task %s in store %r: %s", task_label(task), store_alias, " and ".join(parts)
-        )
-        if self._wants(ev.TASK_RUNS_DROPPED):
-            self._dispatch(
-                ev.TaskRunsDroppedEvent(
-                    ev.TASK_RUNS_DROPPED,
-                    task.id,
-                    store_alias,
-                    len(missed),
-                    folded,
-                    dropped[0],
-                    dropped[-1],
-                )
-            )
+        self._processor.wake_if_sooner(when)
 
     def _submit(
         self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
     ) -> bool:
-        try:
-            executor = self._executors[task.executor]
-        except KeyError:
-            self.logger.error(
-                "Task %s names the executor %r, which this scheduler does not have",
-                task_label(task),
-                task.executor,
-            )
-            return False
-        try:
-            executor.submit(task, run_times)
-        except MaxInstancesReachedError:
-            self.logger.warning(
-                "Task %s is still running %s time(s); this run is skipped",
-                task_label(task),
-                task.max_instances,
-            )
-            code = ev.TASK_MAX_INSTANCES
-        except Exception:
-            self.logger.exception(
-                "Submitting task %s to executor %r failed", task_label(task), task.executor
-            )
-            return False
-        else:
-            code = ev.TASK_SUBMITTED
-        if self._wants(code):
-            self._dispatch(
-                ev.TaskSubmissionEvent(code, task.id, store_alias, list(run_times), source, folded)
-            )
-        return code == ev.TASK_SUBMITTED
-
-    # =====================================================================================
-    # shutdown-trigger tasks
-    # =====================================================================================
-    async def _run_shutdown_tasks(self, deadline: float | None) -> None:
-        """Run every ``shutdown``-trigger task once, each to its end or until ``deadline``
-        (a loop time), when a coroutine is cancelled and a function left to its thread.
-
-        A memory store's shutdown tasks are removed after running; a persistent store keeps
-        them: it may be shared, and its other schedulers (or the next start) run them too.
-        """
-        from asyncz.triggers.shutdown import ShutdownTrigger
-
-        now = datetime.now(utc)
-        for alias, store in list(self._stores.items()):
-            ran: list[str] = []
-            for task in await call(store, store.get_all_tasks()):
-                if not isinstance(task.trigger, ShutdownTrigger):
-                    continue
-                executor = self._executors.get(task.executor)
-                if executor is None:
-                    self.logger.error(
-                        "Shutdown task %s names the executor %r, which this "
-                        "scheduler does not have; it did not run",
-                        task_label(task),
-                        task.executor,
-                    )
-                    continue
-                await self._run_now(executor, task, now, deadline)
-                ran.append(task.id)
-            if ran and not isinstance(store, PersistentStore):
-                await call(store, store.delete_tasks(ran))
-                for task_id in ran:
-                    self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
-
-    async def _run_now(
-        self, executor: BaseExecutor, task: Task, now: datetime, deadline: float | None
-    ) -> None:
-        """Run ``task`` once, here: a coroutine in the current asyncio task, a function on a
-        daemon thread of its own (which a shutdown that timed out can leave behind)."""
-        from asyncz.executors.base import is_coroutine_function
-
-        loop = asyncio.get_running_loop()
-        remaining = None if deadline is None else max(0.0, deadline - loop.time())
-        executor.claim(task.id, task.name)
-        if is_coroutine_function(task.fn):
-            # In this very task (no inner task that the loop's teardown could cancel).
-            if not await _within(remaining, executor.run_coroutine(task, [now])):
-                self.logger.warning(
-                    "Shutdown task %s was cancelled at the shutdown timeout",
-                    task_label(task),
-                )
-            return
-        done: asyncio.Future[None] = loop.create_future()
-
-        def run() -> None:
-            try:
-                executor.run_sync(task, [now])
-            finally:
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(_resolve, done)
-
-        threading.Thread(target=run, name="asyncz-shutdown-task", daemon=True).start()
-        try:
-            await asyncio.wait_for(asyncio.shield(done), remaining)
-        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
-            self.logger.warning(
-                "Shutdown task %s still runs on its thread at the shutdown timeout; abandoned",
-                task_label(task),
-            )
-
-    def _report_unfinished(
-        self, executor: BaseExecutor, before: list[tuple[str, str | None, int, datetime]]
-    ) -> None:
-        """After a shutdown timeout: one log line per task that was running in ``executor``
-        (``before``, taken when the time ran out), naming it, since when, and what became of
-        it: cancelled (a coroutine that ended) or abandoned (still running, on a thread or in
-        a process, or a coroutine that ignores cancellation)."""
-        still = {task_id for task_id, *_ in executor.running()}
-        for task_id, name, count, since in before:
-            self.logger.warning(
-                "Task %s running since %s (%d instance(s)) on executor %r: %s",
-                TaskLabel(task_id, name),
-                since.isoformat(timespec="milliseconds"),
-                count,
-                executor.alias,
-                "abandoned, still running" if task_id in still else "cancelled",
-            )
+        return self._processor.submit(task, store_alias, run_times, source, folded)
 
 
 def _default_identity() -> str:
@@ -1230,49 +753,3 @@ def _default_identity() -> str:
     import socket
 
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-async def _within(seconds: float | None, coro: Coroutine[Any, Any, Any]) -> bool:
-    """Await ``coro`` in the current task; after ``seconds`` cancel it. False when it was cut.
-
-    Like ``asyncio.timeout`` (which Python 3.10 lacks): the cancellation is delivered to the
-    current task, so ``coro`` needs no task of its own.
-    """
-    if seconds is None:
-        await coro
-        return True
-    task = asyncio.current_task()
-    assert task is not None
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        task.cancel()
-
-    handle = asyncio.get_running_loop().call_later(seconds, expire)
-    try:
-        await coro
-    except asyncio.CancelledError:
-        if not expired:
-            raise
-        uncancel = getattr(task, "uncancel", None)  # Python 3.11+
-        if uncancel is not None:
-            uncancel()
-        return False
-    finally:
-        handle.cancel()
-    return True
-
-
-def _resolve(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-_TIME_IS_UP = object()
-
-
-def _time_is_up(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_result(_TIME_IS_UP)
