@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -428,13 +430,69 @@ def test_precedence_toml_env_global_config_keyword(
     assert sources["asyncz.task_defaults.coalesce"] == "default"
 
 
-def test_direct_construction_uses_pydantic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_direct_construction_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASYNCZ_TIMEZONE", "UTC")
     monkeypatch.setenv("ASYNCZ_TASK_DEFAULTS__MAX_INSTANCES", "5")
     s = AsynczSettings(lock_path="/tmp/x")
     assert s.timezone is UTC
     assert s.task_defaults.max_instances == 5
     assert s.lock_path == "/tmp/x"
+
+
+def test_env_beats_toml_for_one_key_through_every_entry_point(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One reader for env and TOML: load_settings, AsynczSettings() and a scheduler agree."""
+    from asyncz.schedulers.asyncio import AsyncIOScheduler
+    from asyncz.settings import Origin
+
+    (isolated / "asyncz.toml").write_text(
+        'lock_path = "from-toml"\nlogger_name = "toml"\n[task_defaults]\nmax_instances = 2\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("ASYNCZ_LOCK_PATH", "from-env")
+    monkeypatch.setenv("ASYNCZ_TASK_DEFAULTS__MAX_INSTANCES", "3")
+    env = Origin("env", "ASYNCZ_LOCK_PATH")
+    toml = Origin("toml", str(isolated / "asyncz.toml"))
+    scheduler = AsyncIOScheduler()
+    for s in (load_settings(), AsynczSettings(), scheduler.settings):
+        assert (s.lock_path, s.logger_name, s.task_defaults.max_instances) == (
+            "from-env",
+            "toml",
+            3,
+        )
+        assert s.origin("lock_path") == env
+        assert s.origin("logger_name") == toml
+        assert s.origin("task_defaults.max_instances").source == "env"
+        assert s.config_file == isolated / "asyncz.toml"
+    assert (scheduler.lock_path, scheduler.task_defaults["max_instances"]) == ("from-env", 3)
+    # Keyword arguments stay on top, and a None keyword is a value only when constructing
+    # the model directly (load_settings reads it as "not given").
+    assert AsynczSettings(lock_path="kw").origin("lock_path") == Origin("keyword")
+    assert AsynczSettings(lock_path=None).lock_path is None
+    assert load_settings(lock_path=None).lock_path == "from-env"
+
+
+def test_direct_construction_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="timezone"):
+        AsynczSettings(timezone="Nowhere/Zone")
+    monkeypatch.setenv("ASYNCZ_STORES____TYPE", "memory")
+    with pytest.raises(ConfigurationError, match="ASYNCZ_STORES____TYPE: empty key segment"):
+        AsynczSettings()
+
+
+def test_pydantic_settings_is_not_imported() -> None:
+    """The settings are read by asyncz's own source readers, not by pydantic-settings sources."""
+    code = (
+        "import sys\n"
+        "from asyncz.settings import AsynczSettings, load_settings\n"
+        "from asyncz.schedulers.asyncio import AsyncIOScheduler\n"
+        "load_settings(); AsynczSettings(); AsyncIOScheduler()\n"
+        "assert 'pydantic_settings' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # -- fuzzing -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -31,15 +32,15 @@ from asyncz.settings.models import (
     _validate_entry,
 )
 from asyncz.settings.sources import (
-    _skip_sources,
     _Tree,
     env_layer,
     find_config_file,
     global_config_layer,
+    keyword_layer,
     toml_layer,
 )
 
-__all__ = ["load_settings"]
+__all__ = ["load_settings", "merge_sources"]
 
 
 def _entry_kind(value: Any) -> tuple[str, str] | None:
@@ -170,6 +171,40 @@ def _to_configuration_error(
     return ConfigurationError(errors)
 
 
+def merge_sources(
+    global_config: Mapping[str, Any] | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    keywords: Mapping[str, Any] | None = None,
+    none_is_value: bool = False,
+) -> tuple[dict[str, Any], dict[tuple[str, ...], Origin], Path | None]:
+    """Read every source and merge the layers, lowest precedence first; nothing validated yet.
+
+    Returns the merged raw values, the origin of each, and the TOML file read (if any). The
+    one way the settings are read: :func:`load_settings` and ``AsynczSettings(...)`` both
+    come here. Problems found while reading raise one :class:`ConfigurationError`.
+    """
+    environ = os.environ if environ is None else environ
+    path = find_config_file(config_file, environ=environ)
+    layers = [
+        toml_layer(path),
+        env_layer(environ),
+        global_config_layer(global_config, prefix)[0],
+        keyword_layer(keywords or {}, none_is_value=none_is_value),
+    ]
+    merged: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], Origin] = {}
+    errors: list[tuple[str, str]] = []
+    for layer in layers:
+        errors.extend(layer.errors)
+        _merge_layer(merged, origins, layer)
+    if errors:
+        raise ConfigurationError(errors)
+    return merged, origins, path
+
+
 def load_settings(
     global_config: Mapping[str, Any] | None = None,
     *,
@@ -189,41 +224,18 @@ def load_settings(
     """
     if not isinstance(prefix, str):
         raise ConfigurationError([("prefix", f"expected a string, got {prefix!r}")])
-    environ = os.environ if environ is None else environ
-    errors: list[tuple[str, str]] = []
+    merged, origins, path = merge_sources(
+        global_config, prefix=prefix, config_file=config_file, environ=environ, keywords=overrides
+    )
     try:
-        path = find_config_file(config_file, environ=environ)
-    except ConfigurationError as exc:
-        raise exc from None
-    layers = [toml_layer(path), env_layer(environ)]
-    config_tree, _ = global_config_layer(global_config, prefix)
-    layers.append(config_tree)
-    keyword = _Tree()
-    for name, value in overrides.items():
-        if value is None:
-            continue
-        keyword.put_nested((name,), value, Origin("keyword"), name, split=False)
-    layers.append(keyword)
-
-    merged: dict[str, Any] = {}
-    origins: dict[tuple[str, ...], Origin] = {}
-    for layer in layers:
-        errors.extend(layer.errors)
-        _merge_layer(merged, origins, layer)
-    if errors:
-        raise ConfigurationError(errors)
-
-    token = _skip_sources.set(True)
-    try:
-        settings = AsynczSettings(**merged)
+        # model_validate, not AsynczSettings(**merged): __init__ would read the sources again.
+        settings = AsynczSettings.model_validate(merged)
     except ValidationError as exc:
         raise _to_configuration_error(exc, origins, prefix) from None
     except ConfigurationError:
         raise
     except (TypeError, ValueError, RecursionError) as exc:
         raise ConfigurationError([("asyncz", f"{type(exc).__name__}: {exc}")]) from None
-    finally:
-        _skip_sources.reset(token)
     settings._origins = origins
     settings._config_file = path
     return settings

@@ -30,7 +30,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from asyncz.timeutil import local_timezone, to_timezone
 
@@ -261,22 +260,16 @@ class Origin:
 _DEFAULT_ORIGIN = Origin("default")
 
 
-class AsynczSettings(BaseSettings):
-    """Everything a scheduler takes. Build it with :func:`load_settings`.
+class AsynczSettings(BaseModel):
+    """Everything a scheduler takes. Build it with :func:`~asyncz.settings.load_settings`.
 
-    Constructing it directly (``AsynczSettings(timezone="UTC")``) also reads the TOML file and
-    the environment, through pydantic-settings, but reports problems as pydantic's
-    ``ValidationError`` and records no origins.
+    Constructing it directly (``AsynczSettings(timezone="UTC")``) reads the TOML file and the
+    environment too, through the same readers as ``load_settings`` (keyword arguments over
+    the environment over the TOML file), and records origins the same way; a bad value is
+    reported as pydantic's ``ValidationError`` rather than a ``ConfigurationError``.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="ASYNCZ_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        arbitrary_types_allowed=True,
-        frozen=True,
-        validate_default=False,
-    )
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
 
     #: The scheduler's zone: an IANA name or a tzinfo; the local zone (tzlocal) by default.
     timezone: TimeZone = Field(default_factory=local_timezone)
@@ -317,6 +310,16 @@ class AsynczSettings(BaseSettings):
 
     _origins: dict[tuple[str, ...], Origin] = {}
     _config_file: Path | None = None
+
+    def __init__(self, **data: Any) -> None:
+        # Direct construction only: load_settings validates with model_validate, which does
+        # not come here. A keyword given as None is a value here (it is "not given" there).
+        from asyncz.settings.merging import merge_sources
+
+        merged, origins, path = merge_sources(keywords=data, none_is_value=True)
+        super().__init__(**merged)
+        self._origins = origins
+        self._config_file = path
 
     @field_validator("stores", "executors", "tasks", mode="before")
     @classmethod
@@ -371,17 +374,3 @@ class AsynczSettings(BaseSettings):
         from asyncz.settings.display import describe
 
         return describe(self, mask_secrets=mask_secrets)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Keyword arguments over the environment over the TOML file; no dotenv, no secrets dir.
-        from asyncz.settings.sources import EnvSource, TomlSource
-
-        return (init_settings, EnvSource(settings_cls), TomlSource(settings_cls))

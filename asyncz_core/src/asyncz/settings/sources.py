@@ -17,7 +17,6 @@ value in it, and the problems found while reading, each under the key the user w
 
 from __future__ import annotations
 
-import contextvars
 import json
 import os
 import sys
@@ -26,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
-from pydantic_settings import PydanticBaseSettingsSource
 
 from asyncz.exceptions import ConfigurationError
 from asyncz.settings.models import DEFAULT_PREFIX, AsynczSettings, Origin, TaskDefaults
@@ -44,6 +41,7 @@ __all__ = [
     "env_layer",
     "find_config_file",
     "global_config_layer",
+    "keyword_layer",
     "toml_layer",
 ]
 
@@ -52,10 +50,6 @@ ENV_PREFIX = "ASYNCZ_"
 CONFIG_ENV = "ASYNCZ_CONFIG"
 #: ``ASYNCZ_*`` variables that belong to other parts of asyncz, never to the settings.
 RESERVED_ENV = frozenset({"ASYNCZ_CONFIG", "ASYNCZ_DISABLE_PLUGINS", "ASYNCZ_LOAD_PLUGINS"})
-
-_skip_sources: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "asyncz_skip_settings_sources", default=False
-)
 
 FIELDS = tuple(AsynczSettings.model_fields)
 _SECTION_MODELS: dict[str, type[BaseModel]] = {"task_defaults": TaskDefaults}
@@ -259,29 +253,11 @@ def toml_layer(path: Path | None) -> _Tree:
     return tree
 
 
-class _TreeSource(PydanticBaseSettingsSource):
-    """Exposes one of the layers above to pydantic-settings (direct ``AsynczSettings()``)."""
-
-    def _tree(self) -> _Tree:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # pragma: no cover - __call__ does the work
-
-    def __call__(self) -> dict[str, Any]:
-        if _skip_sources.get():
-            return {}
-        tree = self._tree()
-        if tree.errors:
-            raise ConfigurationError(tree.errors)
-        return tree.data
-
-
-class EnvSource(_TreeSource):
-    def _tree(self) -> _Tree:
-        return env_layer()
-
-
-class TomlSource(_TreeSource):
-    def _tree(self) -> _Tree:
-        return toml_layer(find_config_file())
+def keyword_layer(keywords: Mapping[str, Any], *, none_is_value: bool = False) -> _Tree:
+    """Keyword arguments by setting name; a ``None`` value is skipped unless ``none_is_value``."""
+    tree = _Tree()
+    for name, value in keywords.items():
+        if value is None and not none_is_value:
+            continue
+        tree.put_nested((name,), value, Origin("keyword"), name, split=False)
+    return tree
