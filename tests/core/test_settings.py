@@ -593,3 +593,23 @@ def test_fuzz_env_and_keywords(environ: dict[str, str], keywords: dict[str, Any]
     else:
         errors = [("", "")]
     assert errors
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "asyncz.settings",
+        "asyncz.settings.models",
+        "asyncz.settings.sources",
+        "asyncz.settings.merging",
+        "asyncz.settings.display",
+    ],
+)
+def test_each_settings_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """No module-level import cycle: any module of the package can be the first one imported."""
+    code = (
+        f"import {module}\n"
+        "from asyncz.settings import AsynczSettings, load_settings\n"
+        "assert load_settings(environ={}).describe()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
