@@ -73,7 +73,7 @@ from asyncz.stores.base import PersistentStore
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
 
-    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.abc import SchedulerHandle
     from asyncz.tasks import Task
 
 __all__ = ["MongoDBStore"]
@@ -217,7 +217,7 @@ class MongoDBStore(PersistentStore):
             return ("client",)
         return ("url",) if "host" in self._client_options else ("host", "port")
 
-    async def start(self, scheduler: BaseScheduler, alias: str) -> None:
+    async def start(self, scheduler: SchedulerHandle, alias: str) -> None:
         """Connect and prepare the collection (its index), on the store's I/O loop: a server
         that cannot be reached fails the start."""
         await super().start(scheduler, alias)

@@ -18,7 +18,7 @@ from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreEr
 from asyncz.stores.base import PersistentStore
 
 if TYPE_CHECKING:
-    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.abc import SchedulerHandle
     from asyncz.tasks import Task
 
 __all__ = ["RedisStore"]
@@ -250,7 +250,7 @@ class RedisStore(PersistentStore):
             return ("client",)
         return ("url",) if self.url is not None else ("host", "port")
 
-    async def start(self, scheduler: BaseScheduler, alias: str) -> None:
+    async def start(self, scheduler: SchedulerHandle, alias: str) -> None:
         await super().start(scheduler, alias)
         await self._connect()
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from asyncz.executors.base import BaseExecutor, is_coroutine_function
 
 if TYPE_CHECKING:
-    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.abc import SchedulerHandle
     from asyncz.tasks import Task
 
 __all__ = ["AsyncIOExecutor"]
@@ -32,7 +32,7 @@ class AsyncIOExecutor(BaseExecutor):
         self._pool: _ThreadPool | None = None
         self._running: set[asyncio.Future[Any]] = set()
 
-    def start(self, scheduler: BaseScheduler, alias: str) -> None:
+    def start(self, scheduler: SchedulerHandle, alias: str) -> None:
         super().start(scheduler, alias)
         self._loop = scheduler.event_loop
 

@@ -1,4 +1,13 @@
-"""The executor contract: runs a task's callable for one or more scheduled run times."""
+"""Executors: run a task's callable for one or more scheduled run times.
+
+Data path: the scheduler calls :meth:`BaseExecutor.submit` (which counts ``max_instances``)
+and it calls :meth:`BaseExecutor.do_submit`, which starts the work on a loop, a thread or a
+process. Each run time is reported to the scheduler's reporter (:class:`asyncz.abc.RunReporter`):
+``started`` before the callable, :meth:`BaseExecutor.run_finished` (a log line, then
+``finished``) after it; :meth:`BaseExecutor.release` once per submission when all its run
+times are done. :meth:`BaseExecutor.run_sync` and :meth:`BaseExecutor.run_coroutine` are that
+sequence, written once; the interface itself is :class:`asyncz.abc.Executor`.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +22,12 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from asyncz.abc import Executor
 from asyncz.exceptions import MaxInstancesReachedError
 from asyncz.tasks.task import task_label
 
 if TYPE_CHECKING:
-    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.abc import RunReporter, SchedulerHandle
     from asyncz.tasks import Task
 
 __all__ = ["BaseExecutor", "call_task", "format_traceback"]
@@ -43,12 +53,36 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-class BaseExecutor(abc.ABC):
+class _NoReporter:
+    """The reporter of an executor that has not been started: nobody hears the runs."""
+
+    __slots__ = ()
+
+    def started(self, task: Task, run_time: datetime) -> None:
+        pass
+
+    def finished(
+        self,
+        task: Task,
+        run_time: datetime,
+        value: Any = None,
+        exception: BaseException | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        pass
+
+
+_NO_REPORTER = _NoReporter()
+
+
+class BaseExecutor(Executor):
     """Base class of every executor.
 
     :meth:`submit` enforces ``max_instances`` and hands the work to :meth:`do_submit`; an
-    implementation reports each run through :meth:`run_finished`, and calls
-    :meth:`release` exactly once per submission when all its run times are done.
+    implementation reports each run (``self.reporter.started(task, run_time)`` before the
+    callable, :meth:`run_finished` after it) and calls :meth:`release` exactly once per
+    submission when all its run times are done. :meth:`run_sync` and :meth:`run_coroutine`
+    do all of it.
 
     Asyncz's names are accepted in subclasses: ``do_send_task`` implements :meth:`do_submit`
     and ``send_task`` overrides :meth:`submit`.
@@ -64,7 +98,9 @@ class BaseExecutor(abc.ABC):
         if options:
             key = next(iter(options))
             raise TypeError(f"{type(self).__name__} got an unexpected option {key!r}")
-        self.scheduler: BaseScheduler | None = None
+        self.scheduler: SchedulerHandle | None = None
+        #: Where runs are reported (the scheduler's, from :meth:`start` on).
+        self.reporter: RunReporter = _NO_REPORTER
         self.alias: str | None = None
         self.logger = logging.getLogger("asyncz.executors")
         self._instances: dict[str, int] = {}
@@ -75,13 +111,14 @@ class BaseExecutor(abc.ABC):
         #: Runs in progress as asyncio tasks (for cancellation); each removes itself.
         self._coroutines: set[asyncio.Task[Any]] = set()
 
-    def start(self, scheduler: BaseScheduler, alias: str) -> None:
+    def start(self, scheduler: SchedulerHandle, alias: str) -> None:
         """Called on the scheduler's loop when the scheduler starts (or adds this executor)."""
         self.scheduler = scheduler
+        self.reporter = scheduler.reporter
         self.alias = alias
         self.logger = scheduler.loggers[f"asyncz.executors.{alias}"]
 
-    def shutdown(self, wait: bool = True) -> None:  # noqa: B027 - optional hook
+    def shutdown(self, wait: bool = True) -> None:
         """Stop accepting work; with ``wait``, block until running work finished."""
 
     async def join(self, timeout: float | None = None) -> bool:
@@ -110,7 +147,7 @@ class BaseExecutor(abc.ABC):
     #: (a class attribute, so that executors without a check cost nothing per add).
     checks_tasks: bool = False
 
-    def check_task(self, task: Task) -> None:  # noqa: B027 - optional hook
+    def check_task(self, task: Task) -> None:
         """Refuse, when it is added, a task this executor could never run (raise an
         :class:`~asyncz.exceptions.AsynczError` saying why). Called only when
         :attr:`checks_tasks` is true."""
@@ -191,8 +228,8 @@ class BaseExecutor(abc.ABC):
         exception: BaseException | None = None,
         traceback: str | None = None,
     ) -> None:
-        """Report one finished run: logs it and dispatches TASK_EXECUTED / TASK_ERROR."""
-        scheduler = self.scheduler
+        """Report one finished run: a log line, then ``reporter.finished`` (TASK_EXECUTED /
+        TASK_ERROR and the ``asyncz_task_after_run`` hook)."""
         if exception is not None:
             if traceback is None:
                 traceback = format_traceback(exception)
@@ -207,55 +244,43 @@ class BaseExecutor(abc.ABC):
             )
         elif self.logger.isEnabledFor(logging.INFO):
             self.logger.info("Task %s executed successfully", task_label(task))
-        if scheduler is not None:
-            scheduler._task_ran(task, run_time, return_value, exception, traceback)
+        self.reporter.finished(task, run_time, return_value, exception, traceback)
 
     def run_sync(self, task: Task, run_times: list[datetime]) -> None:
         """Run a submission on the current (worker) thread; reports and releases."""
-        scheduler = self.scheduler
+        reporter = self.reporter
         try:
             for run_time in run_times:
-                if scheduler is not None:
-                    scheduler._before_run(task, run_time)
+                reporter.started(task, run_time)
                 try:
                     value = call_task(task.fn, task.args, task.kwargs)  # type: ignore[arg-type]
                 except BaseException as exc:
                     self.run_finished(task, run_time, exception=exc)
-                    if scheduler is not None:
-                        scheduler._after_run(task, run_time, None, exc)
                     if not isinstance(exc, Exception):
                         raise
                 else:
                     self.run_finished(task, run_time, return_value=value)
-                    if scheduler is not None:
-                        scheduler._after_run(task, run_time, value, None)
         finally:
             self.release(task.id)
 
     async def run_coroutine(self, task: Task, run_times: list[datetime]) -> None:
-        """Run a submission of a coroutine function on the current loop."""
-        scheduler = self.scheduler
+        """Run a submission of a coroutine function on the current loop; reports and
+        releases (a cancelled run is reported, then the cancellation goes on)."""
+        reporter = self.reporter
         fn: Callable[..., Coroutine[Any, Any, Any]] = task.fn  # type: ignore[assignment]
         try:
             for run_time in run_times:
-                if scheduler is not None:
-                    scheduler._before_run(task, run_time)
+                reporter.started(task, run_time)
                 try:
                     kwargs = task.kwargs
                     value = await (fn(*task.args, **kwargs) if kwargs else fn(*task.args))
                 except asyncio.CancelledError as exc:
                     self.run_finished(task, run_time, exception=exc)
-                    if scheduler is not None:
-                        scheduler._after_run(task, run_time, None, exc)
                     raise
                 except Exception as exc:
                     self.run_finished(task, run_time, exception=exc)
-                    if scheduler is not None:
-                        scheduler._after_run(task, run_time, None, exc)
                 else:
                     self.run_finished(task, run_time, return_value=value)
-                    if scheduler is not None:
-                        scheduler._after_run(task, run_time, value, None)
         finally:
             self.release(task.id)
             if self._coroutines:

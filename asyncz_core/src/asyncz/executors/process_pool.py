@@ -85,9 +85,7 @@ class ProcessPoolExecutor(BaseExecutor):
 
     def _next(self, task: Task, remaining: list[datetime]) -> None:
         run_time = remaining.pop(0)
-        scheduler = self.scheduler
-        if scheduler is not None:
-            scheduler._before_run(task, run_time)
+        self.reporter.started(task, run_time)
         future = self._executor().submit(_run_in_child, task.fn, task.args, dict(task.kwargs))
         self._running.add(future)
 
@@ -105,8 +103,6 @@ class ProcessPoolExecutor(BaseExecutor):
             except BaseException as exc:  # the pool broke, or the payload did not pickle
                 error, trace = exc, format_traceback(exc)
             self.run_finished(task, run_time, value, error, trace)
-            if scheduler is not None:
-                scheduler._after_run(task, run_time, value, error)
             if remaining and self._pool is not None:
                 self._next(task, remaining)
             else:

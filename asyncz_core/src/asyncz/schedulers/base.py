@@ -9,8 +9,9 @@ Data path, each step in one place:
   scheduler owns as ``_processor``) sleeps until the earliest next run time of all stores,
   or until woken; each pass fetches due tasks from each store in batches, submits them to
   their executors and writes the new next run times back in one call.
-* Executors report each run back through :meth:`BaseScheduler._task_ran`, which dispatches
-  ``TASK_EXECUTED`` / ``TASK_ERROR`` to listeners and plugins.
+* Executors report each run to :attr:`BaseScheduler.reporter`, the scheduler's
+  :class:`~asyncz.schedulers._dispatch.Dispatcher` (listeners, event mask, plugin hooks),
+  which dispatches ``TASK_EXECUTED`` / ``TASK_ERROR`` to listeners and plugins.
 
 Management and inspection methods (:mod:`asyncz.schedulers._management`) are written once,
 as coroutines (the ``*_async`` twins); the synchronous methods run the same coroutine inline
@@ -39,6 +40,7 @@ from asyncz.exceptions import (
 )
 from asyncz.executors.base import BaseExecutor
 from asyncz.schedulers._adding import AddingMixin
+from asyncz.schedulers._dispatch import Dispatcher
 from asyncz.schedulers._management import ManagementMixin
 from asyncz.schedulers._processing import LOCK_WAIT, Processor
 from asyncz.stores.base import (
@@ -54,18 +56,12 @@ from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
 
 if TYPE_CHECKING:
-    import pluggy
-
+    from asyncz.abc import RunReporter
     from asyncz.settings import AsynczSettings
 
 __all__ = ["BaseScheduler", "ClassicLogging", "SchedulerState"]
 
 T = TypeVar("T")
-
-_EVENT_HOOK = "asyncz_event_dispatched"
-_BEFORE_HOOK = "asyncz_task_before_run"
-_AFTER_HOOK = "asyncz_task_after_run"
-_HOT_HOOKS = (_EVENT_HOOK, _BEFORE_HOOK, _AFTER_HOOK)
 
 
 class SchedulerState(enum.IntEnum):
@@ -121,8 +117,8 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         self._executors: dict[str, BaseExecutor] = {}
         # Tasks added before start(), by id (insertion order is commit order).
         self._pending: dict[str, Task] = {}
-        self._listeners: list[tuple[Callable[[ev.SchedulerEvent], Any], int]] = []
-        self._listener_mask = 0
+        #: Listeners, the event mask and the hook cache; the run reporter of the executors.
+        self._dispatcher = Dispatcher(self)
         self._portal: LoopThread | None = None
         self._loop_thread: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -131,9 +127,6 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         self._main_task: asyncio.Task[None] | None = None
         # The run path: wake-up, sleep, passes, submission, write-back, store locks.
         self._processor = Processor(self)
-        self._pm: pluggy.PluginManager | None = None
-        self._hook_callers: dict[str, Any] = {}
-        self._active_hooks: frozenset[str] = frozenset()
         # (kind, alias) -> the component that STORE_ADDED / EXECUTOR_ADDED announced.
         self._announced: dict[tuple[str, str], object] = {}
         self._started_at: datetime | None = None
@@ -403,113 +396,53 @@ class BaseScheduler(AddingMixin, ManagementMixin):
             executor.check_task(task)
 
     # =====================================================================================
-    # events and hooks
+    # events and hooks: held by the Dispatcher (schedulers/_dispatch.py)
     # =====================================================================================
     def add_listener(
         self, callback: Callable[[ev.SchedulerEvent], Any], mask: int = ev.ALL_EVENTS
     ) -> None:
         """Call ``callback(event)`` for every event whose code is in ``mask``."""
-        with self._lock:
-            self._listeners.append((callback, mask))
-            self._listener_mask |= mask
+        self._dispatcher.add_listener(callback, mask)
 
     def remove_listener(self, callback: Callable[[ev.SchedulerEvent], Any]) -> None:
         """Stop calling ``callback`` (every registration of a callable equal to it)."""
-        with self._lock:
-            # Equality, not identity: ``obj.method`` is a new bound method object each time.
-            self._listeners = [(cb, m) for cb, m in self._listeners if cb != callback]
-            mask = 0
-            for _, m in self._listeners:
-                mask |= m
-            self._listener_mask = mask
-
-    def _plugin_manager(self) -> pluggy.PluginManager:
-        if self._pm is None:
-            from asyncz.plugins import get_plugin_manager
-
-            self._pm = get_plugin_manager()
-        return self._pm
-
-    def _hook(self, name: str) -> Any:
-        callers = self._hook_callers
-        caller = callers.get(name)
-        if caller is None:
-            caller = callers[name] = getattr(self._plugin_manager().hook, name)
-        return caller
-
-    def _refresh_hooks(self) -> None:
-        """Note which per-run and per-event hooks have implementations (checked on the hot
-        path). Refreshed at start and before every processing pass."""
-        self._active_hooks = frozenset(
-            name for name in _HOT_HOOKS if self._hook(name).get_hookimpls()
-        )
+        self._dispatcher.remove_listener(callback)
 
     def _wants(self, code: int) -> bool:
         """Whether an event with ``code`` has an audience (so it is worth building)."""
-        return bool(code & self._listener_mask) or _EVENT_HOOK in self._active_hooks
+        return self._dispatcher.wants(code)
 
     def _dispatch(self, event: ev.SchedulerEvent) -> None:
-        for callback, mask in tuple(self._listeners):
-            if event.code & mask:
-                try:
-                    callback(event)
-                except Exception:
-                    self.logger.exception("Listener %r failed on %r", callback, event)
-        if _EVENT_HOOK in self._active_hooks:
-            try:
-                self._hook(_EVENT_HOOK)(scheduler=self, event=event)
-            except Exception:
-                self.logger.exception("A plugin failed in asyncz_event_dispatched(%r)", event)
+        self._dispatcher.dispatch(event)
 
     def _call_hook(self, name: str, **kwargs: Any) -> None:
-        caller = self._hook(name)
-        if caller.get_hookimpls():
-            try:
-                caller(**kwargs)
-            except Exception:
-                self.logger.exception("A plugin failed in %s", name)
+        self._dispatcher.call_hook(name, **kwargs)
 
-    def _restore_failed(self, task_id: str, store: str | None, reason: str) -> None:
-        """Called by a store that keeps an unrestorable task (once per occurrence)."""
-        self._dispatch(ev.TaskRestoreFailedEvent(ev.TASK_RESTORE_FAILED, task_id, store, reason))
+    def _refresh_hooks(self) -> None:
+        self._dispatcher.refresh_hooks()
 
-    def _store_wiped(self, alias: str | None, detail: str) -> None:
-        """Called by a store whose backend lost its data (once per loss)."""
-        self._dispatch(ev.StoreWipedEvent(ev.STORE_WIPED, alias, detail))
+    @property
+    def reporter(self) -> RunReporter:
+        """Where executors report each run (:class:`asyncz.abc.RunReporter`)."""
+        return self._dispatcher
 
-    def _before_run(self, task: Task, run_time: datetime) -> None:
-        if _BEFORE_HOOK in self._active_hooks:
-            self._call_hook(_BEFORE_HOOK, scheduler=self, task=task, run_time=run_time)
+    def report_unrestorable(self, task_id: str, store: str | None, reason: str) -> None:
+        """Dispatch ``TASK_RESTORE_FAILED``: ``store`` keeps a task it cannot restore. Called
+        by the store, once per occurrence (:meth:`PersistentStore.report_unrestorable`)."""
+        self._dispatcher.task_unrestorable(task_id, store, reason)
 
-    def _after_run(
-        self, task: Task, run_time: datetime, value: Any, exception: BaseException | None
-    ) -> None:
-        if _AFTER_HOOK not in self._active_hooks:
-            return
-        self._call_hook(
-            "asyncz_task_after_run",
-            scheduler=self,
-            task=task,
-            run_time=run_time,
-            return_value=value,
-            exception=exception,
-        )
+    def report_wiped(self, store: str | None, detail: str) -> None:
+        """Dispatch ``STORE_WIPED``: the backend of ``store`` lost its data. Called by the
+        store, once per loss (:meth:`PersistentStore.report_wiped`)."""
+        self._dispatcher.store_wiped(store, detail)
 
-    def _task_ran(
-        self,
-        task: Task,
-        run_time: datetime,
-        value: Any,
-        exception: BaseException | None,
-        traceback: str | None,
-    ) -> None:
-        code = ev.TASK_EXECUTED if exception is None else ev.TASK_ERROR
-        if self._wants(code):
-            self._dispatch(
-                ev.TaskExecutionEvent(
-                    code, task.id, task.store_alias, run_time, value, exception, traceback
-                )
-            )
+    def bind_task(self, task: Task, store: str) -> Task:
+        """Make a task that came out of store ``store`` belong to this scheduler (stored,
+        not pending); returns it. Stores call it for every task they restore."""
+        task._scheduler = self
+        task.store_alias = store
+        task._submitted = True
+        return task
 
     # =====================================================================================
     # lifecycle (the loop-specific parts live in the subclasses)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
+from asyncz.abc import Serializer
+
 __all__ = ["BaseSerializer"]
 
 
-class BaseSerializer(abc.ABC):
-    """Encodes the state dict of a task (:meth:`asyncz.tasks.Task.__getstate__`).
+class BaseSerializer(Serializer):
+    """Encodes the state dict of a task (:meth:`asyncz.tasks.Task.__getstate__`); the
+    interface is :class:`asyncz.abc.Serializer`.
 
     ``loads`` raises ``ValueError`` (or a subclass) for a payload it cannot or must not
     decode: corrupt data, an unknown format version, a bad signature. It never executes

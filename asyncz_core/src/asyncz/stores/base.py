@@ -8,7 +8,7 @@ owns and shares between such stores and its synchronous API, and takes it back a
 ``shutdown()``. A plugin writes plain async methods and never manages a loop or a thread.
 The scheduler reaches a store only through :func:`call` (from a coroutine on any loop, or
 driven inline without one); its synchronous API runs those coroutines inline, on the
-store's ``io_loop`` or on the portal (``BaseScheduler._sync``), so that it works from any
+store's ``io_loop`` or on the portal of the scheduler, so that it works from any
 thread, even from inside a coroutine on the scheduler's own loop, without deadlock.
 :func:`call_sync` is for code that drives a store without a scheduler (tests, benchmarks,
 scripts). :func:`call` bounds every call by ``call_timeout`` seconds
@@ -23,7 +23,6 @@ is accepted (synchronous or not); the scheduler then takes at most ``limit`` of 
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextvars
 import functools
@@ -36,6 +35,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from asyncz.abc import Store
 from asyncz.exceptions import (
     ConflictingIdError,
     StoreTimeoutError,
@@ -45,7 +45,7 @@ from asyncz.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.abc import SchedulerHandle
     from asyncz.tasks import Task
 
 __all__ = [
@@ -216,8 +216,9 @@ def _stopping_worker(shutdown: Callable[..., Any]) -> Callable[..., Any]:
     return stop_after
 
 
-class BaseStore(abc.ABC):
-    """Base class of every store.
+class BaseStore(Store):
+    """Base class of every store; the interface, method by method, is
+    :class:`asyncz.abc.Store`.
 
     Contract (checked by the suite in :mod:`asyncz.testing`):
 
@@ -277,10 +278,10 @@ class BaseStore(abc.ABC):
             key = next(iter(options))
             raise TypeError(f"{type(self).__name__} got an unexpected option {key!r}")
         self.alias: str | None = None
-        self.scheduler: BaseScheduler | None = None
+        self.scheduler: SchedulerHandle | None = None
         self.logger = logging.getLogger("asyncz.stores")
 
-    def start(self, scheduler: BaseScheduler, alias: str) -> Awaitable[None]:
+    def start(self, scheduler: SchedulerHandle, alias: str) -> Awaitable[None]:
         """Called when the scheduler starts (or the store is added to a running one).
 
         Takes effect at once and returns a finished awaitable: an ``async def start``
@@ -313,31 +314,13 @@ class BaseStore(abc.ABC):
         return {}
 
     def _bind(self, task: Task) -> Task:
-        """Attach a task that came out of this store to the store's scheduler and alias."""
-        task._scheduler = self.scheduler
-        task.store_alias = self.alias or "default"
-        task._submitted = True
+        """Hand a task that came out of this store to the scheduler, which binds it
+        (:meth:`asyncz.abc.SchedulerHandle.bind_task`); without one, set its alias."""
+        alias = self.alias or "default"
+        if self.scheduler is not None:
+            return self.scheduler.bind_task(task, alias)
+        task.store_alias = alias
         return task
-
-    @abc.abstractmethod
-    async def lookup_task(self, task_id: str) -> Task | None:
-        """The task with this id, or ``None``."""
-
-    @abc.abstractmethod
-    async def get_due_tasks(self, now: datetime, limit: int | None = None) -> list[Task]:
-        """Tasks due at ``now`` (next run time ``<= now``), earliest first, at most ``limit``."""
-
-    @abc.abstractmethod
-    async def get_next_run_time(self) -> datetime | None:
-        """The earliest next run time of any non-paused task."""
-
-    @abc.abstractmethod
-    async def get_all_tasks(self) -> list[Task]:
-        """Every task, earliest next run time first, paused tasks last."""
-
-    @abc.abstractmethod
-    async def add_task(self, task: Task) -> None:
-        """Store a new task; :class:`ConflictingIdError` if its id exists."""
 
     def add_task_sync(self, task: Task) -> bool:
         """Store a new task from synchronous code, on the calling thread; ``False`` if the
@@ -350,18 +333,6 @@ class BaseStore(abc.ABC):
         call from any thread, and raise :class:`ConflictingIdError` when the id exists.
         """
         return False
-
-    @abc.abstractmethod
-    async def update_task(self, task: Task) -> None:
-        """Replace a stored task; :class:`TaskLookupError` if its id does not exist."""
-
-    @abc.abstractmethod
-    async def delete_task(self, task_id: str) -> None:
-        """Remove a task; :class:`TaskLookupError` if its id does not exist."""
-
-    @abc.abstractmethod
-    async def remove_all_tasks(self) -> None:
-        """Remove every task."""
 
     async def get_unrestorable(self) -> dict[str, str]:
         """Ids of stored tasks that cannot be restored, with the reason (kept, not deleted)."""
@@ -455,14 +426,14 @@ class PersistentStore(BaseStore):
             reason,
         )
         if self.scheduler is not None:
-            self.scheduler._restore_failed(task_id, self.alias, reason)
+            self.scheduler.report_unrestorable(task_id, self.alias, reason)
 
     def report_wiped(self, detail: str) -> None:
         """Report that the backend lost the store's data (call once per loss): an error log
         line and ``STORE_WIPED``; :meth:`status` should say so from then on."""
         self.logger.error("Store %r lost its data: %s", self.alias, detail)
         if self.scheduler is not None:
-            self.scheduler._store_wiped(self.alias, detail)
+            self.scheduler.report_wiped(self.alias, detail)
 
 
 def _kind(store: BaseStore) -> str:

@@ -44,7 +44,7 @@ from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreEr
 from asyncz.stores.base import PersistentStore
 
 if TYPE_CHECKING:
-    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.abc import SchedulerHandle
     from asyncz.tasks import Task
 
 __all__ = ["FileStore"]
@@ -121,7 +121,7 @@ class FileStore(PersistentStore):
     # =====================================================================================
     # lifecycle
     # =====================================================================================
-    async def start(self, scheduler: BaseScheduler, alias: str) -> None:
+    async def start(self, scheduler: SchedulerHandle, alias: str) -> None:
         await super().start(scheduler, alias)
         with self._thread_lock:
             self._open()

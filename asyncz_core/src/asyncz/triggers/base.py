@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 
+from asyncz.abc import Trigger
 from asyncz.exceptions import AsynczError, closest
 from asyncz.timeutil import timezone_name, to_timezone
 
@@ -50,8 +51,8 @@ def check_options(owner: str, unknown: Mapping[str, Any], valid: Iterable[str]) 
         raise UnknownOptionError(owner, key, valid)
 
 
-class BaseTrigger(abc.ABC):
-    """Decides when a task runs next.
+class BaseTrigger(Trigger):
+    """Decides when a task runs next (the interface: :class:`asyncz.abc.Trigger`).
 
     Subclasses implement :meth:`get_next_trigger_time`; that and an ``__init__`` are all a
     trigger needs. Its state (what a persistent store keeps) is by default its public

@@ -38,7 +38,7 @@ from asyncz_sqlalchemy._sync import (
 from asyncz_sqlalchemy.schema import FORMAT_VERSION, REQUIRED_COLUMNS, build_table
 
 if TYPE_CHECKING:
-    from asyncz.schedulers.base import BaseScheduler
+    from asyncz.abc import SchedulerHandle
     from asyncz.tasks import Task
 
 __all__ = ["SQLAlchemyStore", "async_url"]
@@ -239,7 +239,7 @@ class SQLAlchemyStore(PersistentStore):
         return self.engine.execution_options(**{_WRITE: True}).begin()
 
     # -- lifecycle -------------------------------------------------------------------------
-    async def start(self, scheduler: BaseScheduler, alias: str) -> None:
+    async def start(self, scheduler: SchedulerHandle, alias: str) -> None:
         await super().start(scheduler, alias)
         await self._prepare_table()
         self._started = True
