@@ -32,6 +32,7 @@ from asyncz.exceptions import (
 )
 from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
 from asyncz.settings import AsynczSettings, TaskDeclaration, load_settings
+from asyncz.tasks.options import DECLARABLE, DEFAULTABLE
 from asyncz.tasks.task import Task, UnknownTaskOptionError, _make_trigger
 from asyncz.triggers import UnknownOptionError
 from asyncz.triggers._cronfields import CronExpressionError
@@ -161,16 +162,14 @@ def _plan_one(scheduler: NativeAsyncIOScheduler, task_id: str, decl: TaskDeclara
         )
     if errors:
         raise ConfigurationError(errors)
+    # The options the table lets a TOML task set; those task_defaults may set only when written
+    # (decl.task_options), and replace_existing is this command's own (_commit_one).
     options: dict[str, Any] = {
-        "args": list(decl.args),
-        "kwargs": dict(decl.kwargs),
-        "id": task_id,
-        "name": decl.name,
-        "executor": decl.executor,
-        "store": decl.store,
-        "tags": [DECLARED_TAG],
-        **decl.task_options(),
+        name: getattr(decl, name)
+        for name in DECLARABLE
+        if name not in DEFAULTABLE and name != "replace_existing"
     }
+    options.update(decl.task_options(), id=task_id, tags=[DECLARED_TAG])
     try:
         task = scheduler._build_task(fn, built, options, {})
     except TypeError as exc:

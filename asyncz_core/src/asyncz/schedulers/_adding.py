@@ -21,6 +21,7 @@ from asyncz import events as ev
 from asyncz._util import UNSET, UnsetType
 from asyncz.exceptions import ConflictingIdError
 from asyncz.stores.base import call
+from asyncz.tasks.options import ADD_NAMES, DEFAULTABLE, fold_aliases, given
 from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import localize, utc
 
@@ -71,7 +72,7 @@ class AddingMixin:
                 raise ValueError(f"Task {task.id!r} was already submitted; a task is added once")
             if task.fn is None:
                 raise TypeError("A task without a callable can only be used as a decorator")
-            changes = _given(options)
+            changes = given(fold_aliases(dict(options)))
             changes.pop("replace_existing", None)
             if trigger is not None or trigger_args:
                 from asyncz.triggers import create_trigger
@@ -82,11 +83,12 @@ class AddingMixin:
             if options.get("replace_existing"):
                 task.replace_existing = True
         else:
+            # The Task reads each option as the table says (None: not given, aliases).
             task = Task(
                 fn_or_task,
                 trigger=trigger,
                 scheduler=self._as_scheduler(),
-                **_given(options),
+                **options,
                 **trigger_args,
             )
         task._scheduler = self._as_scheduler()
@@ -101,12 +103,9 @@ class AddingMixin:
             task.trigger = create_trigger(None)
         self._resolve_naive(task)
         defaults = self.task_defaults
-        if task.coalesce is UNSET:
-            task.coalesce = defaults["coalesce"]
-        if task.max_instances is UNSET:
-            task.max_instances = defaults["max_instances"]
-        if task.misfire_grace_time is UNSET:
-            task.misfire_grace_time = defaults["misfire_grace_time"]
+        for name in DEFAULTABLE:
+            if getattr(task, name) is UNSET:
+                setattr(task, name, defaults[name])
 
     def _resolve_naive(self, task: Task) -> None:
         """Read a naive ``next_run_time`` as wall time in the zone of the task's trigger: the
@@ -148,54 +147,43 @@ class AddingMixin:
         """
         if fn_or_task is None:
             fn_or_task = fn
-        if misfire_grace_time is UNSET:
-            misfire_grace_time = mistrigger_grace_time
-        if fn_or_task is not None and not isinstance(fn_or_task, Task):
-            # The common case, kept lean: the Task takes the options as they came.
-            task = Task(
-                fn_or_task,
-                trigger=trigger,
-                args=args,
-                kwargs=kwargs,
-                id=id,
-                name=name,
-                misfire_grace_time=misfire_grace_time,
-                coalesce=coalesce,
-                max_instances=max_instances,
-                next_run_time=next_run_time,
-                store=store,
-                executor=executor,
-                replace_existing=replace_existing,
-                scheduler=self._as_scheduler(),
-                tags=tags,
-                **trigger_args,
-            )
-            self._apply_defaults(task)
-            return self._add(task)
-        options: dict[str, Any] = {
-            "args": args,
-            "kwargs": kwargs,
-            "id": id,
-            "name": name,
-            "misfire_grace_time": misfire_grace_time,
-            "coalesce": coalesce,
-            "max_instances": max_instances,
-            "next_run_time": next_run_time,
-            "store": store,
-            "executor": executor,
-            "replace_existing": replace_existing,
-            "tags": tags,
-        }
-        if fn_or_task is None:
-            # Decorator mode: a task without a callable; calling it schedules the function.
-            return Task(
-                None,
-                trigger=trigger,
-                scheduler=self._as_scheduler(),
-                **_given(options),
-                **trigger_args,
-            )
-        return self._add(self._build_task(fn_or_task, trigger, options, trigger_args))
+        if fn_or_task is None or isinstance(fn_or_task, Task):
+            # Decorator mode, or a task built beforehand: the options as the table names them.
+            values = locals()
+            options = {name: values[name] for name in ADD_NAMES}
+            if fn_or_task is None:
+                # A task without a callable; calling it schedules the function.
+                return Task(
+                    None,
+                    trigger=trigger,
+                    scheduler=self._as_scheduler(),
+                    **given(fold_aliases(options)),
+                    **trigger_args,
+                )
+            return self._add(self._build_task(fn_or_task, trigger, options, trigger_args))
+        # The common case: what _build_task does for a callable, without building a mapping of
+        # the options first (the Task reads each as the table says).
+        task = Task(
+            fn_or_task,
+            trigger=trigger,
+            args=args,
+            kwargs=kwargs,
+            id=id,
+            name=name,
+            mistrigger_grace_time=mistrigger_grace_time,
+            coalesce=coalesce,
+            max_instances=max_instances,
+            next_run_time=next_run_time,
+            store=store,
+            executor=executor,
+            replace_existing=replace_existing,
+            misfire_grace_time=misfire_grace_time,
+            tags=tags,
+            scheduler=self._as_scheduler(),
+            **trigger_args,
+        )
+        self._apply_defaults(task)
+        return self._add(task)
 
     def _add(self, task: Task) -> Task:
         """Keep a built task pending, or commit it to its store (synchronously)."""
@@ -204,16 +192,14 @@ class AddingMixin:
                 self._add_pending(task)
                 return task
         store = self.lookup_store(task.store_alias)
-        if task.executor not in self._executors or self._executors[task.executor].checks_tasks:
-            self._check_executor(task)
-        if not task.replace_existing:
-            self._prepare_commit(task, datetime.now(utc))
-            # The store's synchronous path (the memory store's dict insert, a network store's
-            # synchronous client) spares the coroutine and any thread hop.
-            if store.add_task_sync(task):
-                self._committed([task], task.store_alias)
-                return task
-        return self._sync(self._add_running(task), store)
+        self._ready(task)
+        # The store's synchronous path (the memory store's dict insert, a network store's
+        # synchronous client) spares the coroutine and any thread hop.
+        if not task.replace_existing and store.add_task_sync(task):
+            self._committed([task], task.store_alias)
+        else:
+            self._sync(self._commit_many([task], task.store_alias), store)
+        return task
 
     async def add_task_async(self, *args: Any, **kwargs: Any) -> Task:
         """Awaitable :meth:`add_task` (for network stores, without blocking the loop)."""
@@ -223,24 +209,7 @@ class AddingMixin:
         if fn_or_task is None:
             raise TypeError("add_task_async() needs a callable or a Task")
         trigger = args[1] if len(args) > 1 else kwargs.pop("trigger", None)
-        names = (
-            "args",
-            "kwargs",
-            "id",
-            "name",
-            "mistrigger_grace_time",
-            "coalesce",
-            "max_instances",
-            "next_run_time",
-            "store",
-            "executor",
-            "replace_existing",
-            "misfire_grace_time",
-            "tags",
-        )
-        options = {k: kwargs.pop(k) for k in names if k in kwargs}
-        if "mistrigger_grace_time" in options:
-            options.setdefault("misfire_grace_time", options.pop("mistrigger_grace_time"))
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in ADD_NAMES}
         return await self._add_built(self._build_task(fn_or_task, trigger, options, kwargs))
 
     async def _add_built(self, task: Task) -> Task:
@@ -268,9 +237,16 @@ class AddingMixin:
                 trigger.get_next_trigger_time(self.trigger_timezone, None, now) if trigger else None
             )
 
-    async def _add_running(self, task: Task) -> Task:
-        self._check_executor(task)
+    def _ready(self, task: Task) -> None:
+        """Before a task goes into its store: its executor checks it, and its first run time
+        comes from its trigger (unless given)."""
+        executor = self._executors.get(task.executor)
+        if executor is None or executor.checks_tasks:
+            self._check_executor(task)
         self._prepare_commit(task, datetime.now(utc))
+
+    async def _add_running(self, task: Task) -> Task:
+        self._ready(task)
         await self._commit_many([task], task.store_alias)
         return task
 
@@ -302,16 +278,3 @@ class AddingMixin:
         if len(tasks) == 1 and self.logger.isEnabledFor(logging.INFO):
             self.logger.info("Added task %s to store %r", task_label(tasks[0]), alias)
         self._wake_if_sooner(soonest)
-
-
-_NONE_MEANS_SOMETHING = frozenset({"next_run_time", "misfire_grace_time"})
-
-
-def _given(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options the caller gave: ``None`` means "not given" except where it is a value
-    (``next_run_time=None`` pauses, ``misfire_grace_time=None`` lifts the limit)."""
-    return {
-        k: v
-        for k, v in options.items()
-        if v is not UNSET and (v is not None or k in _NONE_MEANS_SOMETHING)
-    }

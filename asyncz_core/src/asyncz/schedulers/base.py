@@ -171,11 +171,9 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         #: The zone triggers without their own zone use (``task_defaults.timezone``).
         self.trigger_timezone: tzinfo = settings.task_defaults.timezone or settings.timezone
         defaults = settings.task_defaults
-        self.task_defaults: dict[str, Any] = {
-            "coalesce": defaults.coalesce,
-            "max_instances": defaults.max_instances,
-            "misfire_grace_time": defaults.misfire_grace_time,
-        }
+        from asyncz.tasks.options import DEFAULTABLE
+
+        self.task_defaults: dict[str, Any] = {name: getattr(defaults, name) for name in DEFAULTABLE}
         loggers_class: Any = settings.loggers_class or ClassicLogging
         if isinstance(loggers_class, str):
             loggers_class = import_ref(loggers_class)

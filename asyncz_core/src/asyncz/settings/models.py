@@ -160,15 +160,19 @@ LoggersClass = Annotated[type | None, PlainValidator(_validate_loggers_class)]
 
 
 def _rename_mistrigger(data: Any) -> Any:
-    """Accept Asyncz's spelling ``mistrigger_grace_time`` for ``misfire_grace_time``."""
-    if isinstance(data, Mapping) and "mistrigger_grace_time" in data:
+    """Accept the aliases of task options (Asyncz's spelling ``mistrigger_grace_time`` for
+    ``misfire_grace_time``: :data:`asyncz.tasks.options.ALIASES`)."""
+    from asyncz.tasks.options import ALIASES
+
+    if isinstance(data, Mapping) and any(alias in data for alias in ALIASES):
         data = dict(data)
-        value = data.pop("mistrigger_grace_time")
-        if "misfire_grace_time" in data and data["misfire_grace_time"] != value:
-            raise ValueError(
-                "misfire_grace_time and mistrigger_grace_time are the same setting; give one"
-            )
-        data["misfire_grace_time"] = value
+        for alias, name in ALIASES.items():
+            if alias not in data:
+                continue
+            value = data.pop(alias)
+            if name in data and data[name] != value:
+                raise ValueError(f"{name} and {alias} are the same setting; give one")
+            data[name] = value
     return data
 
 
@@ -234,8 +238,9 @@ class TaskDeclaration(BaseModel):
 
     def task_options(self) -> dict[str, Any]:
         """The per-task options set explicitly (``misfire_grace_time=None`` included)."""
-        names = ("coalesce", "max_instances", "misfire_grace_time")
-        return {n: getattr(self, n) for n in names if n in self.model_fields_set}
+        from asyncz.tasks.options import DEFAULTABLE
+
+        return {n: getattr(self, n) for n in DEFAULTABLE if n in self.model_fields_set}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""The task: what to call, with what, when (its trigger), where (executor and store)."""
+"""The task: what to call, with what, when (its trigger), where (executor and store).
+
+Data path: options (validated by the table in :mod:`asyncz.tasks.options`) -> a
+:class:`Task` -> added to a scheduler, kept in a store (``__getstate__`` for persistent
+ones), shown as a :class:`TaskInfo` snapshot.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from difflib import get_close_matches
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from asyncz._util import (
@@ -19,6 +23,20 @@ from asyncz._util import (
     ref_to_callable,
 )
 from asyncz.exceptions import closest
+from asyncz.tasks import options as _options
+from asyncz.tasks.options import (
+    NO_KWARGS,
+    NO_TAGS,
+    check_alias,
+    check_args,
+    check_coalesce,
+    check_grace_time,
+    check_kwargs,
+    check_max_instances,
+    check_next_run_time,
+    check_tags,
+    fold_aliases,
+)
 from asyncz.triggers import create_trigger
 from asyncz.triggers.base import BaseTrigger, UnknownOptionError
 
@@ -26,8 +44,6 @@ if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
 
 __all__ = ["STATE_VERSION", "ScheduleState", "Task", "TaskInfo", "TaskLabel", "task_label"]
-
-_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 #: Version of the dict produced by :meth:`Task.__getstate__` (stored by persistent stores).
 STATE_VERSION = 1
@@ -123,25 +139,6 @@ def task_label(task: Task) -> TaskLabel:
     return TaskLabel(task.id, task.name)
 
 
-_OPTION_NAMES = (
-    "fn",
-    "id",
-    "name",
-    "args",
-    "kwargs",
-    "trigger",
-    "executor",
-    "store",
-    "next_run_time",
-    "coalesce",
-    "max_instances",
-    "misfire_grace_time",
-    "mistrigger_grace_time",
-    "replace_existing",
-    "tags",
-)
-
-
 class Task:
     """A unit of scheduled work.
 
@@ -208,31 +205,28 @@ class Task:
         self.fn_reference = None
         self.id = str(id) if id is not None else new_task_id()
         self.name = name
-        self.args: tuple[Any, ...] = tuple(args) if args is not None else ()
+        # Each option through its check in the table (asyncz.tasks.options); written out
+        # rather than looped over, as this is the hot path of add_task.
+        self.args: tuple[Any, ...] = check_args(args) if args else ()
         # Most tasks take no keyword arguments: they share one read-only empty mapping.
-        self.kwargs: Mapping[str, Any] = dict(kwargs) if kwargs else _NO_KWARGS
-        self.executor = executor or "default"
-        self.store_alias = store or "default"
+        self.kwargs: Mapping[str, Any] = check_kwargs(kwargs) if kwargs else NO_KWARGS
+        self.executor = check_alias(executor)
+        self.store_alias = check_alias(store)
         self.replace_existing = bool(replace_existing)
-        self.tags = _tags(tags) if tags else _NO_TAGS
-        if misfire_grace_time is UNSET:
-            misfire_grace_time = mistrigger_grace_time
-        self.next_run_time = UNSET
-        self.coalesce = UNSET
-        self.max_instances = UNSET
-        self.misfire_grace_time = UNSET
-        if (
-            coalesce is not UNSET
-            or max_instances is not UNSET
-            or misfire_grace_time is not UNSET
-            or next_run_time is not UNSET
-        ):
-            self._set_options(
-                coalesce=coalesce,
-                max_instances=max_instances,
-                misfire_grace_time=misfire_grace_time,
-                next_run_time=next_run_time,
-            )
+        self.tags = check_tags(tags) if tags else NO_TAGS
+        if mistrigger_grace_time is not UNSET:
+            misfire_grace_time = fold_aliases(
+                {
+                    "misfire_grace_time": misfire_grace_time,
+                    "mistrigger_grace_time": mistrigger_grace_time,
+                }
+            )["misfire_grace_time"]
+        self.next_run_time = UNSET if next_run_time is UNSET else check_next_run_time(next_run_time)
+        self.coalesce = UNSET if coalesce is UNSET else check_coalesce(coalesce)
+        self.max_instances = UNSET if max_instances is UNSET else check_max_instances(max_instances)
+        self.misfire_grace_time = (
+            UNSET if misfire_grace_time is UNSET else check_grace_time(misfire_grace_time)
+        )
         self.trigger = None
         if trigger is not None or trigger_args:
             self.trigger = _make_trigger(trigger, trigger_args)
@@ -273,70 +267,25 @@ class Task:
                 f"{self.name}{signature}: {exc}"
             ) from None
 
-    def _set_options(self, **options: Any) -> None:
-        if "coalesce" in options and options["coalesce"] is not UNSET:
-            value = options["coalesce"]
-            if not isinstance(value, bool):
-                raise TypeError(f"coalesce must be True or False, not {value!r}")
-            self.coalesce = value
-        if "max_instances" in options and options["max_instances"] is not UNSET:
-            value = options["max_instances"]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"max_instances must be a positive integer, not {value!r}")
-            self.max_instances = value
-        if "misfire_grace_time" in options and options["misfire_grace_time"] is not UNSET:
-            value = options["misfire_grace_time"]
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise ValueError(
-                        f"misfire_grace_time must be a number of seconds >= 0 or None, "
-                        f"not {value!r}"
-                    )
-                value = float(value)
-            self.misfire_grace_time = value
-        if "next_run_time" in options and options["next_run_time"] is not UNSET:
-            value = options["next_run_time"]
-            if value is not None and not isinstance(value, datetime):
-                raise TypeError(f"next_run_time must be a datetime or None, not {value!r}")
-            # A naive value stays naive until the scheduler reads it in its trigger zone (when
-            # the task is added or updated): BaseScheduler._resolve_naive.
-            if value is not None and value.tzinfo is not None:
-                from asyncz.timeutil import plain_datetime
-
-                value = plain_datetime(value)  # a pytz zone becomes its zoneinfo namesake
-            self.next_run_time = value
-
     def _modify(self, **changes: Any) -> None:
         """Apply validated changes (used by ``update`` and by the scheduler)."""
-        unknown = [k for k in changes if k not in _OPTION_NAMES]
+        unknown = [k for k in changes if k not in _options.BY_NAME and k not in _options.ALIASES]
         if unknown:
             key = unknown[0]
-            guess = closest(key, _OPTION_NAMES)
+            guess = closest(key, _options.NAMES)
             hint = f"; did you mean {guess!r}?" if guess else ""
             raise TypeError(f"Task has no option {key!r}{hint}")
         if "id" in changes and changes["id"] != self.id:
             raise ValueError("The id of a task cannot be changed")
-        if "mistrigger_grace_time" in changes:
-            changes.setdefault("misfire_grace_time", changes.pop("mistrigger_grace_time"))
+        fold_aliases(changes)
         if "fn" in changes:
             self._set_fn(changes["fn"])
-        if "name" in changes:
-            self.name = changes["name"]
-        if "args" in changes:
-            self.args = tuple(changes["args"] or ())
-        if "kwargs" in changes:
-            self.kwargs = dict(changes["kwargs"]) if changes["kwargs"] else _NO_KWARGS
-        if "executor" in changes:
-            self.executor = changes["executor"]
-        if "store" in changes:
-            self.store_alias = changes["store"]
-        if "replace_existing" in changes:
-            self.replace_existing = bool(changes["replace_existing"])
-        if "tags" in changes:
-            self.tags = _tags(changes["tags"]) if changes["tags"] else _NO_TAGS
         if "trigger" in changes:
             self.trigger = _make_trigger(changes["trigger"], {})
-        self._set_options(**changes)
+        for option in _options.CHECKED:
+            value = changes.get(option.name, UNSET)
+            if value is not UNSET:
+                setattr(self, option.attr, option.check(value) if option.check else value)
         if {"fn", "args", "kwargs"} & changes.keys():
             self._check_arguments()
 
@@ -365,7 +314,7 @@ class Task:
             if hasattr(self, slot):
                 object.__setattr__(clone, slot, getattr(self, slot))
         clone.args = tuple(self.args)
-        clone.kwargs = dict(self.kwargs) if self.kwargs else _NO_KWARGS
+        clone.kwargs = dict(self.kwargs) if self.kwargs else NO_KWARGS
         clone._submitted = False
         clone._scheduler = None
         if "id" not in changes:
@@ -559,7 +508,7 @@ class Task:
         self.fn_reference = state["fn"]
         self.fn = ref_to_callable(state["fn"])
         self.args = tuple(state["args"])
-        self.kwargs = dict(state["kwargs"]) if state["kwargs"] else _NO_KWARGS
+        self.kwargs = dict(state["kwargs"]) if state["kwargs"] else NO_KWARGS
         trigger = state["trigger"]
         self.trigger = trigger_from_data(trigger) if trigger is not None else None
         self.executor = state["executor"]
@@ -570,7 +519,7 @@ class Task:
         self.misfire_grace_time = state["misfire_grace_time"]
         self.next_run_time = state["next_run_time"]
         tags = state.get("tags")
-        self.tags = _tags(tags) if tags else _NO_TAGS
+        self.tags = check_tags(tags)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Task):
@@ -594,15 +543,6 @@ class Task:
         return f"{self.name} (trigger: {self.trigger}, {status})"
 
 
-_NO_TAGS: frozenset[str] = frozenset()
-
-
-def _tags(tags: Any) -> frozenset[str]:
-    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
-        raise TypeError(f"tags must be a collection of strings, not {tags!r}")
-    return frozenset(tags)
-
-
 class UnknownTaskOptionError(UnknownOptionError):
     """A keyword given with a task is neither a task option nor one of its trigger's, and is
     closest to a task option (``max_instance`` -> ``max_instances``)."""
@@ -621,7 +561,7 @@ class UnknownTaskOptionError(UnknownOptionError):
 
 #: The task options a misspelt keyword may have been meant to be (the trigger's own options
 #: compete with them: whichever is closer is suggested).
-_TASK_OPTIONS = tuple(n for n in _OPTION_NAMES if n not in ("fn", "trigger"))
+_TASK_OPTIONS = _options.SUGGESTABLE
 
 
 def _task_option_meant(key: str, trigger_options: Iterable[str]) -> str | None:
