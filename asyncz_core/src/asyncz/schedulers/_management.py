@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,13 +57,13 @@ class ManagementMixin:
         timezone: tzinfo
         trigger_timezone: tzinfo
         startup_delay: float
+        _dispatch: Callable[[ev.SchedulerEvent], None]
 
         @property
         def running(self) -> bool: ...
         def _sync(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T: ...
         def lookup_store(self, alias: str) -> BaseStore: ...
         def _check_executor(self, task: Task) -> None: ...
-        def _dispatch(self, event: ev.SchedulerEvent) -> None: ...
         def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None: ...
         def _resolve_naive(self, task: Task) -> None: ...
         def _submit(

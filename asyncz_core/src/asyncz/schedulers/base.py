@@ -118,7 +118,10 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         # Tasks added before start(), by id (insertion order is commit order).
         self._pending: dict[str, Task] = {}
         #: Listeners, the event mask and the hook cache; the run reporter of the executors.
-        self._dispatcher = Dispatcher(self)
+        self._dispatcher = dispatcher = Dispatcher(self)
+        # Asked on every add and run: the dispatcher's own bound methods, no extra call.
+        self._wants = dispatcher.wants
+        self._dispatch = dispatcher.dispatch
         self._portal: LoopThread | None = None
         self._loop_thread: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -405,13 +408,6 @@ class BaseScheduler(AddingMixin, ManagementMixin):
     def remove_listener(self, callback: Callable[[ev.SchedulerEvent], Any]) -> None:
         """Stop calling ``callback`` (every registration of a callable equal to it)."""
         self._dispatcher.remove_listener(callback)
-
-    def _wants(self, code: int) -> bool:
-        """Whether an event with ``code`` has an audience (so it is worth building)."""
-        return self._dispatcher.wants(code)
-
-    def _dispatch(self, event: ev.SchedulerEvent) -> None:
-        self._dispatcher.dispatch(event)
 
     def _call_hook(self, name: str, **kwargs: Any) -> None:
         self._dispatcher.call_hook(name, **kwargs)
