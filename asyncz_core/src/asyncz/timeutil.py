@@ -157,7 +157,7 @@ _SHORT_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:([ T])(\d{1,2})(:.*)?)?
 
 # Python 3.10's fromisoformat takes only 3 or 6 fraction digits and offsets with a colon.
 _FRACTION = re.compile(r"\.(\d+)")
-_OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
+_COLONLESS_OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
 
 
 def _padded(text: str) -> str:
@@ -168,7 +168,7 @@ def _padded(text: str) -> str:
     padded = f"{year}-{int(month):02d}-{int(day):02d}"
     if sep:
         rest = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), rest or "", 1)
-        rest = _OFFSET.sub(r"\1\2:\3", rest)
+        rest = _COLONLESS_OFFSET.sub(r"\1\2:\3", rest)
         padded += f"{sep}{int(hour):02d}{rest}"
     return padded
 
