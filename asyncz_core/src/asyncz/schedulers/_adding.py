@@ -3,7 +3,9 @@
 Data path: the caller's options -> :meth:`AddingMixin._build_task` (a :class:`Task`, defaults
 applied) -> pending (scheduler stopped, committed at start) or committed to its store
 (:meth:`AddingMixin._add_running` -> the store's ``add_task``) -> :meth:`AddingMixin._committed`
-(state, ``TASK_ADDED``, a wake-up when the new task is due before the planned one).
+(state, ``TASK_ADDED``, a wake-up when the new task is due before the planned one). Tasks
+added before ``start()`` are checked and committed, store by store, when it starts
+(:meth:`AddingMixin._commit_all_pending`).
 
 A mixin of :class:`~asyncz.schedulers.base.BaseScheduler`; its methods are typed with
 ``self``, the class they are mixed into.
@@ -19,7 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncz import events as ev
 from asyncz._util import UNSET, UnsetType
-from asyncz.exceptions import ConflictingIdError
+from asyncz.exceptions import ComponentLookupError, ConflictingIdError
+from asyncz.schedulers._processing import LOCK_WAIT, Processor
 from asyncz.stores.base import call
 from asyncz.tasks.options import ADD_NAMES, DEFAULTABLE, fold_aliases, given
 from asyncz.tasks.task import Task, task_label
@@ -48,6 +51,8 @@ class AddingMixin:
         trigger_timezone: tzinfo
         _dispatch: Callable[[ev.SchedulerEvent], None]
         _wants: Callable[[int], bool]
+        _stores: dict[str, BaseStore]
+        _processor: Processor
 
         @property
         def running(self) -> bool: ...
@@ -236,6 +241,82 @@ class AddingMixin:
             task.next_run_time = (
                 trigger.get_next_trigger_time(self.trigger_timezone, None, now) if trigger else None
             )
+
+    # -- tasks added before start() --------------------------------------------------------
+    def _check_pending(self) -> None:
+        """Before anything starts: every pending task names a store and an executor this
+        scheduler has, and that executor can run it."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for task in pending:
+            if task.store_alias not in self._stores:
+                raise ComponentLookupError(
+                    "store", task.store_alias, self._stores, task=task_label(task)
+                )
+            self._check_executor(task)
+
+    async def _commit_all_pending(self) -> None:
+        """At start, once stores and executors are started: commit the pending tasks, store
+        by store."""
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        by_store: dict[str, list[Task]] = {}
+        for task in pending:
+            by_store.setdefault(task.store_alias, []).append(task)
+        for alias, tasks in by_store.items():
+            # Under the store's inter-process lock, so that the first run times computed
+            # here cannot overwrite a run another process has just processed.
+            lock = self._processor.store_lock(alias)
+            if lock is not None:
+                lock.acquire(LOCK_WAIT)
+            try:
+                now = datetime.now(utc)
+                for task in tasks:
+                    self._prepare_commit(task, now)
+                await self._commit_pending(tasks, alias)
+            finally:
+                if lock is not None:
+                    lock.release()
+
+    async def _commit_pending(self, tasks: list[Task], alias: str) -> None:
+        """Commit the tasks added before start(). An id the store already holds (another
+        worker of the same application added it first) keeps the stored task, with a log
+        line, unless the pending task says ``replace_existing``."""
+        store = self.lookup_store(alias)
+        remaining = tasks
+        checked: set[str] = set()
+        while remaining:
+            try:
+                await self._commit_many(remaining, alias)
+                return
+            except ConflictingIdError as exc:
+                found = next((i for i, t in enumerate(remaining) if t.id == exc.task_id), None)
+                if found is None or remaining[found].replace_existing:
+                    raise
+                index: int = found
+            kept = remaining[index]
+            # Tasks before the conflict may or may not have been written (a store's bulk add
+            # need not be atomic): writing them again with replace is the same either way.
+            head = remaining[:index]
+            if head:
+                await call(store, store.add_tasks(head, True))
+                self._committed(head, alias)
+            if kept.id not in checked:
+                checked.add(kept.id)
+                if await call(store, store.lookup_task(kept.id)) is None:
+                    # Not there after all (a store that names the first id of a batch that
+                    # lost a race to another worker): try it again, once.
+                    remaining = remaining[index:]
+                    continue
+            kept._submitted = True
+            kept.store_alias = alias
+            self.logger.info(
+                "Task %r is already in store %r: the stored task was kept (add it with "
+                "replace_existing=True to replace it)",
+                kept.id,
+                alias,
+            )
+            remaining = remaining[index + 1 :]
 
     def _ready(self, task: Task) -> None:
         """Before a task goes into its store: its executor checks it, and its first run time

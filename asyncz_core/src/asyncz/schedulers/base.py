@@ -33,7 +33,6 @@ from asyncz import events as ev
 from asyncz._util import UNSET, UnsetType
 from asyncz.exceptions import (
     ComponentLookupError,
-    ConflictingIdError,
     SchedulerAlreadyRunningError,
     SchedulerNotRunningError,
     StoreUnavailableError,
@@ -42,7 +41,7 @@ from asyncz.executors.base import BaseExecutor
 from asyncz.schedulers._adding import AddingMixin
 from asyncz.schedulers._dispatch import Dispatcher
 from asyncz.schedulers._management import ManagementMixin
-from asyncz.schedulers._processing import LOCK_WAIT, Processor
+from asyncz.schedulers._processing import Processor
 from asyncz.stores.base import (
     BaseStore,
     LoopThread,
@@ -447,6 +446,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         self._refresh_hooks()
         self._ensure_defaults()
         self._started_at = datetime.now(utc)
+        self._check_lock_path()
         self._check_pending()
         self._started_stores = []
         for alias, store in list(self._stores.items()):
@@ -458,38 +458,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
             self._announce("executor", alias, executor)
         for alias, store in list(self._stores.items()):
             self._announce("store", alias, store)
-        with self._lock:
-            pending, self._pending = list(self._pending.values()), {}
-        by_store: dict[str, list[Task]] = {}
-        for task in pending:
-            by_store.setdefault(task.store_alias, []).append(task)
-        for alias, tasks in by_store.items():
-            # Under the store's inter-process lock, so that the first run times computed
-            # here cannot overwrite a run another process has just processed.
-            lock = self._processor.store_lock(alias)
-            if lock is not None:
-                lock.acquire(LOCK_WAIT)
-            try:
-                now = datetime.now(utc)
-                for task in tasks:
-                    self._prepare_commit(task, now)
-                await self._commit_pending(tasks, alias)
-            finally:
-                if lock is not None:
-                    lock.release()
-
-    def _check_pending(self) -> None:
-        """Before anything starts: every pending task names a store and an executor this
-        scheduler has, and that executor can run it."""
-        self._check_lock_path()
-        with self._lock:
-            pending = list(self._pending.values())
-        for task in pending:
-            if task.store_alias not in self._stores:
-                raise ComponentLookupError(
-                    "store", task.store_alias, self._stores, task=task_label(task)
-                )
-            self._check_executor(task)
+        await self._commit_all_pending()
 
     def _check_lock_path(self) -> None:
         """With ``lock_path``: create every shared store's lock file now, so that a path that
@@ -527,46 +496,6 @@ class BaseScheduler(AddingMixin, ManagementMixin):
             if not isinstance(exc, (OSError, *store.connection_errors)):
                 raise
             raise unavailable(store, exc) from exc
-
-    async def _commit_pending(self, tasks: list[Task], alias: str) -> None:
-        """Commit the tasks added before start(). An id the store already holds (another
-        worker of the same application added it first) keeps the stored task, with a log
-        line, unless the pending task says ``replace_existing``."""
-        store = self.lookup_store(alias)
-        remaining = tasks
-        checked: set[str] = set()
-        while remaining:
-            try:
-                await self._commit_many(remaining, alias)
-                return
-            except ConflictingIdError as exc:
-                found = next((i for i, t in enumerate(remaining) if t.id == exc.task_id), None)
-                if found is None or remaining[found].replace_existing:
-                    raise
-                index: int = found
-            kept = remaining[index]
-            # Tasks before the conflict may or may not have been written (a store's bulk add
-            # need not be atomic): writing them again with replace is the same either way.
-            head = remaining[:index]
-            if head:
-                await call(store, store.add_tasks(head, True))
-                self._committed(head, alias)
-            if kept.id not in checked:
-                checked.add(kept.id)
-                if await call(store, store.lookup_task(kept.id)) is None:
-                    # Not there after all (a store that names the first id of a batch that
-                    # lost a race to another worker): try it again, once.
-                    remaining = remaining[index:]
-                    continue
-            kept._submitted = True
-            kept.store_alias = alias
-            self.logger.info(
-                "Task %r is already in store %r: the stored task was kept (add it with "
-                "replace_existing=True to replace it)",
-                kept.id,
-                alias,
-            )
-            remaining = remaining[index + 1 :]
 
     async def _stop_components(self, wait: bool) -> None:
         for executor in self._executors.values():
