@@ -1,4 +1,9 @@
-"""The store contract: where tasks live between runs.
+"""Stores: where tasks live between runs (the interface is :class:`asyncz.abc.Store`).
+
+Data path: the scheduler starts a store with ``start(scheduler, alias)``, then reaches it
+only through :func:`call`; tasks a store restores go back bound to the scheduler
+(``scheduler.bind_task``), unrestorable ones are reported with
+:meth:`PersistentStore.report_unrestorable`.
 
 A store is asynchronous. It either never suspends (``io_loop is None``: the in-memory store,
 whose methods complete in one step and may be driven without an event loop) or it does
@@ -17,22 +22,20 @@ scripts). :func:`call` bounds every call by ``call_timeout`` seconds
 A store written with plain synchronous methods (as custom stores for Asyncz are) works too:
 :meth:`BaseStore.__init_subclass__` wraps each synchronous method of the contract in a
 coroutine and gives the store a worker thread of its own as ``io_loop``, so the methods run
-there, one at a time, never on the scheduler's loop. ``get_due_tasks(now)`` without ``limit``
-is accepted (synchronous or not); the scheduler then takes at most ``limit`` of its result.
+there, one at a time, never on the scheduler's loop (:mod:`asyncz.stores._plain`).
+``get_due_tasks(now)`` without ``limit`` is accepted (synchronous or not); the scheduler then
+takes at most ``limit`` of its result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Coroutine, Generator, Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from asyncz.abc import Store
@@ -42,6 +45,14 @@ from asyncz.exceptions import (
     StoreUnavailableError,
     TaskLookupError,
     TaskRestoreError,
+)
+from asyncz.stores._plain import (
+    CONTRACT,
+    add_limit,
+    run_sync_method,
+    stopping_worker,
+    takes_limit,
+    worker_loop,
 )
 
 if TYPE_CHECKING:
@@ -86,136 +97,6 @@ def _coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
     return wait()
 
 
-#: The methods of the store contract, which a store may write as plain functions.
-_CONTRACT = (
-    "lookup_task",
-    "get_due_tasks",
-    "get_next_run_time",
-    "get_all_tasks",
-    "add_task",
-    "update_task",
-    "delete_task",
-    "remove_all_tasks",
-    "get_unrestorable",
-    "add_tasks",
-    "update_tasks",
-    "delete_tasks",
-    "start",
-    "shutdown",
-)
-_worker_lock = threading.Lock()
-#: Set while a plain store method runs: calls it makes to other plain methods stay plain.
-_in_plain_method: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "asyncz_in_plain_store_method", default=False
-)
-
-
-def _takes_limit(fn: Callable[..., Any]) -> bool:
-    try:
-        parameters = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return True
-    positional = [
-        p for p in parameters[1:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    return len(positional) >= 2 or any(
-        p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "limit" for p in parameters
-    )
-
-
-def _add_limit(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """``get_due_tasks(now)`` made to take ``limit`` (Asyncz's stores have none)."""
-
-    @functools.wraps(fn)
-    async def get_due_tasks(self: BaseStore, now: datetime, limit: int | None = None) -> Any:
-        due = list(await fn(self, now) or ())
-        return due if limit is None else due[:limit]
-
-    return get_due_tasks
-
-
-def _run_sync_method(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The method that replaces the plain method ``fn`` of a store.
-
-    Called by the scheduler it returns a coroutine, which :func:`call` runs on the store's
-    ``io_loop``: the worker thread. There, tasks ``fn`` returns are bound to the store
-    (Asyncz's stores leave that to the scheduler), and ``None`` from a method that returns a
-    list becomes ``[]``. Called from another plain method of the store (``self.lookup_task``
-    or ``super().add_task(...)`` inside ``add_task``) it is ``fn`` itself, plain.
-    """
-    no_limit = name == "get_due_tasks" and not _takes_limit(fn)
-    returns_list = name in ("get_due_tasks", "get_all_tasks")
-
-    async def run(self: BaseStore, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        limit = None
-        if no_limit:
-            limit = kwargs.pop("limit", args[1] if len(args) > 1 else None)
-            args = args[:1]
-        elif name == "start":
-            BaseStore.start(self, *args, **kwargs)  # scheduler and alias, whatever fn does
-        token = _in_plain_method.set(True)
-        try:
-            result = fn(self, *args, **kwargs)
-        finally:
-            _in_plain_method.reset(token)
-        if inspect.isawaitable(result):  # e.g. ``return super().shutdown()``
-            result = await result
-        if returns_list:
-            result = [self._bind(task) for task in result or ()]
-            if limit is not None:
-                del result[limit:]
-        elif name == "lookup_task" and result is not None:
-            result = self._bind(result)
-        elif name == "get_unrestorable":
-            result = dict(result or {})
-        return result
-
-    @functools.wraps(fn)
-    def method(self: BaseStore, *args: Any, **kwargs: Any) -> Any:
-        if _in_plain_method.get():
-            return fn(self, *args, **kwargs)
-        return run(self, args, kwargs)
-
-    method.__asyncz_sync__ = fn  # type: ignore[attr-defined]
-    return method
-
-
-def _worker_loop(self: BaseStore) -> asyncio.AbstractEventLoop:
-    """``io_loop`` of a store with synchronous methods: a thread of its own, started on
-    first use and stopped by ``shutdown()``."""
-    with _worker_lock:
-        worker: LoopThread | None = self.__dict__.get("_asyncz_worker")
-        if worker is None:
-            worker = LoopThread(f"asyncz-store-{self.alias or type(self).__name__}")
-            self.__dict__["_asyncz_worker"] = worker
-        return worker.start()
-
-
-def _stopping_worker(shutdown: Callable[..., Any]) -> Callable[..., Any]:
-    """``shutdown`` followed by stopping the store's worker thread."""
-
-    async def shutdown_then_stop(self: BaseStore) -> None:
-        try:
-            result = shutdown(self)
-            if inspect.isawaitable(result):
-                await result
-        finally:
-            with _worker_lock:
-                worker: LoopThread | None = self.__dict__.pop("_asyncz_worker", None)
-            if worker is not None:
-                # From the worker itself: its loop stops once this coroutine has returned.
-                worker.stop()
-
-    @functools.wraps(shutdown)
-    def stop_after(self: BaseStore) -> Any:
-        if _in_plain_method.get():  # ``super().shutdown()`` in a plain shutdown
-            return shutdown(self)
-        return shutdown_then_stop(self)
-
-    stop_after.__asyncz_stops_worker__ = True  # type: ignore[attr-defined]
-    return stop_after
-
-
 class BaseStore(Store):
     """Base class of every store; the interface, method by method, is
     :class:`asyncz.abc.Store`.
@@ -257,21 +138,21 @@ class BaseStore(Store):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         adapted = set(cls._sync_methods)
-        for name in _CONTRACT:
+        for name in CONTRACT:
             fn = cls.__dict__.get(name)
             if fn is None or not inspect.isfunction(fn):
                 continue
             if not inspect.iscoroutinefunction(fn):
-                setattr(cls, name, _run_sync_method(name, fn))
+                setattr(cls, name, run_sync_method(name, fn))
                 adapted.add(name)
-            elif name == "get_due_tasks" and not _takes_limit(fn):
-                setattr(cls, name, _add_limit(fn))
+            elif name == "get_due_tasks" and not takes_limit(fn):
+                setattr(cls, name, add_limit(fn))
         if adapted:
             cls._sync_methods = frozenset(adapted)
             if inspect.getattr_static(cls, "io_loop", None) is None:
-                cls.io_loop = property(_worker_loop)  # type: ignore[assignment]
+                cls.io_loop = property(worker_loop)  # type: ignore[assignment]
             if not getattr(cls.shutdown, "__asyncz_stops_worker__", False):
-                cls.shutdown = _stopping_worker(cls.shutdown)  # type: ignore[method-assign]
+                cls.shutdown = stopping_worker(cls.shutdown)  # type: ignore[method-assign]
 
     def __init__(self, **options: Any) -> None:
         if options:
