@@ -352,24 +352,21 @@ class Processor:
         ``misfire_grace_time``, report what was dropped, submit the rest."""
         grace = task.misfire_grace_time
         folded = len(run_times) - 1 if task.coalesce else 0
-        candidates = run_times[folded:] if folded else run_times
-        missed: list[datetime] = []
-        if isinstance(grace, float):
-            runnable = []
+        runnable = run_times[folded:] if folded else run_times
+        if isinstance(grace, float) and (now - runnable[0]).total_seconds() > grace:
+            # Run times ascend, so the late ones are the first ones (the common case, the
+            # first one on time, is settled by the one comparison above).
+            missed = [t for t in runnable if (now - t).total_seconds() > grace]
+            runnable = runnable[len(missed) :]
             scheduler = self._scheduler
-            for run_time in candidates:
-                if (now - run_time).total_seconds() <= grace:
-                    runnable.append(run_time)
-                    continue
-                missed.append(run_time)
-                if scheduler._wants(ev.TASK_MISSED):
+            if scheduler._wants(ev.TASK_MISSED):
+                for run_time in missed:
                     scheduler._dispatch(
                         ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
                     )
-        else:  # None: no limit
-            runnable = candidates
-        if missed or folded:
             self._report_dropped(task, store_alias, run_times, missed, folded, now)
+        elif folded:
+            self._report_dropped(task, store_alias, run_times, [], folded, now)
         if runnable:
             self.submit(task, store_alias, runnable, "scheduler", folded)
 
