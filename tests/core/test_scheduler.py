@@ -419,6 +419,37 @@ async def test_coalesce_folds_missed_runs_into_one() -> None:
         scheduler.shutdown()
 
 
+async def test_without_coalesce_the_late_runs_are_missed_and_the_recent_ones_submitted() -> None:
+    # Every 10 s since 105 s ago, 50 s of grace: 6 runs are late (105 ... 55 s), 5 on time
+    # (45 ... 5 s): one pass reports the six and submits the five together.
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    seen = collect(scheduler, ev.TASK_MISSED | ev.TASK_SUBMITTED | ev.TASK_RUNS_DROPPED)
+    past = datetime.now(UTC) - timedelta(seconds=105)
+    scheduler.add_task(
+        arecord,
+        IntervalTrigger(seconds=10, start_at=past),
+        id="n",
+        next_run_time=past,
+        coalesce=False,
+        misfire_grace_time=50,
+        max_instances=20,
+    )
+    scheduler.start()
+    try:
+        await wait_for(lambda: any(e.code == ev.TASK_SUBMITTED for e in seen))
+        missed = [e.scheduled_run_time for e in seen if e.code == ev.TASK_MISSED]
+        (submitted,) = [e for e in seen if e.code == ev.TASK_SUBMITTED]
+        (dropped,) = [e for e in seen if e.code == ev.TASK_RUNS_DROPPED]
+        expected = [past + timedelta(seconds=10 * i) for i in range(11)]
+        assert missed == expected[:6]
+        assert submitted.scheduled_run_times == expected[6:]
+        assert submitted.coalesced_run_count == 0
+        assert (dropped.missed, dropped.folded) == (6, 0)
+        assert (dropped.first, dropped.last) == (expected[0], expected[5])
+    finally:
+        scheduler.shutdown()
+
+
 async def test_a_run_later_than_its_grace_time_is_reported_missed() -> None:
     scheduler = AsyncIOScheduler(timezone=UTC)
     seen = collect(scheduler, ev.TASK_MISSED | ev.TASK_SUBMITTED)
