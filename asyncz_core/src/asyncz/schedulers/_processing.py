@@ -19,7 +19,8 @@ Data path, top to bottom in this file:
   the outage (``get_scheduler_info()["store_status"]``) until a pass reaches it again.
 
 The scheduler owns one :class:`Processor` (``scheduler._processor``) and reads its state
-(``next_wakeup``, ``outages``); events go out through the scheduler's dispatch.
+(``next_wakeup``, ``outages``); events go out through the scheduler's
+:class:`~asyncz.schedulers._dispatch.Dispatcher`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class Processor:
 
     def __init__(self, scheduler: BaseScheduler) -> None:
         self._scheduler = scheduler
+        # Who hears about runs: listeners and plugin hooks (schedulers/_dispatch.py).
+        self._events = scheduler._dispatcher
         #: When the loop plans its next pass (``None``: no run is due, or a pass is running).
         self.next_wakeup: datetime | None = None
         #: Store alias -> (since, reason) while passes find the store unreachable.
@@ -142,7 +145,7 @@ class Processor:
             if scheduler.state == _RUNNING:
                 try:
                     self.next_wakeup = None
-                    scheduler._refresh_hooks()
+                    self._events.refresh_hooks()
                     next_wakeup = await self.process()
                 except Exception as exc:
                     failures += 1
@@ -296,9 +299,9 @@ class Processor:
                 await call(store, store.update_tasks(updates))
             if finished:
                 await call(store, store.delete_tasks([t.id for t in finished]))
-                if scheduler._wants(ev.TASK_REMOVED):
+                if self._events.wants(ev.TASK_REMOVED):
                     for task in finished:
-                        scheduler._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
+                        self._events.dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
             if deferred:
                 submitted = datetime.now(utc)  # after the write-back round trips
                 for task, run_times in deferred:
@@ -358,10 +361,9 @@ class Processor:
             # first one on time, is settled by the one comparison above).
             missed = [t for t in runnable if (now - t).total_seconds() > grace]
             runnable = runnable[len(missed) :]
-            scheduler = self._scheduler
-            if scheduler._wants(ev.TASK_MISSED):
+            if self._events.wants(ev.TASK_MISSED):
                 for run_time in missed:
-                    scheduler._dispatch(
+                    self._events.dispatch(
                         ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
                     )
             self._report_dropped(task, store_alias, run_times, missed, folded, now)
@@ -395,8 +397,8 @@ class Processor:
         scheduler.logger.warning(
             "Task %s in store %r: %s", task_label(task), store_alias, " and ".join(parts)
         )
-        if scheduler._wants(ev.TASK_RUNS_DROPPED):
-            scheduler._dispatch(
+        if self._events.wants(ev.TASK_RUNS_DROPPED):
+            self._events.dispatch(
                 ev.TaskRunsDroppedEvent(
                     ev.TASK_RUNS_DROPPED,
                     task.id,
@@ -439,8 +441,8 @@ class Processor:
             return False
         else:
             code = ev.TASK_SUBMITTED
-        if scheduler._wants(code):
-            scheduler._dispatch(
+        if self._events.wants(code):
+            self._events.dispatch(
                 ev.TaskSubmissionEvent(code, task.id, store_alias, list(run_times), source, folded)
             )
         return code == ev.TASK_SUBMITTED
