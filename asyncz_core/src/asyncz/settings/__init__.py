@@ -3,7 +3,8 @@
 Data path, one module per step::
 
     TOML file, ASYNCZ_* env, global_config, keywords
-        -> sources.py   one layer per source: nested raw values, the origin of each, problems
+        -> sources.py   one layer per source (env and TOML read by pydantic-settings' own
+                        sources): nested raw values, the origin of each, problems
         -> merging.py   layers merged lowest first, validated by the model, pydantic errors
                         turned into one ConfigurationError naming each ``asyncz.`` key
         -> models.py    AsynczSettings / TaskDefaults / TaskDeclaration and their validators
@@ -15,7 +16,7 @@ Sources, lowest to highest precedence:
    directory (keys at the top level or under an ``[asyncz]`` table), else the ``[tool.asyncz]``
    table of ``pyproject.toml`` in the current directory;
 2. environment variables: ``ASYNCZ_TIMEZONE``, ``ASYNCZ_STORES__DEFAULT__TYPE=redis`` (``__``
-   nests, names are case-insensitive, a value starting with ``{`` or ``[`` is read as JSON);
+   nests, names are case-insensitive, JSON as pydantic-settings reads it);
 3. ``global_config``: dotted keys with a prefix (``"asyncz.task_defaults.coalesce": "false"``),
    flat (INI-style) or nested (YAML-style) values alike;
 4. keyword arguments, including already-built objects (``stores={"default": RedisStore()}``).
@@ -42,10 +43,11 @@ from asyncz.settings.sources import (
     CONFIG_ENV,
     ENV_PREFIX,
     RESERVED_ENV,
-    env_layer,
+    EnvSource,
+    TomlSource,
+    config_file_source,
     find_config_file,
     global_config_layer,
-    toml_layer,
 )
 
 __all__ = [
@@ -54,12 +56,13 @@ __all__ = [
     "ENV_PREFIX",
     "RESERVED_ENV",
     "AsynczSettings",
+    "EnvSource",
     "Origin",
     "TaskDeclaration",
     "TaskDefaults",
-    "env_layer",
+    "TomlSource",
+    "config_file_source",
     "find_config_file",
     "global_config_layer",
     "load_settings",
-    "toml_layer",
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_settings import InitSettingsSource, TomlConfigSettingsSource
 
 from asyncz.exceptions import ConfigurationError, closest
 from asyncz.settings.models import (
@@ -32,12 +33,12 @@ from asyncz.settings.models import (
     _validate_entry,
 )
 from asyncz.settings.sources import (
+    EnvSource,
     _Tree,
-    env_layer,
-    find_config_file,
     global_config_layer,
     keyword_layer,
-    toml_layer,
+    source_tree,
+    toml_tree,
 )
 
 __all__ = ["load_settings", "merge_sources"]
@@ -172,6 +173,7 @@ def _to_configuration_error(
 
 
 def merge_sources(
+    settings_cls: type[AsynczSettings] = AsynczSettings,
     global_config: Mapping[str, Any] | None = None,
     *,
     prefix: str = DEFAULT_PREFIX,
@@ -182,18 +184,30 @@ def merge_sources(
 ) -> tuple[dict[str, Any], dict[tuple[str, ...], Origin], Path | None]:
     """Read every source and merge the layers, lowest precedence first; nothing validated yet.
 
-    Returns the merged raw values, the origin of each, and the TOML file read (if any). The
-    one way the settings are read: :func:`load_settings` and ``AsynczSettings(...)`` both
-    come here. Problems found while reading raise one :class:`ConfigurationError`.
+    The sources are the ones ``settings_cls.settings_customise_sources`` returns, highest
+    first as in pydantic-settings (by default the keywords, pydantic-settings'
+    ``EnvSettingsSource`` and its TOML source); each is called once, and ``global_config``
+    goes just below the keywords. Returns the merged raw values, the origin of each, and the
+    TOML file read (if any). The one way the settings are read: :func:`load_settings` and
+    ``AsynczSettings(...)`` both come here. Problems raise one :class:`ConfigurationError`.
     """
-    environ = os.environ if environ is None else environ
-    path = find_config_file(config_file, environ=environ)
-    layers = [
-        toml_layer(path),
-        env_layer(environ),
-        global_config_layer(global_config, prefix)[0],
-        keyword_layer(keywords or {}, none_is_value=none_is_value),
-    ]
+    init = InitSettingsSource(settings_cls, dict(keywords or {}))
+    env = EnvSource(settings_cls, environ, config_file)
+    nothing = InitSettingsSource(settings_cls, {})
+    sources = settings_cls.settings_customise_sources(settings_cls, init, env, nothing, nothing)
+    layers: list[_Tree] = []
+    path: Path | None = None
+    for source in reversed(sources):
+        if source is init:
+            layers.append(global_config_layer(global_config, prefix)[0])
+            layers.append(keyword_layer(keywords or {}, none_is_value=none_is_value))
+        elif isinstance(source, EnvSource):
+            layers.append(source.layer())
+        elif isinstance(source, TomlConfigSettingsSource):
+            layers.append(toml_tree(source))
+            path = Path(str(source.toml_file_path))
+        elif source is not nothing:
+            layers.append(source_tree(source))
     merged: dict[str, Any] = {}
     origins: dict[tuple[str, ...], Origin] = {}
     errors: list[tuple[str, str]] = []
@@ -225,7 +239,12 @@ def load_settings(
     if not isinstance(prefix, str):
         raise ConfigurationError([("prefix", f"expected a string, got {prefix!r}")])
     merged, origins, path = merge_sources(
-        global_config, prefix=prefix, config_file=config_file, environ=environ, keywords=overrides
+        AsynczSettings,
+        global_config,
+        prefix=prefix,
+        config_file=config_file,
+        environ=environ,
+        keywords=overrides,
     )
     try:
         # model_validate, not AsynczSettings(**merged): __init__ would read the sources again.

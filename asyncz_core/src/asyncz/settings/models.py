@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from asyncz.timeutil import local_timezone, to_timezone
 
@@ -265,16 +266,25 @@ class Origin:
 _DEFAULT_ORIGIN = Origin("default")
 
 
-class AsynczSettings(BaseModel):
+class AsynczSettings(BaseSettings):
     """Everything a scheduler takes. Build it with :func:`~asyncz.settings.load_settings`.
 
-    Constructing it directly (``AsynczSettings(timezone="UTC")``) reads the TOML file and the
-    environment too, through the same readers as ``load_settings`` (keyword arguments over
-    the environment over the TOML file), and records origins the same way; a bad value is
-    reported as pydantic's ``ValidationError`` rather than a ``ConfigurationError``.
+    A pydantic-settings model: the environment (``ASYNCZ_`` prefix, ``__`` nesting) and the
+    TOML file are read by pydantic-settings' own sources, the ones
+    :meth:`settings_customise_sources` returns. ``load_settings`` and direct construction
+    (``AsynczSettings(timezone="UTC")``) read them the same way, once, and record where each
+    value came from; directly, a bad value is pydantic's ``ValidationError`` rather than a
+    ``ConfigurationError``.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="ASYNCZ_",
+        env_nested_delimiter="__",
+        pyproject_toml_table_header=("tool", "asyncz"),
+        extra="forbid",
+        arbitrary_types_allowed=True,
+        frozen=True,
+    )
 
     #: The scheduler's zone: an IANA name or a tzinfo; the local zone (tzlocal) by default.
     timezone: TimeZone = Field(default_factory=local_timezone)
@@ -317,14 +327,39 @@ class AsynczSettings(BaseModel):
     _config_file: Path | None = None
 
     def __init__(self, **data: Any) -> None:
-        # Direct construction only: load_settings validates with model_validate, which does
-        # not come here. A keyword given as None is a value here (it is "not given" there).
+        # Direct construction: the sources are read and merged (with origins) by the same
+        # code as load_settings, then validated once. BaseModel.__init__, not BaseSettings':
+        # that would call the sources a second time and merge without origins. A keyword
+        # given as None is a value here (it is "not given" to load_settings).
         from asyncz.settings.merging import merge_sources
 
-        merged, origins, path = merge_sources(keywords=data, none_is_value=True)
-        super().__init__(**merged)
+        merged, origins, path = merge_sources(type(self), keywords=data, none_is_value=True)
+        BaseModel.__init__(self, **merged)
         self._origins = origins
         self._config_file = path
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keywords over the environment over the TOML file; no dotenv, no secrets dir.
+
+        The TOML source is pydantic-settings' ``TomlConfigSettingsSource`` for the file found
+        by :func:`~asyncz.settings.find_config_file`, or its
+        ``PyprojectTomlConfigSettingsSource`` for ``[tool.asyncz]``. A subclass may return
+        other sources; ``global_config`` always goes just below ``init_settings``.
+        """
+        from asyncz.settings.sources import config_file_source
+
+        toml = config_file_source(settings_cls, env_settings)
+        if toml is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, toml)
 
     @field_validator("stores", "executors", "tasks", mode="before")
     @classmethod

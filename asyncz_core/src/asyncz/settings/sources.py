@@ -1,15 +1,18 @@
-"""The source readers: a TOML file, ``ASYNCZ_*`` environment variables, ``global_config`` keys.
+"""The sources: pydantic-settings' own for TOML and ``ASYNCZ_*``, asyncz's for ``global_config``.
 
-Data path: each reader turns one source into a *layer* (:class:`Layer`): a nested dict of raw
-values shaped like :class:`~asyncz.settings.models.AsynczSettings`, the :class:`Origin` of every
-value in it, and the problems found while reading, each under the key the user wrote.
-:mod:`.merging` merges the layers, lowest precedence first, and validates the result.
+Data path: each source becomes a *layer* (:class:`_Tree`): a nested dict of raw values shaped
+like :class:`~asyncz.settings.models.AsynczSettings`, the :class:`Origin` of every value in it,
+and the problems found while reading, each under the key the user wrote. :mod:`.merging` asks
+``AsynczSettings.settings_customise_sources`` for the sources, calls each once, merges the
+layers, lowest precedence first, and validates the result.
 
-- :func:`find_config_file` / :func:`toml_layer`: ``config_file=``, else ``$ASYNCZ_CONFIG``, else
-  ``./asyncz.toml`` (keys at the top level or under ``[asyncz]``), else ``[tool.asyncz]`` of
-  ``./pyproject.toml``;
-- :func:`env_layer`: ``ASYNCZ_TIMEZONE``, ``ASYNCZ_STORES__DEFAULT__TYPE=redis`` (``__`` nests,
-  names are case-insensitive, a value starting with ``{`` or ``[`` is read as JSON);
+- :class:`EnvSource`: pydantic-settings' ``EnvSettingsSource`` (``ASYNCZ_`` prefix, ``__``
+  nesting, any case, JSON for complex values) over a given ``environ``; adds the variable
+  each value came from;
+- :func:`find_config_file` / :func:`config_file_source`: ``config_file=``, else
+  ``$ASYNCZ_CONFIG``, else ``./asyncz.toml`` (:class:`TomlSource`, pydantic-settings'
+  ``TomlConfigSettingsSource``: top level or ``[asyncz]``), else ``[tool.asyncz]`` of
+  ``./pyproject.toml`` (``PyprojectTomlConfigSettingsSource``);
 - :func:`global_config_layer`: dotted keys with a prefix, flat (INI-style) or nested
   (YAML-style) values alike;
 - :func:`keyword_layer`: keyword arguments by setting name, objects kept as they are.
@@ -17,7 +20,6 @@ value in it, and the problems found while reading, each under the key the user w
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping
@@ -25,6 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from asyncz.exceptions import ConfigurationError
 from asyncz.settings.models import DEFAULT_PREFIX, AsynczSettings, Origin, TaskDefaults
@@ -38,11 +48,14 @@ __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
     "RESERVED_ENV",
-    "env_layer",
+    "EnvSource",
+    "TomlSource",
+    "config_file_source",
     "find_config_file",
     "global_config_layer",
     "keyword_layer",
-    "toml_layer",
+    "source_tree",
+    "toml_tree",
 ]
 
 ENV_PREFIX = "ASYNCZ_"
@@ -161,29 +174,67 @@ def global_config_layer(config: Mapping[str, Any] | None, prefix: str) -> tuple[
     return tree, used
 
 
-def env_layer(environ: Mapping[str, str] | None = None) -> _Tree:
-    """Read ``ASYNCZ_*`` variables whose first part names a setting (others are ignored)."""
-    tree = _Tree()
-    environ = os.environ if environ is None else environ
-    for name in sorted(environ):
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper in RESERVED_ENV:
-            continue
-        parts = tuple(upper[len(ENV_PREFIX) :].lower().split("__"))
-        if parts[0] not in FIELDS:
-            continue
-        if any(not p for p in parts):
-            tree.errors.append((name, "empty key segment"))
-            continue
-        raw = environ[name]
-        value: Any = raw
-        if raw.lstrip().startswith(("{", "[")):
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                value = raw
-        tree.put_nested(parts, value, Origin("env", name), name, split=False)
-    return tree
+class EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading ``environ`` (``os.environ`` by default).
+
+    ``ASYNCZ_`` prefix, ``__`` nesting, case-insensitive names and JSON for complex values are
+    pydantic-settings' own (``AsynczSettings.model_config``). Added here: the variable each
+    value came from (:meth:`layer`), and a bad name or value reported under that name.
+    """
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        environ: Mapping[str, str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> None:
+        self.environ = os.environ if environ is None else environ
+        #: The TOML file the caller named (``config_file=``); see :func:`config_file_source`.
+        self.config_file = config_file
+        super().__init__(settings_cls, **options)  # env_prefix=..., as EnvSettingsSource
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self.case_sensitive:
+            return dict(self.environ)
+        return {name.lower(): value for name, value in self.environ.items()}
+
+    def layer(self) -> _Tree:
+        """Call the source; its values with the variable each came from, or its problems."""
+        tree = _Tree()
+        names: dict[str, tuple[str, ...]] = {}
+        fold = (lambda text: text) if self.case_sensitive else str.lower
+        prefix = fold(self.env_prefix)
+        for name in sorted(self.environ):
+            lowered = fold(name)
+            if lowered.startswith(prefix) and name.upper() not in RESERVED_ENV:
+                parts = tuple(lowered[self.env_prefix_len :].split(self.env_nested_delimiter))
+                if parts[0] in FIELDS:
+                    names[name] = parts
+        for name, parts in names.items():
+            if any(not p for p in parts):
+                tree.errors.append((name, "empty key segment"))
+        if tree.errors:
+            return tree
+        try:
+            tree.data = self()
+        except SettingsError as exc:
+            field = str(exc).split('"')[1] if '"' in str(exc) else ""
+            culprits = [n for n, p in names.items() if p[0] == field] or [field]
+            for name in culprits:
+                where = Origin("env", name)
+                tree.errors.append((f"{DEFAULT_PREFIX}{field}", f"not valid JSON [from {where}]"))
+            return tree
+        for name, parts in names.items():
+            origin = Origin("env", name)
+            tree.origins[parts] = origin
+            value: Any = tree.data
+            for part in parts:
+                value = value.get(part) if isinstance(value, Mapping) else None
+            if isinstance(value, Mapping):
+                for key in value:
+                    tree.origins[parts + (str(key),)] = origin  # noqa: RUF005
+        return tree
 
 
 def find_config_file(
@@ -194,8 +245,9 @@ def find_config_file(
 ) -> Path | None:
     """The TOML file to read: explicit, ``$ASYNCZ_CONFIG``, ``./asyncz.toml``, ``./pyproject.toml``.
 
-    ``pyproject.toml`` counts only when it has a ``[tool.asyncz]`` table. An explicit or
-    ``$ASYNCZ_CONFIG`` file that does not exist is a :class:`ConfigurationError`.
+    ``pyproject.toml`` is a candidate only; :func:`config_file_source` keeps it when it has
+    a ``[tool.asyncz]`` table. An explicit or ``$ASYNCZ_CONFIG`` file that does not exist is
+    a :class:`ConfigurationError`.
     """
     environ = os.environ if environ is None else environ
     explicit: str | os.PathLike[str] | None = config_file
@@ -208,48 +260,74 @@ def find_config_file(
             raise ConfigurationError([(label, f"configuration file {str(path)!r} does not exist")])
         return path
     base = Path.cwd() if cwd is None else Path(cwd)
-    candidate = base / "asyncz.toml"
-    if candidate.is_file():
-        return candidate
-    pyproject = base / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            doc = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
-            return None  # not ours to judge unless it has our table
-        if isinstance(doc.get("tool"), dict) and "asyncz" in doc["tool"]:
-            return pyproject
+    for candidate in (base / "asyncz.toml", base / "pyproject.toml"):
+        if candidate.is_file():
+            return candidate
     return None
 
 
-def toml_layer(path: Path | None) -> _Tree:
-    """Read the settings of a TOML file (``[tool.asyncz]`` for a ``pyproject.toml``)."""
-    tree = _Tree()
-    if path is None:
-        return tree
-    label = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        tree.errors.append((label, f"cannot read the configuration file: {exc}"))
-        return tree
-    except tomllib.TOMLDecodeError as exc:
-        tree.errors.append((label, f"not valid TOML: {exc}"))
-        return tree
-    data: Any
-    if path.name == "pyproject.toml":
-        data = doc.get("tool", {}).get("asyncz", {}) if isinstance(doc.get("tool"), dict) else {}
-    else:
-        data = dict(doc)
+class TomlSource(TomlConfigSettingsSource):
+    """pydantic-settings' TOML source for ``asyncz.toml``: top-level keys, an ``[asyncz]`` table."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
         nested = data.pop("asyncz", None)
         if isinstance(nested, dict):
             _deep_merge(data, nested)
         elif nested is not None:
-            tree.errors.append(("asyncz", f"expected an [asyncz] table in {label}"))
-    if not isinstance(data, dict):
+            raise ConfigurationError(
+                [("asyncz", f"expected an [asyncz] table in {self.toml_file_path}")]
+            )
+        return data
+
+
+def config_file_source(
+    settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource
+) -> TomlConfigSettingsSource | None:
+    """The TOML source: pydantic-settings' ``TomlConfigSettingsSource`` for the file found by
+    :func:`find_config_file` (``env`` gives the caller's ``config_file`` and environment), or
+    its ``PyprojectTomlConfigSettingsSource`` for the ``[tool.asyncz]`` table of
+    ``pyproject.toml``. ``None`` when there is no file. A file that cannot be read or parsed
+    is a :class:`ConfigurationError` naming it.
+    """
+    config_file = env.config_file if isinstance(env, EnvSource) else None
+    environ = env.environ if isinstance(env, EnvSource) else None
+    path = find_config_file(config_file, environ=environ)
+    if path is None:
+        return None
+    try:
+        if path.name == "pyproject.toml":
+            try:
+                pyproject = PyprojectTomlConfigSettingsSource(settings_cls, path)
+            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+                return None  # not ours to judge unless it has our table
+            return pyproject if pyproject.toml_data else None
+        return TomlSource(settings_cls, path)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError([(str(path), f"not valid TOML: {exc}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            [(str(path), f"cannot read the configuration file: {exc}")]
+        ) from None
+
+
+def toml_tree(source: TomlConfigSettingsSource) -> _Tree:
+    """Call a TOML source; every value comes from its file."""
+    tree = _Tree()
+    data = source()
+    label = str(source.toml_file_path)
+    if not isinstance(data, dict):  # pragma: no cover - tomllib always gives a table
         tree.errors.append((label, "expected a table of asyncz settings"))
         return tree
     tree.put_nested((), data, Origin("toml", label), DEFAULT_PREFIX.rstrip("."), split=False)
+    return tree
+
+
+def source_tree(source: PydanticBaseSettingsSource) -> _Tree:
+    """Call any other pydantic-settings source (a subclass's own); its class is the origin."""
+    tree = _Tree()
+    data = source()
+    tree.put_nested((), data, Origin("source", type(source).__name__), "asyncz", split=False)
     return tree
 
 
