@@ -263,3 +263,25 @@ def test_env_and_toml_are_read_by_pydantic_settings_sources(
     assert s.origin("timezone") == Origin("env", "MYAPP_TIMEZONE")
     assert s.origin("lock_path") == Origin("toml", str(other))
     assert s.config_file == other
+
+
+def test_each_source_is_read_once(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_settings, AsynczSettings() and a scheduler call the env and TOML sources once each."""
+    from asyncz.schedulers.asyncio import AsyncIOScheduler
+    from asyncz.settings import EnvSource, TomlSource
+
+    (isolated / "asyncz.toml").write_text('logger_name = "toml"\n', encoding="utf-8")
+    monkeypatch.setenv("ASYNCZ_LOCK_PATH", "env")
+    calls: list[str] = []
+    for cls in (EnvSource, TomlSource):
+
+        def counting(self: Any, _call: Any = cls.__call__, _name: str = cls.__name__) -> Any:
+            calls.append(_name)
+            return _call(self)
+
+        monkeypatch.setattr(cls, "__call__", counting)
+    for build in (load_settings, AsynczSettings, lambda: AsyncIOScheduler().settings):
+        calls.clear()
+        s = build()
+        assert (s.logger_name, s.lock_path) == ("toml", "env")
+        assert sorted(calls) == ["EnvSource", "TomlSource"]

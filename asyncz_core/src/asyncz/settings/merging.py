@@ -247,14 +247,11 @@ def load_settings(
         keywords=overrides,
     )
     try:
-        # model_validate, not AsynczSettings(**merged): __init__ would read the sources again.
-        settings = AsynczSettings.model_validate(merged)
+        settings = AsynczSettings._validated(merged, origins, path)
     except ValidationError as exc:
         raise _to_configuration_error(exc, origins, prefix) from None
     except ConfigurationError:
         raise
     except (TypeError, ValueError, RecursionError) as exc:
         raise ConfigurationError([("asyncz", f"{type(exc).__name__}: {exc}")]) from None
-    settings._origins = origins
-    settings._config_file = path
     return settings

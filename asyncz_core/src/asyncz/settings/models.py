@@ -334,6 +334,21 @@ class AsynczSettings(BaseSettings):
         from asyncz.settings.merging import merge_sources
 
         merged, origins, path = merge_sources(type(self), keywords=data, none_is_value=True)
+        self._fill(merged, origins, path)
+
+    @classmethod
+    def _validated(
+        cls, merged: dict[str, Any], origins: dict[tuple[str, ...], Origin], path: Path | None
+    ) -> AsynczSettings:
+        """A model from merged values, validated once (``model_validate`` would call
+        ``__init__``, which reads the sources again: BaseSettings has a custom ``__init__``)."""
+        settings = cls.__new__(cls)
+        settings._fill(merged, origins, path)
+        return settings
+
+    def _fill(
+        self, merged: dict[str, Any], origins: dict[tuple[str, ...], Origin], path: Path | None
+    ) -> None:
         BaseModel.__init__(self, **merged)
         self._origins = origins
         self._config_file = path
