@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncz import events as ev
 from asyncz.exceptions import MaxInstancesReachedError, StoreUnavailableError
+from asyncz.schedulers._state import SchedulerState
 from asyncz.stores.base import BaseStore, PersistentStore, call, unavailable
 from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
@@ -55,10 +56,9 @@ LOCK_POLL_INTERVAL = 1.0
 #: ... and how long starting and stopping wait for a store's lock before giving up.
 LOCK_WAIT = 10.0
 
-# STATE_STOPPED / STATE_RUNNING of schedulers.base.SchedulerState (an IntEnum), compared
-# without importing the scheduler module.
-_STOPPED = 0
-_RUNNING = 1
+# Module-level names for the states the loop compares with on every pass.
+_STOPPED = SchedulerState.STATE_STOPPED
+_RUNNING = SchedulerState.STATE_RUNNING
 
 
 class Processor:

@@ -22,8 +22,6 @@ any thread without deadlock.
 from __future__ import annotations
 
 import asyncio
-import enum
-import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, tzinfo
@@ -42,6 +40,7 @@ from asyncz.schedulers._adding import AddingMixin
 from asyncz.schedulers._dispatch import Dispatcher
 from asyncz.schedulers._management import ManagementMixin
 from asyncz.schedulers._processing import Processor
+from asyncz.schedulers._state import ClassicLogging, SchedulerState
 from asyncz.stores.base import (
     BaseStore,
     LoopThread,
@@ -61,25 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["BaseScheduler", "ClassicLogging", "SchedulerState"]
 
 T = TypeVar("T")
-
-
-class SchedulerState(enum.IntEnum):
-    STATE_STOPPED = 0
-    STATE_RUNNING = 1
-    STATE_PAUSED = 2
-
-
-class ClassicLogging(dict[str, logging.Logger]):
-    """A cache of loggers by name; ``__missing__`` creates one with :func:`logging.getLogger`.
-
-    Subclass it and override ``__missing__`` to change how loggers are made, then pass the
-    subclass (or its ``"module:Name"``) as ``loggers_class``.
-    """
-
-    def __missing__(self, name: str) -> logging.Logger:
-        logger = logging.getLogger(name)
-        self[name] = logger
-        return logger
 
 
 class BaseScheduler(AddingMixin, ManagementMixin):
