@@ -153,7 +153,7 @@ def bench_burst(url: str, count: int, tally: CommandTally) -> float:
             make_task(f"d{i}", due, trigger="date", run_at=due, misfire_grace_time=None)
             for i in range(count)
         ]
-        scheduler._sync(call(store, store.add_tasks(tasks)))
+        scheduler._block_on(call(store, store.add_tasks(tasks)))
         wait = (due - datetime.now(timezone.utc)).total_seconds()
         if wait > 0:
             time.sleep(wait)

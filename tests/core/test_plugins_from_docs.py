@@ -111,7 +111,7 @@ class ThreadPerRunExecutor(BaseExecutor):
                 else:
                     self.run_finished(task, run_time, return_value=value)
         finally:
-            self.release(task.id)
+            self.finish_instance(task.id)
 
 
 PLUGINS: Sequence[type] = (BytesStore, ThreadPerRunExecutor)
@@ -186,6 +186,18 @@ def test_the_new_executor_reports_every_run(hooks: HookRecorder) -> None:
             ("before", task_id),
             ("after", task_id),
         ]
+
+
+def test_an_executor_calling_the_earlier_instance_names_still_counts_runs() -> None:
+    """``claim``/``release`` were the names of ``start_instance``/``finish_instance``."""
+    executor = ThreadPerRunExecutor()
+    executor.claim("old", "old-style")
+    executor.start_instance("old")
+    assert executor.running_instances("old") == 2
+    executor.release("old")
+    assert executor.running_instances("old") == 1
+    executor.finish_instance("old")
+    assert executor.running() == []
 
 
 def test_the_new_store_runs_tasks_under_a_scheduler() -> None:

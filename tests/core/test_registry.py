@@ -187,7 +187,8 @@ def test_two_distributions_claiming_one_alias(make_dist: MakeDist, reg: Registry
         reg.resolve("trigger", "shared")
     assert "fake-one 1.0" in str(info.value)
     assert "fake-two 1.0" in str(info.value)
-    assert len(reg.claims("trigger")["shared"]) == 2
+    assert len(reg.providers("trigger")["shared"]) == 2
+    assert reg.claims("trigger") == reg.providers("trigger")  # the earlier name
 
 
 def test_wrong_base_class(make_dist: MakeDist, reg: Registry) -> None:

@@ -56,7 +56,7 @@ def describe_installed() -> list[dict[str, Any]]:
         return by_dist[key]
 
     for kind_name, kind in KINDS.items():
-        for alias, entries in sorted(registry.claims(kind_name).items()):
+        for alias, entries in sorted(registry.providers(kind_name).items()):
             for entry in entries:
                 row = dist_row(entry.distribution, entry.version)
                 row["aliases"].setdefault(kind.group, []).append(alias)

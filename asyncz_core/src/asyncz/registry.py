@@ -148,12 +148,12 @@ class Registry:
                 for kind_name, kind in KINDS.items():
                     for item in self._entry_points.group(kind.group):
                         ep = item.entry_point
-                        claims = found[kind_name].setdefault(ep.name, [])
+                        providers = found[kind_name].setdefault(ep.name, [])
                         # The same distribution can be visible twice on sys.path (an
                         # editable install beside a regular one): that is not a conflict.
-                        if any(c.distribution == item.distribution for c in claims):
+                        if any(c.distribution == item.distribution for c in providers):
                             continue
-                        claims.append(
+                        providers.append(
                             PluginEntry(
                                 kind=kind_name,
                                 alias=ep.name,
@@ -179,17 +179,20 @@ class Registry:
         """
         self._entry_points.invalidate()
 
-    def claims(self, kind: str) -> dict[str, list[PluginEntry]]:
-        """Every alias of ``kind`` with every entry claiming it (conflicts included)."""
+    def providers(self, kind: str) -> dict[str, list[PluginEntry]]:
+        """Every alias of ``kind`` with every entry providing it (conflicts included)."""
         _kind(kind)
         merged = {alias: list(entries) for alias, entries in self._scan()[kind].items()}
         for alias, entry in self._registered[kind].items():
             merged[alias] = [entry]
         return merged
 
+    #: The earlier name of :meth:`providers`.
+    claims = providers
+
     def aliases(self, kind: str) -> list[str]:
         """The sorted aliases of ``kind`` that can be resolved."""
-        return sorted(self.claims(kind))
+        return sorted(self.providers(kind))
 
     def entry(self, kind: str, alias: str) -> PluginEntry:
         """The single entry behind ``alias``; raises the errors :meth:`resolve` documents."""
@@ -197,19 +200,19 @@ class Registry:
         registered = self._registered[kind].get(alias)
         if registered is not None:
             return registered
-        claims = self._scan()[kind].get(alias)
-        if not claims:
+        providers = self._scan()[kind].get(alias)
+        if not providers:
             raise UnknownAliasError(
                 kind, alias, info.group, self.aliases(kind), FIRST_PARTY.get((kind, alias))
             )
-        if len(claims) > 1:
+        if len(providers) > 1:
             raise AliasConflictError(
                 kind,
                 alias,
                 info.group,
-                [f"{c.distribution} {c.version}" for c in claims],
+                [f"{c.distribution} {c.version}" for c in providers],
             )
-        return claims[0]
+        return providers[0]
 
     # -- resolving -----------------------------------------------------------------------
     def resolve(self, kind: str, alias: str) -> type:
@@ -303,7 +306,7 @@ class Registry:
     def iter_entries(self) -> Iterator[PluginEntry]:
         """Every resolvable entry of every kind (first claimant when an alias conflicts)."""
         for kind in KINDS:
-            for _alias, entries in sorted(self.claims(kind).items()):
+            for _alias, entries in sorted(self.providers(kind).items()):
                 yield from entries
 
     # -- instantiation ---------------------------------------------------------------------

@@ -4,7 +4,7 @@ Data path: the scheduler calls :meth:`BaseExecutor.submit` (which counts ``max_i
 and it calls :meth:`BaseExecutor.do_submit`, which starts the work on a loop, a thread or a
 process. Each run time is reported to the scheduler's reporter (:class:`asyncz.abc.RunReporter`):
 ``started`` before the callable, :meth:`BaseExecutor.run_finished` (a log line, then
-``finished``) after it; :meth:`BaseExecutor.release` once per submission when all its run
+``finished``) after it; :meth:`BaseExecutor.finish_instance` once per submission when all its run
 times are done. :meth:`BaseExecutor.run_sync` and :meth:`BaseExecutor.run_coroutine` are that
 sequence, written once; the interface itself is :class:`asyncz.abc.Executor`.
 """
@@ -80,7 +80,7 @@ class BaseExecutor(Executor):
 
     :meth:`submit` enforces ``max_instances`` and hands the work to :meth:`do_submit`; an
     implementation reports each run (``self.reporter.started(task, run_time)`` before the
-    callable, :meth:`run_finished` after it) and calls :meth:`release` exactly once per
+    callable, :meth:`run_finished` after it) and calls :meth:`finish_instance` exactly once per
     submission when all its run times are done. :meth:`run_sync` and :meth:`run_coroutine`
     do all of it.
 
@@ -187,18 +187,21 @@ class BaseExecutor(Executor):
         try:
             self.do_submit(task, run_times)
         except BaseException:
-            self.release(task.id)
+            self.finish_instance(task.id)
             raise
 
-    def claim(self, task_id: str, name: str | None = None) -> None:
-        """Count a run that bypasses :meth:`submit` (shutdown tasks); pair with release()."""
+    def start_instance(self, task_id: str, name: str | None = None) -> None:
+        """Count a run that bypasses :meth:`submit` (shutdown tasks); pair with
+        :meth:`finish_instance`."""
         with self._lock:
             running = self._instances.get(task_id, 0)
             self._instances[task_id] = running + 1
             if not running:
                 self._since[task_id] = (time.time(), name)
 
-    def release(self, task_id: str) -> None:
+    def finish_instance(self, task_id: str) -> None:
+        """Count a run of ``task_id`` as finished: the end of a :meth:`submit` (all its run
+        times) or of a :meth:`start_instance`; frees one of its ``max_instances``."""
         with self._lock:
             running = self._instances.get(task_id, 0) - 1
             if running > 0:
@@ -206,6 +209,10 @@ class BaseExecutor(Executor):
             else:
                 self._instances.pop(task_id, None)
                 self._since.pop(task_id, None)
+
+    #: The names these had before (executors written for earlier versions call them).
+    claim = start_instance
+    release = finish_instance
 
     @abc.abstractmethod
     def do_submit(self, task: Task, run_times: list[datetime]) -> None:
@@ -261,7 +268,7 @@ class BaseExecutor(Executor):
                 else:
                     self.run_finished(task, run_time, return_value=value)
         finally:
-            self.release(task.id)
+            self.finish_instance(task.id)
 
     async def run_coroutine(self, task: Task, run_times: list[datetime]) -> None:
         """Run a submission of a coroutine function on the current loop; reports and
@@ -282,7 +289,7 @@ class BaseExecutor(Executor):
                 else:
                     self.run_finished(task, run_time, return_value=value)
         finally:
-            self.release(task.id)
+            self.finish_instance(task.id)
             if self._coroutines:
                 # Cheaper than a done-callback per run (one loop callback less per task).
                 self._coroutines.discard(asyncio.current_task())

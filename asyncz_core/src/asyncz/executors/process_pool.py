@@ -106,7 +106,7 @@ class ProcessPoolExecutor(BaseExecutor):
             if remaining and self._pool is not None:
                 self._next(task, remaining)
             else:
-                self.release(task.id)
+                self.finish_instance(task.id)
 
         future.add_done_callback(done)
 

@@ -56,10 +56,10 @@ class AddingMixin:
 
         @property
         def running(self) -> bool: ...
-        def _sync(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T: ...
+        def _block_on(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T: ...
         def lookup_store(self, alias: str) -> BaseStore: ...
         def _check_executor(self, task: Task) -> None: ...
-        def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None: ...
+        def _wakeup_if_sooner(self, when: datetime | None | UnsetType) -> None: ...
 
     def _as_scheduler(self) -> BaseScheduler:
         return self  # type: ignore[return-value]  # the mixin is only used in BaseScheduler
@@ -203,7 +203,7 @@ class AddingMixin:
         if not task.replace_existing and store.add_task_sync(task):
             self._committed([task], task.store_alias)
         else:
-            self._sync(self._commit_many([task], task.store_alias), store)
+            self._block_on(self._commit_many([task], task.store_alias), store)
         return task
 
     async def add_task_async(self, *args: Any, **kwargs: Any) -> Task:
@@ -358,4 +358,4 @@ class AddingMixin:
                 self._dispatch(ev.TaskEvent(ev.TASK_ADDED, task.id, alias))
         if len(tasks) == 1 and self.logger.isEnabledFor(logging.INFO):
             self.logger.info("Added task %s to store %r", task_label(tasks[0]), alias)
-        self._wake_if_sooner(soonest)
+        self._wakeup_if_sooner(soonest)

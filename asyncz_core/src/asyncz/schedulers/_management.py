@@ -4,7 +4,7 @@ Data path: a task id -> :meth:`ManagementMixin._find` (the pending tasks, then e
 the change written back to its store (``update_task`` / ``delete_task``) and announced
 (``TASK_MODIFIED`` / ``TASK_REMOVED``), or a :class:`~asyncz.tasks.task.TaskInfo` snapshot
 with the runs in progress. Each method is written once as a coroutine (the ``*_async`` twin);
-the synchronous one runs it through ``BaseScheduler._sync``.
+the synchronous one runs it through ``BaseScheduler._block_on``.
 
 A mixin of :class:`~asyncz.schedulers.base.BaseScheduler`; its methods are typed with
 ``self``, the class they are mixed into.
@@ -61,10 +61,10 @@ class ManagementMixin:
 
         @property
         def running(self) -> bool: ...
-        def _sync(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T: ...
+        def _block_on(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T: ...
         def lookup_store(self, alias: str) -> BaseStore: ...
         def _check_executor(self, task: Task) -> None: ...
-        def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None: ...
+        def _wakeup_if_sooner(self, when: datetime | None | UnsetType) -> None: ...
         def _resolve_naive(self, task: Task) -> None: ...
         def _submit(
             self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
@@ -112,7 +112,7 @@ class ManagementMixin:
 
     def get_task(self, task_id: str, store: str | None = None) -> Task | None:
         """The task with ``task_id`` (searched in ``store`` or in all), or ``None``."""
-        return self._sync(self.get_task_async(task_id, store))
+        return self._block_on(self.get_task_async(task_id, store))
 
     async def get_tasks_async(self, store: str | None = None) -> list[Task]:
         with self._lock:
@@ -126,7 +126,7 @@ class ManagementMixin:
 
     def get_tasks(self, store: str | None = None) -> list[Task]:
         """Every task: pending ones first, then each store's, earliest next run first."""
-        return self._sync(self.get_tasks_async(store))
+        return self._block_on(self.get_tasks_async(store))
 
     # =====================================================================================
     # changing tasks
@@ -144,12 +144,12 @@ class ManagementMixin:
             target = self.lookup_store(alias)
             await call(target, target.update_task(task))
             self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task.id, alias))
-            self._wake_if_sooner(task.next_run_time)
+            self._wakeup_if_sooner(task.next_run_time)
         return task
 
     def update_task(self, task_id: Task | str, store: str | None = None, **changes: Any) -> Task:
         """Change options of a task, by id or by object (``coalesce=False`` ...)."""
-        return self._sync(self.update_task_async(task_id, store, **changes))
+        return self._block_on(self.update_task_async(task_id, store, **changes))
 
     async def reschedule_task_async(
         self,
@@ -179,14 +179,14 @@ class ManagementMixin:
         **trigger_args: Any,
     ) -> Task:
         """Give a task a new trigger (instance, or alias plus options) and next run time."""
-        return self._sync(self.reschedule_task_async(task_id, store, trigger, **trigger_args))
+        return self._block_on(self.reschedule_task_async(task_id, store, trigger, **trigger_args))
 
     async def pause_task_async(self, task_id: Task | str, store: str | None = None) -> Task:
         return await self.update_task_async(task_id, store, next_run_time=None)
 
     def pause_task(self, task_id: Task | str, store: str | None = None) -> Task:
         """Pause a task: it stays in its store with no next run time."""
-        return self._sync(self.pause_task_async(task_id, store))
+        return self._block_on(self.pause_task_async(task_id, store))
 
     async def resume_task_async(self, task_id: Task | str, store: str | None = None) -> Task | None:
         task_id = self._task_id(task_id)
@@ -206,7 +206,7 @@ class ManagementMixin:
 
     def resume_task(self, task_id: Task | str, store: str | None = None) -> Task | None:
         """Resume a paused task; one whose trigger has no fire time left is removed."""
-        return self._sync(self.resume_task_async(task_id, store))
+        return self._block_on(self.resume_task_async(task_id, store))
 
     async def delete_task_async(self, task_id: Task | str, store: str | None = None) -> None:
         label = task_label(task_id) if isinstance(task_id, Task) else TaskLabel(task_id, None)
@@ -234,7 +234,7 @@ class ManagementMixin:
 
     def delete_task(self, task_id: Task | str, store: str | None = None) -> None:
         """Remove a task; :class:`~asyncz.exceptions.TaskLookupError` when there is none."""
-        self._sync(self.delete_task_async(task_id, store))
+        self._block_on(self.delete_task_async(task_id, store))
 
     async def remove_all_tasks_async(self, store: str | None = None) -> None:
         with self._lock:
@@ -252,7 +252,7 @@ class ManagementMixin:
 
     def remove_all_tasks(self, store: str | None = None) -> None:
         """Remove every task of ``store``, or of all stores when omitted."""
-        self._sync(self.remove_all_tasks_async(store))
+        self._block_on(self.remove_all_tasks_async(store))
 
     # =====================================================================================
     # running a task now
@@ -290,7 +290,7 @@ class ManagementMixin:
         task.next_run_time = None if was_paused or next_time is None else next_time
         await call(target, target.update_task(task))
         self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task_id, alias))
-        self._wake_if_sooner(task.next_run_time)
+        self._wakeup_if_sooner(task.next_run_time)
         return task
 
     def run_task(
@@ -308,7 +308,7 @@ class ManagementMixin:
         task is removed (``remove_finished=True``) or kept paused. ``force=False`` refuses to
         run a paused task. Returns the task, or ``None`` when it was removed.
         """
-        return self._sync(
+        return self._block_on(
             self.run_task_async(task_id, store, force=force, remove_finished=remove_finished)
         )
 
@@ -332,7 +332,7 @@ class ManagementMixin:
 
     def get_task_info(self, task_id: str, store: str | None = None) -> TaskInfo | None:
         """An immutable snapshot of one task, or ``None``."""
-        return self._sync(self.get_task_info_async(task_id, store))
+        return self._block_on(self.get_task_info_async(task_id, store))
 
     async def get_task_infos_async(
         self,
@@ -386,7 +386,7 @@ class ManagementMixin:
         descending: bool = False,
     ) -> list[TaskInfo]:
         """Snapshots of the tasks, filtered and sorted (see the Schedulers page)."""
-        return self._sync(
+        return self._block_on(
             self.get_task_infos_async(
                 store,
                 schedule_state=schedule_state,

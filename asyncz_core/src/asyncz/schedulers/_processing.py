@@ -4,7 +4,7 @@ Data path, top to bottom in this file:
 
 * **Wake-up.** :meth:`Processor.wakeup` (any thread) resolves the future the loop sleeps on;
   many wake-ups before the next pass are one. ``add_task`` and friends call
-  :meth:`Processor.wake_if_sooner`, which wakes the loop only when the new run time comes
+  :meth:`Processor.wakeup_if_sooner`, which wakes the loop only when the new run time comes
   before the planned wake-up.
 * **Sleep.** :meth:`Processor.run` sleeps until the earliest next run time of all stores (a
   ``timerfd`` from :mod:`asyncz._timer` with ``precise_wakeup``; ``wakeup_spin`` yields to
@@ -74,17 +74,17 @@ class Processor:
         self.outages: dict[str, tuple[datetime, str]] = {}
         self._locks: dict[str, FileLock] = {}
         self._timer: PreciseTimer | None = None
-        self._wake_future: asyncio.Future[Any] | None = None
-        self._wake_requested = False
-        self._wake_pending = False
+        self._sleep_future: asyncio.Future[Any] | None = None
+        self._wakeup_requested = False
+        self._wakeup_missed = False
 
     # -- wake-up -------------------------------------------------------------------------------
     def wakeup(self) -> None:
         """Ask the processing loop for a pass now (coalesced; safe from any thread)."""
         loop = self._scheduler._loop
-        if loop is None or self._wake_requested:
+        if loop is None or self._wakeup_requested:
             return
-        self._wake_requested = True
+        self._wakeup_requested = True
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -95,21 +95,21 @@ class Processor:
             try:
                 loop.call_soon_threadsafe(self.wake)
             except RuntimeError:  # the loop closed under us
-                self._wake_requested = False
+                self._wakeup_requested = False
 
     def wake(self) -> None:
         """On the scheduler's loop: end the sleep now (or the next one before it begins)."""
-        # _wake_requested stays set until the next pass begins: later wake-ups are no-ops.
-        future = self._wake_future
+        # _wakeup_requested stays set until the next pass begins: later wake-ups are no-ops.
+        future = self._sleep_future
         if future is None or future.done():
             # A pass is in progress (awaiting a store), or the sleep is in its last, yielding
             # stretch: the change may have come too late for either, so the sleep ends and
             # the next one must not happen.
-            self._wake_pending = True
+            self._wakeup_missed = True
         else:
             future.set_result(None)
 
-    def wake_if_sooner(self, when: Any) -> None:
+    def wakeup_if_sooner(self, when: Any) -> None:
         """Wake the loop if ``when`` (a run time, or anything else: ignored) comes before the
         planned wake-up."""
         if self._scheduler._loop is None or not isinstance(when, datetime):
@@ -188,12 +188,12 @@ class Processor:
         return min(intervals) if intervals else None
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> None:
-        if self._wake_pending:
-            self._wake_pending = False
-            self._wake_requested = False
+        if self._wakeup_missed:
+            self._wakeup_missed = False
+            self._wakeup_requested = False
             return
         future: asyncio.Future[Any] = loop.create_future()
-        self._wake_future = future
+        self._sleep_future = future
         handle = None
         timer = None
         deadline = None
@@ -217,12 +217,12 @@ class Processor:
         try:
             # A wake-up resolves the future with None, the spin timer with _TIME_IS_UP.
             if await future is _TIME_IS_UP and deadline is not None:
-                while not self._wake_pending and loop.time() < deadline:
+                while not self._wakeup_missed and loop.time() < deadline:
                     await asyncio.sleep(0)
-                self._wake_pending = False
+                self._wakeup_missed = False
         finally:
-            self._wake_future = None
-            self._wake_requested = False
+            self._sleep_future = None
+            self._wakeup_requested = False
             if handle is not None:
                 handle.cancel()
             elif timer is not None:
@@ -245,7 +245,9 @@ class Processor:
                 when: datetime | None = datetime.now(utc) + timedelta(seconds=retry)
             else:
                 try:
-                    when = await self._process_store(alias, store, claim_first=lock is not None)
+                    when = await self._process_store(
+                        alias, store, write_back_first=lock is not None
+                    )
                 except Exception as exc:
                     error: StoreUnavailableError | None = None
                     if isinstance(exc, StoreUnavailableError):
@@ -270,11 +272,11 @@ class Processor:
         return next_wakeup
 
     async def _process_store(
-        self, alias: str, store: BaseStore, claim_first: bool = False
+        self, alias: str, store: BaseStore, write_back_first: bool = False
     ) -> datetime | None:
         """Submit the due tasks of one store; return its next run time.
 
-        ``claim_first`` (a store shared with other processes): write the next run times
+        ``write_back_first`` (a store shared with other processes): write the next run times
         back *before* submitting the runs, so that a process killed mid-pass never leaves
         a run behind for another process to run a second time.
         """
@@ -289,7 +291,7 @@ class Processor:
             now = datetime.now(utc)
             updates: list[Task] = []
             finished: list[Task] = []
-            deferred: list[tuple[Task, list[datetime]]] | None = [] if claim_first else None
+            deferred: list[tuple[Task, list[datetime]]] | None = [] if write_back_first else None
             for task in due:
                 self._process_task(task, alias, now, updates, finished, deferred)
             if deferred is None:

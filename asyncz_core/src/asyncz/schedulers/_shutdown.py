@@ -73,7 +73,7 @@ async def _run_now(
 
     loop = asyncio.get_running_loop()
     remaining = None if deadline is None else max(0.0, deadline - loop.time())
-    executor.claim(task.id, task.name)
+    executor.start_instance(task.id, task.name)
     if is_coroutine_function(task.fn):
         # In this very task (no inner task that the loop's teardown could cancel).
         if not await _within(remaining, executor.run_coroutine(task, [now])):

@@ -156,7 +156,7 @@ class AsyncIOScheduler(BaseScheduler):
         self._state = SchedulerState.STATE_STOPPED
         self._loop = None
         with self._lock:
-            self._ref_count = max(0, self._ref_count - 1)
+            self._start_count = max(0, self._start_count - 1)
         if self._loop_thread is not None:
             self._loop_thread.stop()
             self._loop_thread = None
@@ -165,11 +165,11 @@ class AsyncIOScheduler(BaseScheduler):
         """Start processing tasks; ``paused=True`` starts without running anything until
         :meth:`resume`. Returns ``True`` when this call really started the scheduler,
         ``False`` when it was already running (the call is then only counted)."""
-        if not self._acquire():
+        if not self._count_start():
             return False
         try:
             loop = self._begin(paused)
-            self._sync(self._start_components())
+            self._block_on(self._start_components())
             self._launch(loop)
         except BaseException:
             self._abort()
@@ -247,7 +247,7 @@ class AsyncIOScheduler(BaseScheduler):
         self._call_hook("asyncz_scheduler_shutdown", scheduler=self)
 
     def _shutdown_sync(self, wait: bool, timeout: float | None) -> bool:
-        if not self._release():
+        if not self._count_shutdown():
             return False
         loop = self._loop
         paused = self._state == SchedulerState.STATE_PAUSED
@@ -293,7 +293,7 @@ class AsyncIOScheduler(BaseScheduler):
         done on a worker thread.
         """
         if self._on_loop():
-            if not self._release():
+            if not self._count_shutdown():
                 return False
             paused = self._state == SchedulerState.STATE_PAUSED
             self._state = SchedulerState.STATE_STOPPED
@@ -361,7 +361,7 @@ class NativeAsyncIOScheduler(AsyncIOScheduler):
 
     async def start(self, paused: bool = False) -> bool:  # type: ignore[override]
         """Start on the running loop; ``True`` when this call really started it."""
-        if not self._acquire():
+        if not self._count_start():
             return False
         try:
             loop = self._begin(paused)

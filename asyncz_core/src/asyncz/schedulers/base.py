@@ -90,7 +90,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         **options: Any,
     ) -> None:
         self._state = SchedulerState.STATE_STOPPED
-        self._ref_count = 0
+        self._start_count = 0
         self._lock = threading.RLock()
         self._stores: dict[str, BaseStore] = {}
         self._executors: dict[str, BaseExecutor] = {}
@@ -237,7 +237,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
     # =====================================================================================
     # sync <-> async bridge
     # =====================================================================================
-    def _sync(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T:
+    def _block_on(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T:
         """Run a management coroutine to completion from synchronous code on any thread.
 
         ``store``: the coroutine touches only this store, so it runs right on the store's
@@ -301,7 +301,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
             self._stores[alias] = store
         if self.running:
             self._attach_io_loops([store])
-            self._sync(self._start_store(alias, store))
+            self._block_on(self._start_store(alias, store))
         self._announce("store", alias, store)
         if self.running:
             self.wakeup()
@@ -322,7 +322,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
             self._announced.pop(("store", alias), None)
         if shutdown and self.running:
             try:
-                self._sync(call(store, store.shutdown()))
+                self._block_on(call(store, store.shutdown()))
             finally:
                 detach_io_loop(store)
         self._dispatch(ev.SchedulerEvent(ev.STORE_REMOVED, alias))
@@ -509,7 +509,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
                 self.logger.exception("Executor %r failed to shut down", executor)
         started = self._started_stores
         try:
-            self._sync(self._stop_stores(started))
+            self._block_on(self._stop_stores(started))
         except Exception:
             self.logger.exception("Closing the stores after a failed start failed")
         for store in self._stores.values():
@@ -522,19 +522,19 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         if portal is not None:
             portal.stop()
 
-    def _acquire(self) -> bool:
+    def _count_start(self) -> bool:
         """Count a start(); True when this call must really start the scheduler."""
         with self._lock:
-            self._ref_count += 1
-            return self._ref_count == 1
+            self._start_count += 1
+            return self._start_count == 1
 
-    def _release(self) -> bool:
+    def _count_shutdown(self) -> bool:
         """Count a shutdown(); True when this call must really stop the scheduler."""
         with self._lock:
-            if self._ref_count == 0:
+            if self._start_count == 0:
                 raise SchedulerNotRunningError("shutting it down")
-            self._ref_count -= 1
-            return self._ref_count == 0
+            self._start_count -= 1
+            return self._start_count == 0
 
     def start(self, paused: bool = False) -> Any:
         """Start processing tasks: implemented by the concrete schedulers."""
@@ -574,8 +574,8 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         """Ask the processing loop for a pass now (coalesced; safe from any thread)."""
         self._processor.wakeup()
 
-    def _wake_if_sooner(self, when: datetime | None | UnsetType) -> None:
-        self._processor.wake_if_sooner(when)
+    def _wakeup_if_sooner(self, when: datetime | None | UnsetType) -> None:
+        self._processor.wakeup_if_sooner(when)
 
     def _submit(
         self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
