@@ -73,6 +73,10 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: What a timed-out wait raises: on Python 3.10 ``asyncio.TimeoutError`` is not yet the
+#: builtin ``TimeoutError``.
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
+
 
 class _Done:
     """An awaitable that is already finished, and harmless to drop."""
@@ -437,14 +441,14 @@ async def call(store: BaseStore, coro: Awaitable[T]) -> T:
             return await coro
         try:
             return await asyncio.wait_for(coro, timeout)
-        except TimeoutError:
+        except _TIMEOUTS:
             raise _timed_out(store, coro, timeout) from None
     future = asyncio.run_coroutine_threadsafe(coro, loop)
     try:
         if running is None:
             return future.result(timeout)
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-    except (TimeoutError, FutureTimeout):
+    except (*_TIMEOUTS, FutureTimeout):
         future.cancel()  # cancels the coroutine on the store's loop
         raise _timed_out(store, coro, timeout or 0.0) from None
 
