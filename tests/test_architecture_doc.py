@@ -44,3 +44,18 @@ def test_every_page_linked_exists() -> None:
 def test_the_pattern_sees_a_module_that_is_not_there() -> None:
     assert not exists("schedulers/_nowhere.py")
     assert named_modules("lives in `schedulers/_nowhere.py` today") == {"schedulers/_nowhere.py"}
+
+
+def test_every_module_on_the_data_path_sketches_its_step() -> None:
+    """Each module of schedulers, stores, executors, tasks and triggers opens with a docstring
+    whose first or second paragraph says where it sits on the data path
+    (add_task -> store -> wake-up -> pass -> executor -> event)."""
+    import ast
+
+    missing = []
+    for package in ("schedulers", "stores", "executors", "tasks", "triggers"):
+        for path in sorted((CORE / package).glob("*.py")):
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+            if "Data path" not in "\n\n".join(doc.split("\n\n")[:2]):
+                missing.append(f"{package}/{path.name}")
+    assert missing == []

@@ -1,4 +1,7 @@
-"""Executors: ``from asyncz.executors import AsyncIOExecutor, ThreadPoolExecutor``."""
+"""Executors: ``from asyncz.executors import AsyncIOExecutor, ThreadPoolExecutor``.
+
+Data path: add_task -> store -> wake-up -> pass -> **executor** (runs the callable) -> event.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The default executor: coroutine functions on the scheduler's loop, plain ones in threads."""
+"""The default executor: coroutine functions on the scheduler's loop, plain ones in threads.
+
+Data path: a pass submits due runs here; coroutine functions run as tasks on the
+scheduler's loop, plain ones on its pool of ``max_workers`` threads; each run is reported
+(event).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Debug executor (alias ``debug``): runs tasks inline, for tests and debugging."""
+"""Debug executor (alias ``debug``): runs tasks inline, for tests and debugging.
+
+Data path: a pass submits due runs here and they start at once (plain functions finish
+inside the pass; coroutines become tasks of the running loop); each run is reported (event).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Thread-pool executor (aliases ``threadpool`` and ``pool``)."""
+"""Thread-pool executor (aliases ``threadpool`` and ``pool``).
+
+Data path: a pass submits due runs here; each runs on a worker thread of the pool and
+is reported (event) from that thread.
+"""
 
 from __future__ import annotations
 

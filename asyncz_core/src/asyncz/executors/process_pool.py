@@ -1,4 +1,8 @@
-"""Process-pool executor (alias ``processpool``): CPU-bound work in child processes."""
+"""Process-pool executor (alias ``processpool``): CPU-bound work in child processes.
+
+Data path: a pass submits due runs here; the callable runs in a child process, and the
+result (or the error, with its traceback as text) is reported (event) in this process.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """asyncio schedulers: :class:`AsyncIOScheduler` and :class:`NativeAsyncIOScheduler`.
 
+Data path: ``start()`` here starts stores and executors and launches the processing
+loop (wake-up -> pass -> executor -> event) on the chosen asyncio loop; ``shutdown()``
+ends it.
+
 Lifecycle contract (both schedulers):
 
 * ``start()`` and ``shutdown()`` are reference counted: every ``start()`` must be paired

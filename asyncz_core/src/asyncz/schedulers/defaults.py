@@ -1,6 +1,8 @@
 """Asyncz's alias tables (``triggers``, ``executors``, ``stores``: alias -> ``"module:Class"``),
 read from the registry: every installed component, plugins included, at first access.
 
+Data path: none of its own; names for the aliases ``add_task`` and stores resolve.
+
 Prefer :mod:`asyncz.registry` (``registry.aliases("store")``) or ``asyncz plugins``.
 """
 

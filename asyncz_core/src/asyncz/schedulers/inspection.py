@@ -1,6 +1,9 @@
 """What :meth:`~asyncz.schedulers.base.BaseScheduler.get_scheduler_info` and
 :meth:`~asyncz.schedulers.base.BaseScheduler.preview_task_runs` return.
 
+Data path: read-only snapshots of the scheduler (stores, executors, next wake-up) and
+of a task's next run times; no step of the run path.
+
 Both read the way Asyncz's models do (``info.identity``, ``preview.run_times``) and keep
 working where code treats them as what they were before (a mapping, a list).
 """

@@ -1,5 +1,8 @@
 """Stores: where tasks live. ``MemoryStore`` is built in; others are plugins.
 
+Data path: add_task -> **store** (tasks wait here) -> wake-up -> pass (due tasks out,
+next run times back) -> executor -> event.
+
 ``RedisStore`` and ``MongoDBStore`` are imported lazily from their distributions
 (``asyncz-redis``, ``asyncz-mongo``); without them the import says what to install.
 """

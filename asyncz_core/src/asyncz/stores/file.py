@@ -1,5 +1,9 @@
 """The file store: embedded and persistent, one file per task, no server.
 
+Data path: ``add_task`` writes a task file; each pass reads the due ones (from the
+headers) and writes the next run times back; other processes see the changes through
+the generation counter.
+
 Layout of ``directory``::
 
     .lock            lock file; its first 8 bytes count every change (the generation)

@@ -1,4 +1,8 @@
-"""The in-memory store: tasks kept as objects, ordered by next run time in a heap."""
+"""The in-memory store: tasks kept as objects, ordered by next run time in a heap.
+
+Data path: ``add_task`` pushes onto the heap; each pass pops the due tasks and pushes
+them back with their next run times; no serialization.
+"""
 
 from __future__ import annotations
 

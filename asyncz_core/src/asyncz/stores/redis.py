@@ -1,5 +1,7 @@
 """``from asyncz.stores.redis import RedisStore``, provided by the ``asyncz-redis`` distribution.
 
+Data path: the store step (add_task -> store -> pass), for Redis, in the plugin.
+
 The core does not depend on the driver; this shim imports the plugin and, when it is not
 installed, raises an error that says how to install it.
 """

@@ -1,5 +1,8 @@
 """Triggers decide when tasks run. Built-ins are registered as ``asyncz.triggers`` entry points.
 
+Data path: ``add_task`` builds the trigger from an alias; each pass asks it for the
+task's due run times and its next one.
+
 ``from asyncz.triggers import CronTrigger`` and friends are imported lazily.
 """
 

@@ -1,4 +1,8 @@
-"""Small helpers shared by the built-in triggers (state encoding, zones, bounds)."""
+"""Small helpers shared by the built-in triggers (state encoding, zones, bounds).
+
+Data path: triggers are stored with their task (state encoding here) and asked for
+run times in each pass (zone and bound helpers here).
+"""
 
 from __future__ import annotations
 

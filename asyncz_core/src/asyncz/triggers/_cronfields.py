@@ -1,5 +1,8 @@
 """Parsing of cron field expressions into sets of allowed values.
 
+Data path: when a cron trigger is built (``add_task``) or restored from a store, each
+field goes through here once; passes use the parsed sets.
+
 Every error is a :class:`CronExpressionError` naming the field and the offending token.
 """
 

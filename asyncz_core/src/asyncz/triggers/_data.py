@@ -1,4 +1,8 @@
-"""Building triggers from aliases, and turning them into plain data and back."""
+"""Building triggers from aliases, and turning them into plain data and back.
+
+Data path: ``add_task("alias", ...)`` and TOML task tables build triggers here; a
+trigger becomes data when it is shown or declared, and back.
+"""
 
 from __future__ import annotations
 

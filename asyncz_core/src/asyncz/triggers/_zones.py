@@ -1,5 +1,8 @@
 """Fast wall-clock arithmetic on time zones, and the DST rule of the wall-clock triggers.
 
+Data path: each pass asks a wall-clock trigger (cron) for its next
+run time; the zone arithmetic of that search is here.
+
 Wall-clock times are handled as integer "wall seconds": seconds since 1970-01-01 00:00:00 *on
 the local clock*. For each zone the timeline is cut into windows of constant UTC offset (found
 once by probing the zone and cached), so that in the common case converting between an

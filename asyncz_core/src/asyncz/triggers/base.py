@@ -1,4 +1,8 @@
-"""The public base class of every trigger, built-in or third-party."""
+"""The public base class of every trigger, built-in or third-party.
+
+Data path: ``add_task`` binds a trigger to its task; each pass asks it for the next run
+time (``get_next_trigger_time``) until it returns ``None``; stores persist its state.
+"""
 
 from __future__ import annotations
 

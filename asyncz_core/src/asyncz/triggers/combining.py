@@ -1,4 +1,8 @@
-"""Triggers that combine others: ``and`` (all agree) and ``or`` (any fires)."""
+"""Triggers that combine others: ``and`` (all agree) and ``or`` (any fires).
+
+Data path: each pass asks the combined trigger, which asks each of its triggers for
+the next run time and combines the answers.
+"""
 
 from __future__ import annotations
 

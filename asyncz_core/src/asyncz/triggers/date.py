@@ -1,4 +1,8 @@
-"""The date trigger: fires once."""
+"""The date trigger: fires once.
+
+Data path: ``add_task`` computes its only run time; the pass that runs it asks again,
+gets ``None``, and the task is removed from its store.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The interval trigger: fires every fixed amount of elapsed time."""
+"""The interval trigger: fires every fixed amount of elapsed time.
+
+Data path: each pass asks it for the next run time after the one just run (a fixed
+step from ``start_at``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The shutdown trigger: its tasks run when the scheduler shuts down, never on time."""
+"""The shutdown trigger: its tasks run when the scheduler shuts down, never on time.
+
+Data path: not in the passes (no run time); at ``shutdown()`` the scheduler submits
+its tasks once to their executors (schedulers/_shutdown.py).
+"""
 
 from __future__ import annotations
 
