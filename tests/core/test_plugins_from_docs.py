@@ -1,6 +1,8 @@
-"""A new store and a new executor, written from docs/writing-a-store-plugin.md and
-docs/writing-an-executor-plugin.md with public names only, pass the store contract and run
-tasks with every report (events and hooks) a built-in executor gives."""
+"""A new store, a new executor and a new trigger, written from docs/writing-a-store-plugin.md,
+docs/writing-an-executor-plugin.md and docs/writing-a-trigger-plugin.md with public names
+only: the store passes the store contract, the executor runs tasks with every report (events
+and hooks) a built-in executor gives, and the trigger, registered by alias, is added by that
+alias, kept in the file store across a restart and fired."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import inspect
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +23,14 @@ from asyncz.abc import RunReporter, SchedulerHandle
 from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
 from asyncz.executors.base import BaseExecutor
 from asyncz.plugins import get_plugin_manager
+from asyncz.registry import deregister, register
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import BaseStore, PersistentStore
+from asyncz.stores.file import FileStore
 from asyncz.tasks import Task
 from asyncz.testing import StoreContract, wait_until
+from asyncz.triggers import BaseTrigger
+from asyncz.triggers.base import check_options
 
 UTC = timezone.utc
 
@@ -114,7 +121,39 @@ class ThreadPerRunExecutor(BaseExecutor):
             self.finish_instance(task.id)
 
 
-PLUGINS: Sequence[type] = (BytesStore, ThreadPerRunExecutor)
+class CountdownTrigger(BaseTrigger):
+    """Fires ``times`` times, ``every`` seconds apart, from ``start_at`` on."""
+
+    alias = "countdown-from-docs"
+
+    def __init__(
+        self, start_at: datetime, every: float = 1.0, times: int = 3, **unknown: Any
+    ) -> None:
+        super().__init__()
+        check_options(type(self).__name__, unknown, ("start_at", "every", "times"))
+        if every <= 0 or times < 1:
+            raise ValueError("every must be positive and times at least 1")
+        self.start_at = start_at
+        self.every = every
+        self.times = times
+
+    def fire_time(self, index: int) -> datetime:
+        return self.start_at + timedelta(seconds=self.every * index)
+
+    def get_next_trigger_time(
+        self, timezone: tzinfo, previous_time: datetime | None, now: datetime | None = None
+    ) -> datetime | None:
+        # Bounded: at most `times` candidates, then None (the task is done).
+        for index in range(self.times):
+            fire = self.fire_time(index)
+            if previous_time is not None and fire > previous_time:
+                return fire.astimezone(timezone)
+            if previous_time is None and fire >= (now or datetime.now(timezone)):
+                return fire.astimezone(timezone)
+        return None
+
+
+PLUGINS: Sequence[type] = (BytesStore, ThreadPerRunExecutor, CountdownTrigger)
 
 
 # -- the store contract --------------------------------------------------------------------
@@ -220,6 +259,63 @@ def test_the_new_store_runs_tasks_under_a_scheduler() -> None:
     finally:
         BACKENDS.pop(namespace, None)
     assert ran[:2] == [4, 4]
+
+
+def test_the_new_trigger_is_added_by_alias_kept_in_the_file_store_and_fired(
+    tmp_path: Path,
+) -> None:
+    start = datetime.now(UTC) + timedelta(seconds=1)
+    expected = CountdownTrigger(start, every=0.2, times=3)
+    register("trigger", CountdownTrigger.alias, CountdownTrigger)
+    try:
+        first = AsyncIOScheduler(
+            timezone=UTC, stores={"default": FileStore(tmp_path)}, isolated_event_loop=True
+        )
+        # Late runs (a slow machine) are neither folded nor dropped: every fire time runs.
+        first.add_task(
+            f"{__name__}:double",
+            CountdownTrigger.alias,
+            args=[5],
+            id="countdown",
+            coalesce=False,
+            misfire_grace_time=None,
+            start_at=start,
+            every=0.2,
+            times=3,
+        )
+        first.start(paused=True)  # the pending task is committed to the file store
+        try:
+            task = first.get_task("countdown")
+            assert task is not None and task.trigger == expected
+            # The first fire time at or after the commit (fire_time(0) unless committing
+            # took over a second).
+            first_run = task.next_run_time
+            assert isinstance(first_run, datetime)
+        finally:
+            first.shutdown()
+        stored = [path.read_text(encoding="utf-8") for path in (tmp_path / "tasks").iterdir()]
+        assert len(stored) == 1 and f'"{CountdownTrigger.alias}"' in stored[0]
+
+        runs: list[datetime] = []
+        second = AsyncIOScheduler(
+            timezone=UTC, stores={"default": FileStore(tmp_path)}, isolated_event_loop=True
+        )
+        second.add_listener(
+            lambda event: runs.append(event.scheduled_run_time),  # type: ignore[attr-defined]
+            ev.TASK_EXECUTED,
+        )
+        with second:
+            restored = second.get_task("countdown")
+            assert restored is not None and restored.trigger == expected
+            due = [expected.fire_time(i) for i in range(3) if expected.fire_time(i) >= first_run]
+            assert due
+            wait_until(lambda: len(runs) == len(due), timeout=30, what="every run of the trigger")
+            wait_until(
+                lambda: second.get_task("countdown") is None, what="the finished task removed"
+            )
+    finally:
+        deregister("trigger", CountdownTrigger.alias)
+    assert runs == due
 
 
 def test_the_plugins_use_public_names_only() -> None:
