@@ -88,7 +88,7 @@ def test_a_sync_add_on_the_schedulers_loop_is_read_by_the_async_path_and_runs(ur
             scheduler.add_task(functions.record, "interval", seconds=0.2, args=(key,), id="tick")
             scheduler.add_task(functions.noop, "interval", hours=1, id="later", kwargs={"a": 1})
             assert hops.ids == [], "the synchronous add took the thread hop"
-            assert store._sync is not None
+            assert store._inserter is not None
             stored = await call(store, store.lookup_task("later"))
             assert stored is not None
             assert stored.kwargs == {"a": 1}
@@ -107,7 +107,7 @@ def test_a_sync_add_on_the_schedulers_loop_is_read_by_the_async_path_and_runs(ur
         asyncio.run(main())
     finally:
         functions.reset(key)
-    assert store._sync is None  # closed by shutdown
+    assert store._inserter is None  # closed by shutdown
 
 
 def test_a_sync_add_from_another_thread_and_a_duplicate_id(url: str) -> None:
@@ -213,8 +213,8 @@ def test_concurrent_sync_adds_from_many_threads(url: str) -> None:
         rows = _rows(store)
         assert len(rows) == 4 * 40 + 40
         assert len(conflicts) == 3 * 40  # one winner per shared id
-        assert store._sync is not None
-        assert store._sync.engine.pool.checkedout() == 1  # only the kept connection
+        assert store._inserter is not None
+        assert store._inserter.engine.pool.checkedout() == 1  # only the kept connection
     finally:
         run(store, store.remove_all_tasks())
         run(store, store.shutdown())
@@ -226,20 +226,20 @@ def test_not_before_start_nor_after_shutdown_and_the_engine_is_disposed(url: str
     started(store)
     try:
         assert store.add_task_sync(make_task("a", at(1)))
-        inserter = store._sync
+        inserter = store._inserter
         assert inserter is not None
         assert inserter.engine.pool.checkedout() == 1
     finally:
         run(store, store.remove_all_tasks())
         run(store, store.shutdown())
-    assert store._sync is None
+    assert store._inserter is None
     assert inserter.engine.pool.checkedout() == 0
     assert not store.add_task_sync(make_task("late", at(1)))
     # Started again, it makes a new engine.
     started(store)
     try:
         assert store.add_task_sync(make_task("b", at(1)))
-        assert store._sync is not inserter
+        assert store._inserter is not inserter
         assert [t.id for t in run(store, store.get_all_tasks())] == ["b"]
     finally:
         run(store, store.remove_all_tasks())
@@ -250,7 +250,7 @@ def test_the_sqlite_sync_connection_gets_the_async_engines_setup(sqlite_url: str
     store = started(SQLAlchemyStore(sqlite_url, busy_timeout=7))
     try:
         assert store.add_task_sync(make_task("a", at(1)))
-        inserter = store._sync
+        inserter = store._inserter
         assert inserter is not None
         assert inserter.engine.url.drivername == "sqlite+pysqlite"
         conn = inserter.engine.raw_connection()
@@ -285,7 +285,7 @@ def test_an_in_memory_sqlite_database_has_no_sync_path() -> None:
     store = started(SQLAlchemyStore("sqlite://"))
     try:
         assert not store.add_task_sync(make_task("m", at(1)))
-        assert store._sync is None
+        assert store._inserter is None
     finally:
         run(store, store.shutdown())
 
@@ -300,7 +300,7 @@ def test_a_lost_postgres_connection_falls_back_then_reconnects(
     scheduler.start()
     try:
         scheduler.add_task(functions.noop, "interval", hours=1, id="before")
-        inserter = store._sync
+        inserter = store._inserter
         assert inserter is not None
         postgres_server.restart()  # the kept connection is now dead
         # The first add after the restart finds it dead, falls back to the async path
@@ -308,7 +308,7 @@ def test_a_lost_postgres_connection_falls_back_then_reconnects(
         scheduler.add_task(functions.noop, "interval", hours=1, id="after")
         assert hops.ids == ["after"]
         assert store.add_task_sync(make_task("again", at(1)))  # a fresh connection
-        assert store._sync is inserter
+        assert store._inserter is inserter
         assert {t.id for t in scheduler.get_tasks()} == {"before", "after", "again"}
     finally:
         if not postgres_server.running:
@@ -374,7 +374,7 @@ def test_without_a_sync_driver_the_scheduler_takes_the_thread_hop(
     try:
         scheduler.add_task(functions.noop, "interval", hours=1, id="hop")
         assert hops.ids == ["hop"]
-        assert store._sync is None
+        assert store._inserter is None
         with pytest.raises(ConflictingIdError, match="'hop'"):
             scheduler.add_task(functions.noop, "interval", hours=1, id="hop")
     finally:

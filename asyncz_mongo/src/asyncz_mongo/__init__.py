@@ -610,7 +610,7 @@ class MongoDBStore(PersistentStore):
         if not self._owns_client or not self._prepared:
             return False
         query, update = self._insertion(self._document(task))
-        collection = self._sync()[self.database][self.collection]
+        collection = self._sync_client_for_adds()[self.database][self.collection]
         try:
             result = collection.update_one(query, update, upsert=True)
         except DuplicateKeyError:  # a concurrent insertion of the same id
@@ -619,7 +619,7 @@ class MongoDBStore(PersistentStore):
             raise ConflictingIdError(task.id, self.alias)
         return True
 
-    def _sync(self) -> MongoClient[Any]:
+    def _sync_client_for_adds(self) -> MongoClient[Any]:
         with self._sync_lock:
             if self._sync_client is None:
                 self._sync_client = MongoClient(**self._client_options)

@@ -90,14 +90,14 @@ class Processor:
         except RuntimeError:
             running = None
         if running is loop:
-            self.wake()
+            self.end_sleep()
         else:
             try:
-                loop.call_soon_threadsafe(self.wake)
+                loop.call_soon_threadsafe(self.end_sleep)
             except RuntimeError:  # the loop closed under us
                 self._wakeup_requested = False
 
-    def wake(self) -> None:
+    def end_sleep(self) -> None:
         """On the scheduler's loop: end the sleep now (or the next one before it begins)."""
         # _wakeup_requested stays set until the next pass begins: later wake-ups are no-ops.
         future = self._sleep_future

@@ -205,7 +205,7 @@ class AsyncIOScheduler(BaseScheduler):
         if main is not None and not main.done() and main.get_loop() is loop:
             # The state is already STOPPED: woken up, the processing loop ends after the
             # pass in progress, so no pass is cut between submitting and storing.
-            self._processor.wake()
+            self._processor.end_sleep()
             finished, _ = await asyncio.wait({main}, timeout=remaining(_PASS_GRACE))
             if not finished:
                 main.cancel()

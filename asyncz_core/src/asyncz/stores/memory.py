@@ -77,7 +77,7 @@ class MemoryStore(BaseStore):
         self._stale = 0
         self._claimed.clear()  # back on the heap
 
-    def _unclaim(self) -> None:
+    def _return_claimed(self) -> None:
         """Put back due entries whose task was not written back (a pass that failed)."""
         for entry in self._claimed.values():
             if self._live(entry):
@@ -96,7 +96,7 @@ class MemoryStore(BaseStore):
         horizon = now if now.tzinfo is _UTC else now.astimezone(_UTC)
         with self._lock:
             if self._claimed:
-                self._unclaim()
+                self._return_claimed()
             heap = self._heap
             records = self._records
             claimed = self._claimed
@@ -117,7 +117,7 @@ class MemoryStore(BaseStore):
     async def get_next_run_time(self) -> datetime | None:
         with self._lock:
             if self._claimed:
-                self._unclaim()
+                self._return_claimed()
             heap = self._heap
             while heap:
                 entry = heap[0]

@@ -176,7 +176,7 @@ class SQLAlchemyStore(PersistentStore):
         self._unsaved: dict[str, Task] = {}
         self._undeleted: set[str] = set()
         # The synchronous insert path: made on first use, closed by shutdown().
-        self._sync: SyncInserter | None = None
+        self._inserter: SyncInserter | None = None
         self._sync_lock = threading.Lock()
         self._sync_unavailable = False
 
@@ -282,7 +282,7 @@ class SQLAlchemyStore(PersistentStore):
     async def shutdown(self) -> None:
         self._started = False
         with self._sync_lock:
-            inserter, self._sync = self._sync, None
+            inserter, self._inserter = self._inserter, None
         if inserter is not None:
             inserter.close()
         if self._owns_engine:
@@ -457,7 +457,7 @@ class SQLAlchemyStore(PersistentStore):
         """
         if not self._started:
             return False
-        inserter = self._sync or self._make_sync()
+        inserter = self._inserter or self._make_sync()
         if inserter is None:
             return False
         when = task.next_run_time
@@ -477,8 +477,8 @@ class SQLAlchemyStore(PersistentStore):
 
     def _make_sync(self) -> SyncInserter | None:
         with self._sync_lock:
-            if self._sync is not None or self._sync_unavailable or not self._started:
-                return self._sync
+            if self._inserter is not None or self._sync_unavailable or not self._started:
+                return self._inserter
             url = sync_url(self.engine.url, self._connect_args)
             if url is None:
                 self._sync_unavailable = True
@@ -493,8 +493,8 @@ class SQLAlchemyStore(PersistentStore):
                 return None
             if engine.dialect.name == "sqlite":
                 self._configure_sqlite(engine, pragmas=self._owns_engine)
-            self._sync = SyncInserter(engine, self.table)
-            return self._sync
+            self._inserter = SyncInserter(engine, self.table)
+            return self._inserter
 
     async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
         rows = [self._row(task) for task in tasks]
