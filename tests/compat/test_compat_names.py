@@ -37,6 +37,21 @@ def test_event_constants_and_classes_from_asyncz_modules() -> None:
     assert isinstance(seen[1], TaskEvent) and seen[1].task_id == "every-5"
 
 
+def test_the_asyncz_event_modules_list_every_code_and_class() -> None:
+    # Both modules re-export by hand (a static __all__ for type checkers): a new code or
+    # event class added to asyncz.events must not be forgotten there.
+    from asyncz import events as ev
+    from asyncz.events import base, constants
+
+    codes = {n for n in ev.__all__ if n.isupper()}
+    classes = {n for n in ev.__all__ if isinstance(getattr(ev, n), type)}
+    assert codes and classes
+    assert set(constants.__all__) == codes
+    assert set(base.__all__) == classes
+    assert all(getattr(constants, n) == getattr(ev, n) for n in codes)
+    assert all(getattr(base, n) is getattr(ev, n) for n in classes)
+
+
 def test_asyncz_exception_names_are_ours_with_a_warning() -> None:
     from asyncz import exceptions
     from asyncz.schedulers.asyncio import AsyncIOScheduler
