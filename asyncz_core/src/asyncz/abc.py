@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import asyncio
 
+    from asyncz.nodes import NodeInfo
     from asyncz.tasks import Task
 
 __all__ = [
@@ -124,6 +125,12 @@ class SchedulerHandle(Protocol):
     def report_wiped(self, store: str | None, detail: str) -> None:
         """The backend of store ``store`` lost its data: dispatches ``STORE_WIPED``. Call it
         once per loss (:meth:`asyncz.stores.base.PersistentStore.report_wiped` does)."""
+
+    def wake(self, when: datetime | None = None) -> None:
+        """Another process changed the store's tasks (a store learned it from its backend's
+        notifications: Redis pub/sub, PostgreSQL ``LISTEN``...): ``when`` is the earliest new
+        next run time when known (the scheduler wakes up only if it comes before its planned
+        wake-up), ``None`` to make it look at its stores now. Thread safe, never raises."""
 
 
 # =========================================================================================
@@ -224,7 +231,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def update_task(self, task: Task) -> None:
         """Replace the stored task with the same id. Raises
-        :class:`~asyncz.exceptions.TaskLookupError` when there is none."""
+        :class:`~asyncz.exceptions.TaskLookupError` when there is none.
+
+        A coordinated store makes it a compare-and-set: when ``task.revision`` is not 0 (the
+        task was read from the store) and the stored revision differs, nothing is written
+        and :class:`~asyncz.exceptions.StaleTaskError` is raised. A write ends any claim on
+        the task (the claimer's write-back is then refused) and sets ``task.revision`` to
+        the new revision."""
 
     @abc.abstractmethod
     async def delete_task(self, task_id: str) -> None:
@@ -255,6 +268,56 @@ class Store(abc.ABC):
     async def get_unrestorable(self) -> dict[str, str]:
         """Ids of stored tasks that cannot be restored, each with the reason; they are kept
         in the backend, not deleted."""
+
+    # -- coordination: several schedulers (nodes) on one store ---------------------------------
+    #
+    # A store that other processes share (``coordinated = True``) hands out due tasks under a
+    # *lease* owned by a node, and accepts the write-back of a claimed task only from the node
+    # that still holds it, at the revision it was claimed at (the fencing token). Every write
+    # of a task moves its ``revision``; a stale write is refused. The scheduler writes back
+    # *before* it submits the runs, so a run is submitted only by the node whose write-back
+    # was accepted: a fire time is never run twice, and runs claimed by a node that dies are
+    # claimed again by another when the lease lapses. ``BaseStore`` implements these methods
+    # for a store that is not shared (``coordinated = False``) on top of the methods above.
+
+    @abc.abstractmethod
+    async def acquire_due_tasks(
+        self, node: str, now: datetime, lease: float, limit: int
+    ) -> list[Task]:
+        """Claim for ``node`` the tasks whose next run time is ``<= now`` and that no node
+        holds (or whose holder's lease ended before ``now``), earliest first, at most
+        ``limit``; hold them until ``now + lease`` seconds. Atomic: two nodes claiming at
+        once never get the same task. Paused and unrestorable tasks never appear. Each task
+        returned carries the ``revision`` it was claimed at.
+
+        While claimed, a task's next run time counts as the end of its lease for
+        :meth:`get_next_run_time` (so that other nodes wake up when an abandoned claim
+        lapses, and do not spin on a due task they cannot take)."""
+
+    @abc.abstractmethod
+    async def release_tasks(self, node: str, tasks: Sequence[Task]) -> list[Task]:
+        """Write back tasks claimed by ``node`` and end their claims, in one round trip where
+        the backend allows it: a task with a next run time is stored as given (its revision
+        moves), one without (``next_run_time is None``: finished) is deleted. A task is
+        written only while ``node`` still holds it at the revision it was claimed at;
+        returns the tasks that were written, in the given order (a refused one was changed
+        by a management call, or claimed by another node after the lease lapsed: its runs
+        must not be submitted)."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, node: NodeInfo) -> None:
+        """Record ``node`` (its :class:`~asyncz.nodes.NodeInfo`, ``last_heartbeat`` = now)
+        and extend every claim it holds to ``last_heartbeat + node.lease``. Prunes records of
+        nodes that ended more than :data:`~asyncz.nodes.NODE_RETENTION` seconds ago."""
+
+    @abc.abstractmethod
+    async def remove_node(self, node: NodeInfo) -> None:
+        """``node`` stops cleanly: store its record as given (``stopped_at`` set) and release
+        every claim it still holds, so other nodes take its due tasks at once."""
+
+    @abc.abstractmethod
+    async def get_nodes(self) -> list[NodeInfo]:
+        """Every node recorded (alive, dead or stopped), by identity."""
 
 
 class Executor(abc.ABC):

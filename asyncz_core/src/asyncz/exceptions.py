@@ -21,6 +21,7 @@ __all__ = [
     "PluginTypeError",
     "SchedulerAlreadyRunningError",
     "SchedulerNotRunningError",
+    "StaleTaskError",
     "StoreTimeoutError",
     "StoreUnavailableError",
     "TaskLookupError",
@@ -233,6 +234,27 @@ class ConflictingIdError(AsynczError, KeyError):
         super().__init__(
             f"A task with the id {task_id!r} already exists{where}; "
             "pass replace_existing=True to replace it."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StaleTaskError(AsynczError, RuntimeError):
+    """A write of a task was refused because the stored task changed since it was read
+    (its ``revision`` moved: another node or an operator wrote it first). Read it again and
+    retry; the scheduler's management methods do so by themselves."""
+
+    def __init__(self, task_id: str, store: str | None, expected: int, found: int | None) -> None:
+        self.task_id = task_id
+        self.store = store
+        self.expected = expected
+        self.found = found
+        where = f" in store {store!r}" if store else ""
+        now = "is gone" if found is None else f"is at revision {found}"
+        super().__init__(
+            f"Task {task_id!r}{where} changed since it was read (read at revision {expected}, "
+            f"now {now}); read it again and retry."
         )
 
     def __str__(self) -> str:

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncz import events as ev
 from asyncz._util import UNSET, UnsetType
-from asyncz.exceptions import SchedulerNotRunningError, TaskLookupError, TaskUnrestorableError
+from asyncz.exceptions import (
+    SchedulerNotRunningError,
+    StaleTaskError,
+    TaskLookupError,
+    TaskUnrestorableError,
+)
 from asyncz.schedulers.inspection import RunPreview, SchedulerInfo
 from asyncz.stores.base import call
 from asyncz.tasks.task import ScheduleState, Task, TaskInfo, TaskLabel, task_label
@@ -29,6 +34,8 @@ from asyncz.timeutil import utc
 
 if TYPE_CHECKING:
     from asyncz.executors.base import BaseExecutor
+    from asyncz.nodes import NodeInfo
+    from asyncz.schedulers._coordination import Coordinator
     from asyncz.schedulers._processing import Processor
     from asyncz.schedulers.base import SchedulerState
     from asyncz.stores.base import BaseStore
@@ -37,6 +44,10 @@ if TYPE_CHECKING:
 __all__ = ["ManagementMixin"]
 
 T = TypeVar("T")
+
+#: Times a management write re-reads the task and tries again when another node or process
+#: wrote it in between (a compare-and-set refused with StaleTaskError).
+WRITE_ATTEMPTS = 20
 
 _SORT_KEYS = ("id", "name", "next_run_time", "schedule_state", "executor", "store", "trigger")
 
@@ -52,6 +63,7 @@ class ManagementMixin:
         _state: SchedulerState
         _started_at: datetime | None
         _processor: Processor
+        _coordinator: Coordinator
         logger: logging.Logger
         identity: str
         timezone: tzinfo
@@ -135,17 +147,27 @@ class ManagementMixin:
         self, task_id: Task | str, store: str | None = None, **changes: Any
     ) -> Task:
         task_id = self._task_id(task_id)
-        task, alias = await self._find(task_id, store)
-        task._modify(**changes)
-        self._resolve_naive(task)
-        if alias is not None:
+        for attempt in range(WRITE_ATTEMPTS):
+            task, alias = await self._find(task_id, store)
+            task._modify(**changes)
+            self._resolve_naive(task)
+            if alias is None:
+                return task
             if {"executor", "fn", "args", "kwargs"} & changes.keys():
                 self._check_executor(task)
             target = self.lookup_store(alias)
-            await call(target, target.update_task(task))
+            try:
+                # A compare-and-set in a coordinated store: refused when the task changed
+                # since _find read it (a node's pass, another operator); read it again.
+                await call(target, target.update_task(task))
+            except StaleTaskError:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                continue
             self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task.id, alias))
             self._wakeup_if_sooner(task.next_run_time)
-        return task
+            return task
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def update_task(self, task_id: Task | str, store: str | None = None, **changes: Any) -> Task:
         """Change options of a task, by id or by object (``coalesce=False`` ...)."""
@@ -273,25 +295,37 @@ class ManagementMixin:
             raise SchedulerNotRunningError("running a task")
         if not force and task.next_run_time is None:
             raise ValueError(f"Task {task_id!r} is paused; pass force=True to run it anyway")
-        now = datetime.now(utc)
-        self._submit(task, alias, [now], "manual", 0)
-        trigger = task.trigger
-        was_paused = task.next_run_time is None
-        # The manual run counts as a fire at ``now``: the next run is the trigger's first
-        # fire time after it, whatever next run time was stored before.
-        next_time = (
-            trigger.get_next_trigger_time(self.trigger_timezone, now, now) if trigger else None
-        )
         target = self.lookup_store(alias)
-        if next_time is None and remove_finished:
-            await call(target, target.delete_task(task_id))
-            self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
-            return None
-        task.next_run_time = None if was_paused or next_time is None else next_time
-        await call(target, target.update_task(task))
-        self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task_id, alias))
-        self._wakeup_if_sooner(task.next_run_time)
-        return task
+        for attempt in range(WRITE_ATTEMPTS):
+            if attempt:
+                task, alias = await self._find(task_id, alias)
+            now = datetime.now(utc)
+            trigger = task.trigger
+            was_paused = task.next_run_time is None
+            # The manual run counts as a fire at ``now``: the next run is the trigger's first
+            # fire time after it, whatever next run time was stored before.
+            next_time = (
+                trigger.get_next_trigger_time(self.trigger_timezone, now, now) if trigger else None
+            )
+            if next_time is None and remove_finished:
+                await call(target, target.delete_task(task_id))
+                self._submit(task, alias, [now], "manual", 0)
+                self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
+                return None
+            task.next_run_time = None if was_paused or next_time is None else next_time
+            try:
+                # Stored first: in a shared store, a refused write (another node advanced the
+                # task meanwhile) is retried from the fresh state before anything runs.
+                await call(target, target.update_task(task))
+            except StaleTaskError:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                continue
+            self._submit(task, alias, [now], "manual", 0)
+            self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task_id, alias))
+            self._wakeup_if_sooner(task.next_run_time)
+            return task
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def run_task(
         self,
@@ -448,6 +482,17 @@ class ManagementMixin:
                 trigger.get_next_trigger_time(self.trigger_timezone, when, now) if trigger else None
             )
         return RunPreview(runs, task.id, count, when is None)
+
+    async def get_nodes_async(self, store: str | None = None) -> list[NodeInfo]:
+        if not self.running:
+            raise SchedulerNotRunningError("listing nodes")
+        return await self._coordinator.get_nodes(store)
+
+    def get_nodes(self, store: str | None = None) -> list[NodeInfo]:
+        """The schedulers (nodes) recorded in ``store``, or in every store: alive, dead
+        (heartbeat older than its lease) or stopped, by identity. A store not shared between
+        processes knows only this node."""
+        return self._block_on(self.get_nodes_async(store))
 
     def get_scheduler_info(self) -> SchedulerInfo:
         """State, zone, components and task counts: for health checks and dashboards.

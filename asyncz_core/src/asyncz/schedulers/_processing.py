@@ -26,6 +26,7 @@ The scheduler owns one :class:`Processor` (``scheduler._processor``) and reads i
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from asyncz.timeutil import utc
 if TYPE_CHECKING:
     from asyncz._timer import PreciseTimer
     from asyncz.locks import FileLock
+    from asyncz.schedulers._coordination import Coordinator
     from asyncz.schedulers.base import BaseScheduler
 
 __all__ = ["BATCH_SIZE", "LOCK_POLL_INTERVAL", "LOCK_RETRY", "LOCK_WAIT", "Processor"]
@@ -126,12 +128,22 @@ class Processor:
             from asyncz._timer import precise_timer
 
             self._timer = precise_timer(loop)
+        coordinator = self._scheduler._coordinator
+        heartbeats: asyncio.Task[None] | None = None
+        if coordinator.stores():
+            # Registered before the first pass; heartbeats extend the claims of every pass.
+            await coordinator.beat()
+            heartbeats = loop.create_task(_beat_after(coordinator), name="asyncz-heartbeat")
         try:
             await self._run_on(loop)
         finally:
             timer, self._timer = self._timer, None
             if timer is not None:
                 timer.close()
+            if heartbeats is not None:
+                heartbeats.cancel()
+                await asyncio.gather(heartbeats, return_exceptions=True)
+                await coordinator.leave()
 
     async def _run_on(self, loop: asyncio.AbstractEventLoop) -> None:
         scheduler = self._scheduler
@@ -276,14 +288,24 @@ class Processor:
     ) -> datetime | None:
         """Submit the due tasks of one store; return its next run time.
 
-        ``write_back_first`` (a store shared with other processes): write the next run times
-        back *before* submitting the runs, so that a process killed mid-pass never leaves
-        a run behind for another process to run a second time.
+        A coordinated store (shared by nodes) is claimed from under a lease and written back
+        with the fencing check *before* the runs are submitted: only the runs of the tasks
+        whose write-back the store accepted are submitted, so no fire time is run by two
+        nodes, and a node that dies between claim and write-back leaves its claims to lapse
+        and be taken over. ``write_back_first`` (``lock_path``) orders a private store's pass
+        the same way, so that a process killed mid-pass never leaves a run behind for another
+        process to run a second time.
         """
         scheduler = self._scheduler
+        coordinated = store.coordinated
+        node = scheduler.identity
+        lease = scheduler.settings.coordination.lease
         while True:
             now = datetime.now(utc)
-            due = await call(store, store.get_due_tasks(now, BATCH_SIZE))
+            if coordinated:
+                due = await call(store, store.acquire_due_tasks(node, now, lease, BATCH_SIZE))
+            else:
+                due = await call(store, store.get_due_tasks(now, BATCH_SIZE))
             if not due:
                 break
             # Lateness is judged when the runs are submitted, not when the query was sent:
@@ -291,19 +313,29 @@ class Processor:
             now = datetime.now(utc)
             updates: list[Task] = []
             finished: list[Task] = []
-            deferred: list[tuple[Task, list[datetime]]] | None = [] if write_back_first else None
+            first = coordinated or write_back_first
+            deferred: list[tuple[Task, list[datetime]]] | None = [] if first else None
             for task in due:
                 self._process_task(task, alias, now, updates, finished, deferred)
-            if deferred is None:
-                # Let the runs just created start before the store round trips.
-                await asyncio.sleep(0)
-            if updates:
-                await call(store, store.update_tasks(updates))
-            if finished:
-                await call(store, store.delete_tasks([t.id for t in finished]))
-                if self._events.wants(ev.TASK_REMOVED):
-                    for task in finished:
-                        self._events.dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
+            if coordinated:
+                written = await call(store, store.release_tasks(node, due))
+                if len(written) < len(due):
+                    self._report_refused(alias, due, written)
+                    kept = {id(task) for task in written}
+                    finished = [task for task in finished if id(task) in kept]
+                    if deferred:
+                        deferred = [item for item in deferred if id(item[0]) in kept]
+            else:
+                if deferred is None:
+                    # Let the runs just created start before the store round trips.
+                    await asyncio.sleep(0)
+                if updates:
+                    await call(store, store.update_tasks(updates))
+                if finished:
+                    await call(store, store.delete_tasks([t.id for t in finished]))
+            if finished and self._events.wants(ev.TASK_REMOVED):
+                for task in finished:
+                    self._events.dispatch(ev.TaskEvent(ev.TASK_REMOVED, task.id, alias))
             if deferred:
                 submitted = datetime.now(utc)  # after the write-back round trips
                 for task, run_times in deferred:
@@ -313,6 +345,25 @@ class Processor:
         if scheduler.state != _RUNNING:
             return None
         return await call(store, store.get_next_run_time())
+
+    def _report_refused(self, alias: str, due: list[Task], written: list[Task]) -> None:
+        """Claimed tasks whose write-back the store refused: changed by a management call, or
+        taken by another node after this node's lease lapsed. Their runs are not submitted
+        here (the task is processed again from what is stored now)."""
+        kept = {id(task) for task in written}
+        refused = [task for task in due if id(task) not in kept]
+        logger = self._scheduler.logger
+        if logger.isEnabledFor(logging.INFO):
+            names = ", ".join(str(task_label(task)) for task in refused[:5])
+            logger.info(
+                "Store %r refused the write-back of %d claimed task(s) (%s%s): changed "
+                "meanwhile or claimed by another node after the lease lapsed; their runs are "
+                "not submitted by this node",
+                alias,
+                len(refused),
+                names,
+                ", ..." if len(refused) > 5 else "",
+            )
 
     def _process_task(
         self,
@@ -475,6 +526,11 @@ class Processor:
         locks, self._locks = self._locks, {}
         for lock in locks.values():
             lock.close(remove=True)
+
+
+async def _beat_after(coordinator: Coordinator) -> None:
+    await asyncio.sleep(coordinator._scheduler.settings.coordination.interval)
+    await coordinator.run()
 
 
 def _resolve(future: asyncio.Future[Any]) -> None:

@@ -37,6 +37,7 @@ from asyncz.exceptions import (
 )
 from asyncz.executors.base import BaseExecutor
 from asyncz.schedulers._adding import AddingMixin
+from asyncz.schedulers._coordination import Coordinator
 from asyncz.schedulers._dispatch import Dispatcher
 from asyncz.schedulers._management import ManagementMixin
 from asyncz.schedulers._processing import Processor
@@ -109,6 +110,8 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         self._main_task: asyncio.Task[None] | None = None
         # The run path: wake-up, sleep, passes, submission, write-back, store locks.
         self._processor = Processor(self)
+        # Nodes: this scheduler's record and heartbeats in the stores it shares.
+        self._coordinator = Coordinator(self)
         # (kind, alias) -> the component that STORE_ADDED / EXECUTOR_ADDED announced.
         self._announced: dict[tuple[str, str], object] = {}
         self._started_at: datetime | None = None
@@ -576,6 +579,14 @@ class BaseScheduler(AddingMixin, ManagementMixin):
 
     def _wakeup_if_sooner(self, when: datetime | None | UnsetType) -> None:
         self._processor.wakeup_if_sooner(when)
+
+    def wake(self, when: datetime | None = None) -> None:
+        """A store heard that another process changed its tasks (``when``: the earliest new
+        next run time, if known): wake up if it is sooner than planned (``None``: now)."""
+        if when is None:
+            self._processor.wakeup()
+        else:
+            self._processor.wakeup_if_sooner(when)
 
     def _submit(
         self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from asyncz.settings.models import DEFAULT_PREFIX, TaskDeclaration, TaskDefaults
+from asyncz.settings.models import (
+    DEFAULT_PREFIX,
+    CoordinationSettings,
+    TaskDeclaration,
+    TaskDefaults,
+)
 from asyncz.timeutil import timezone_name
 
 if TYPE_CHECKING:
@@ -55,6 +60,8 @@ def describe(settings: AsynczSettings, *, mask_secrets: bool = True) -> list[dic
                 add((section, alias), entry)
     for name in TaskDefaults.model_fields:
         add(("task_defaults", name), getattr(settings.task_defaults, name))
+    for name in CoordinationSettings.model_fields:
+        add(("coordination", name), getattr(settings.coordination, name))
     for name in ("lock_path", "startup_delay", "shutdown_timeout"):
         add((name,), getattr(settings, name))
     rows.append(

@@ -29,6 +29,7 @@ from asyncz.settings.models import (
     AsynczSettings,
     Origin,
     TaskDeclaration,
+    CoordinationSettings,
     TaskDefaults,
     _validate_entry,
 )
@@ -118,6 +119,8 @@ def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
         model = AsynczSettings
     elif len(loc) == 1 and loc[0] == "task_defaults":
         model = TaskDefaults
+    elif len(loc) == 1 and loc[0] == "coordination":
+        model = CoordinationSettings
     elif len(loc) == 2 and loc[0] == "tasks":
         model = TaskDeclaration
     else:

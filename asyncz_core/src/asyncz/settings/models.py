@@ -37,6 +37,7 @@ from asyncz.timeutil import local_timezone, to_timezone
 __all__ = [
     "DEFAULT_PREFIX",
     "AsynczSettings",
+    "CoordinationSettings",
     "Origin",
     "TaskDeclaration",
     "TaskDefaults",
@@ -203,6 +204,33 @@ class TaskDefaults(BaseModel):
         return self.misfire_grace_time
 
 
+class CoordinationSettings(BaseModel):
+    """How schedulers that share a store (nodes) coordinate (see docs/coordination.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Seconds a node holds the due tasks it claimed, and counts as alive after its last
+    #: heartbeat: a node that dies (or is cut off) loses its claims, and another node takes
+    #: its runs over, within this time.
+    lease: float = Field(default=10.0, gt=0, le=86400)
+    #: Seconds between heartbeats; ``None``: a quarter of ``lease``. Must be below ``lease``.
+    heartbeat_interval: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _interval_below_lease(self) -> CoordinationSettings:
+        if self.heartbeat_interval is not None and self.heartbeat_interval >= self.lease:
+            raise ValueError(
+                f"heartbeat_interval ({self.heartbeat_interval:g} s) must be shorter than "
+                f"lease ({self.lease:g} s), or the node's claims lapse between heartbeats"
+            )
+        return self
+
+    @property
+    def interval(self) -> float:
+        """Seconds between heartbeats."""
+        return self.heartbeat_interval or self.lease / 4
+
+
 class TaskDeclaration(BaseModel):
     """One task of the ``tasks`` table, as ``asyncz run`` adds it (the table key is its id).
 
@@ -311,6 +339,8 @@ class AsynczSettings(BaseSettings):
     #: Name of this scheduler instance (``None``: ``host:pid:random``), shown by
     #: ``get_scheduler_info()``; nodes sharing a store tell each other apart by it.
     identity: str | None = None
+    #: How nodes sharing a store coordinate: ``lease``, ``heartbeat_interval``.
+    coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
     #: Seconds one call to a store that does network I/O may take before it counts as an
     #: outage (a frozen server); ``None`` (``"none"``) or 0 waits for ever.
     store_timeout: GraceTime = 10.0

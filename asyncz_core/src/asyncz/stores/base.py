@@ -56,7 +56,10 @@ from asyncz.stores._plain import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from asyncz.abc import SchedulerHandle
+    from asyncz.nodes import NodeInfo
     from asyncz.tasks import Task
 
 __all__ = [
@@ -134,6 +137,14 @@ class BaseStore(Store):
     #: Seconds between passes even when nothing is due, for stores that other processes
     #: change (so their additions are seen); ``None``: only the store's own changes matter.
     poll_interval: float | None = None
+
+    #: ``True`` for a store that several processes share and that implements claims under a
+    #: lease, fenced write-backs, compare-and-set updates and node records in its backend
+    #: (see :class:`asyncz.abc.Store`, "coordination"). The scheduler then claims due tasks
+    #: with :meth:`acquire_due_tasks`, writes them back with :meth:`release_tasks` *before*
+    #: it submits their runs, and heartbeats. ``False``: the store is private to one process
+    #: and those methods are the plain ones below, built on the rest of the contract.
+    coordinated: ClassVar[bool] = False
 
     #: Names of the contract methods this class implements as plain (synchronous) functions;
     #: they run on the store's worker thread (see the module documentation).
@@ -253,6 +264,44 @@ class BaseStore(Store):
                 await self.delete_task(task_id)
             except TaskLookupError:
                 pass
+
+    # -- coordination, for a store one process owns ------------------------------------------
+    # A coordinated store overrides all five with its backend's primitives.
+    async def acquire_due_tasks(
+        self, node: str, now: datetime, lease: float, limit: int
+    ) -> list[Task]:
+        """The due tasks (:meth:`get_due_tasks`): nobody else claims in a private store."""
+        due = await self.get_due_tasks(now, limit)
+        return due if len(due) <= limit else list(due)[:limit]
+
+    async def release_tasks(self, node: str, tasks: Sequence[Task]) -> list[Task]:
+        """Write every task back (:meth:`update_tasks`, finished ones :meth:`delete_tasks`)."""
+        keep = [task for task in tasks if task.next_run_time is not None]
+        if keep:
+            await self.update_tasks(keep)
+        if len(keep) < len(tasks):
+            await self.delete_tasks([task.id for task in tasks if task.next_run_time is None])
+        return list(tasks)
+
+    def _node_records(self) -> dict[str, NodeInfo]:
+        records: dict[str, NodeInfo] | None = self.__dict__.get("_asyncz_nodes")
+        if records is None:
+            records = self.__dict__["_asyncz_nodes"] = {}
+        return records
+
+    async def heartbeat(self, node: NodeInfo) -> None:
+        """Keep the record in memory (nobody else reads it)."""
+        records = self._node_records()
+        records[node.identity] = node
+        for identity in [i for i, n in records.items() if n.expired_for(node.last_heartbeat)]:
+            del records[identity]
+
+    async def remove_node(self, node: NodeInfo) -> None:
+        self._node_records()[node.identity] = node
+
+    async def get_nodes(self) -> list[NodeInfo]:
+        records = self._node_records()
+        return [records[identity] for identity in sorted(records)]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"

@@ -164,6 +164,7 @@ class Task:
         "name",
         "next_run_time",
         "replace_existing",
+        "revision",
         "store_alias",
         "tags",
         "trigger",
@@ -177,6 +178,10 @@ class Task:
     max_instances: int | UnsetType
     misfire_grace_time: float | None | UnsetType
     tags: frozenset[str]
+    #: The stored task's revision when it was read from a coordinated store (0: not read from
+    #: one); every write moves it, and a write at an old revision is refused. Not part of
+    #: the task's state: the store keeps it beside the payload.
+    revision: int
 
     def __init__(
         self,
@@ -201,6 +206,7 @@ class Task:
     ) -> None:
         self._scheduler = scheduler
         self._submitted = False
+        self.revision = 0
         self.fn = None
         self.fn_reference = None
         self.id = str(id) if id is not None else new_task_id()
@@ -503,6 +509,7 @@ class Task:
             raise ValueError(f"unsupported task state version {version!r}")
         self._scheduler = None
         self._submitted = True
+        self.revision = 0
         self.id = state["id"]
         self.name = state["name"]
         self.fn_reference = state["fn"]

@@ -2,13 +2,15 @@
 
 :class:`StoreContract` composes the parts, one module each: :mod:`~asyncz.testing.harness`
 (hooks, fixture, driver loop), :mod:`~asyncz.testing.store_api` (the store API),
-:mod:`~asyncz.testing.persistence` (serialization, unrestorable tasks) and
-:mod:`~asyncz.testing.with_scheduler` (a scheduler on top of the store). The helpers live
+:mod:`~asyncz.testing.persistence` (serialization, unrestorable tasks),
+:mod:`~asyncz.testing.with_scheduler` (a scheduler on top of the store) and
+:mod:`~asyncz.testing.coordination` (several nodes on one store: claims, leases, fencing). The helpers live
 in :mod:`asyncz.testing.helpers` and are re-exported here.
 """
 
 from __future__ import annotations
 
+from asyncz.testing.coordination import CoordinationContract
 from asyncz.testing.helpers import MISSING_FUNCTION, assert_same_task, make_task, wait_until
 from asyncz.testing.persistence import PersistenceContract
 from asyncz.testing.store_api import StoreApiContract
@@ -17,7 +19,7 @@ from asyncz.testing.with_scheduler import SchedulerContract
 __all__ = ["MISSING_FUNCTION", "StoreContract", "assert_same_task", "make_task", "wait_until"]
 
 
-class StoreContract(StoreApiContract, PersistenceContract, SchedulerContract):
+class StoreContract(StoreApiContract, PersistenceContract, SchedulerContract, CoordinationContract):
     """The behaviour every asyncz store must have. Subclass it in a ``Test*`` class and
     implement :meth:`make_store`; every ``test_*`` method then runs against your store.
 
