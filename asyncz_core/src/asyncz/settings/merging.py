@@ -27,9 +27,9 @@ from asyncz.settings.models import (
     _DEFAULT_ORIGIN,
     DEFAULT_PREFIX,
     AsynczSettings,
+    CoordinationSettings,
     Origin,
     TaskDeclaration,
-    CoordinationSettings,
     TaskDefaults,
     _validate_entry,
 )

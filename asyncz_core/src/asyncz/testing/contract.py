@@ -4,7 +4,8 @@
 (hooks, fixture, driver loop), :mod:`~asyncz.testing.store_api` (the store API),
 :mod:`~asyncz.testing.persistence` (serialization, unrestorable tasks),
 :mod:`~asyncz.testing.with_scheduler` (a scheduler on top of the store) and
-:mod:`~asyncz.testing.coordination` (several nodes on one store: claims, leases, fencing). The helpers live
+:mod:`~asyncz.testing.coordination` (several nodes on one store: claims, leases and
+fencing). The helpers live
 in :mod:`asyncz.testing.helpers` and are re-exported here.
 """
 

@@ -147,7 +147,8 @@ class CoordinationContract(StoreHarness):
         written = self.call(store.release_tasks("node-a", claimed))
         assert [t.id for t in written] == [t.id for t in claimed]
         found = self.call(other.lookup_task(claimed[0].id), other)
-        assert found is not None and found.next_run_time == self.at(120)
+        assert found is not None
+        assert found.next_run_time == self.at(120)
         assert found.revision > claimed[0].revision - 1
         assert self.call(other.lookup_task(claimed[1].id), other) is None
         # Written back, the task is free: due again at its new time, for any node.
@@ -168,7 +169,8 @@ class CoordinationContract(StoreHarness):
         mine[0].next_run_time = self.at(100)
         assert self.call(store.release_tasks("node-a", mine)) == []
         found = self.call(store.lookup_task(mine[0].id))
-        assert found is not None and found.next_run_time == self.at(200)
+        assert found is not None
+        assert found.next_run_time == self.at(200)
 
     def test_a_write_back_while_another_node_holds_the_task_is_refused(
         self, store: BaseStore, other: BaseStore
@@ -193,7 +195,8 @@ class CoordinationContract(StoreHarness):
         mine[0].next_run_time = self.at(100)
         assert self.call(store.release_tasks("node-a", mine)) == []
         found = self.call(store.lookup_task(mine[0].id))
-        assert found is not None and found.next_run_time is None
+        assert found is not None
+        assert found.next_run_time is None
 
     def test_update_is_compare_and_set_on_the_revision(
         self, store: BaseStore, other: BaseStore
@@ -201,7 +204,8 @@ class CoordinationContract(StoreHarness):
         self.call(store.add_task(make_task("cas", self.at(10))))
         first = self.call(store.lookup_task("cas"))
         second = self.call(other.lookup_task("cas"), other)
-        assert first is not None and second is not None
+        assert first is not None
+        assert second is not None
         assert first.revision == second.revision > 0
         first.next_run_time = self.at(20)
         self.call(store.update_task(first))
@@ -211,7 +215,8 @@ class CoordinationContract(StoreHarness):
             self.call(other.update_task(second), other)
         assert caught.value.task_id == "cas"
         found = self.call(other.lookup_task("cas"), other)
-        assert found is not None and found.next_run_time == self.at(20)
+        assert found is not None
+        assert found.next_run_time == self.at(20)
         assert found.revision == first.revision
 
     # -- nodes ---------------------------------------------------------------------------------
