@@ -1,7 +1,8 @@
 """Nodes: this scheduler's record in the stores it shares with other schedulers.
 
 Data path: when the processing loop starts, :meth:`Coordinator.run` registers this node in
-every coordinated store (``store.coordinated``) and then heartbeats every
+every store (a coordinated one, ``store.coordinated``, keeps the record in its backend for
+the other nodes to see) and then heartbeats every
 ``asyncz.coordination.heartbeat_interval`` seconds, which also extends the leases on the due
 tasks the node holds (:meth:`asyncz.abc.Store.heartbeat`). At shutdown :meth:`Coordinator.leave`
 records the node as stopped and releases its claims. ``scheduler.get_nodes()`` reads every
@@ -47,8 +48,9 @@ class Coordinator:
         self._failing: set[str] = set()
 
     def stores(self) -> list[tuple[str, BaseStore]]:
-        """The coordinated stores of the scheduler."""
-        return [(a, s) for a, s in list(self._scheduler.stores.items()) if s.coordinated]
+        """The stores this node records itself in: all of them (a store no other process
+        shares keeps the record in memory, so ``get_nodes()`` shows this node there too)."""
+        return list(self._scheduler.stores.items())
 
     def _record(self, now: datetime) -> NodeInfo:
         scheduler = self._scheduler

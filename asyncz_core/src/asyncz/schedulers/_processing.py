@@ -129,21 +129,17 @@ class Processor:
 
             self._timer = precise_timer(loop)
         coordinator = self._scheduler._coordinator
-        heartbeats: asyncio.Task[None] | None = None
-        if coordinator.stores():
-            # Registered before the first pass; heartbeats extend the claims of every pass.
-            await coordinator.beat()
-            heartbeats = loop.create_task(_beat_after(coordinator), name="asyncz-heartbeat")
+        # Registered at start (_start_components); heartbeats extend the claims of every pass.
+        heartbeats = loop.create_task(_beat_after(coordinator), name="asyncz-heartbeat")
         try:
             await self._run_on(loop)
         finally:
             timer, self._timer = self._timer, None
             if timer is not None:
                 timer.close()
-            if heartbeats is not None:
-                heartbeats.cancel()
-                await asyncio.gather(heartbeats, return_exceptions=True)
-                await coordinator.leave()
+            heartbeats.cancel()
+            await asyncio.gather(heartbeats, return_exceptions=True)
+            await coordinator.leave()
 
     async def _run_on(self, loop: asyncio.AbstractEventLoop) -> None:
         scheduler = self._scheduler

@@ -441,6 +441,7 @@ class BaseScheduler(AddingMixin, ManagementMixin):
             self._announce("executor", alias, executor)
         for alias, store in list(self._stores.items()):
             self._announce("store", alias, store)
+        await self._coordinator.beat()  # this node's record, before its first pass
         await self._commit_all_pending()
 
     def _check_lock_path(self) -> None:

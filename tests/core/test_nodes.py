@@ -1,0 +1,91 @@
+"""Nodes: a scheduler records itself in its stores and heartbeats; coordination settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from asyncz.exceptions import ConfigurationError, SchedulerNotRunningError
+from asyncz.nodes import NodeInfo, NodeState
+from asyncz.schedulers.asyncio import AsyncIOScheduler
+from asyncz.stores.memory import MemoryStore
+from asyncz.testing import wait_until
+
+UTC = timezone.utc
+
+
+def test_a_running_scheduler_is_a_node_of_its_stores() -> None:
+    scheduler = AsyncIOScheduler(
+        identity="node-one",
+        stores={"default": MemoryStore(), "other": MemoryStore()},
+        global_config={"asyncz.coordination.lease": "0.4"},
+    )
+    with pytest.raises(SchedulerNotRunningError):
+        scheduler.get_nodes()
+    scheduler.start()
+    try:
+        [node] = scheduler.get_nodes()
+        assert node.identity == "node-one"
+        assert node.host == socket.gethostname()
+        assert node.pid == os.getpid()
+        assert node.lease == 0.4
+        assert node.state == NodeState.ALIVE
+        assert [n.identity for n in scheduler.get_nodes("other")] == ["node-one"]
+        first = node.last_heartbeat
+        # Heartbeats every lease / 4 keep it alive beyond its lease.
+        wait_until(
+            lambda: scheduler.get_nodes()[0].last_heartbeat > first, what="a second heartbeat"
+        )
+        time.sleep(0.5)
+        assert scheduler.get_nodes()[0].state == NodeState.ALIVE
+        store = scheduler.stores["default"]
+    finally:
+        scheduler.shutdown()
+    # At shutdown the node is recorded as stopped.
+    [stopped] = store._node_records().values()
+    assert stopped.state == NodeState.STOPPED
+    assert stopped.stopped_at is not None
+
+
+def test_node_records_round_trip_and_judge_liveness() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    node = NodeInfo.for_this_process("n", 10.0, now)
+    assert NodeInfo.from_dict(node.to_dict()) == node
+    assert node.state_at(now + timedelta(seconds=9)) == NodeState.ALIVE
+    assert node.state_at(now + timedelta(seconds=11)) == NodeState.DEAD
+    assert node.beat(now + timedelta(seconds=5)).state_at(now + timedelta(seconds=11)) == "alive"
+    stopped = node.stopped(now)
+    assert NodeInfo.from_dict(stopped.to_dict()).state_at(now) == NodeState.STOPPED
+    assert not stopped.expired_for(now + timedelta(minutes=59))
+    assert stopped.expired_for(now + timedelta(minutes=61))
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "words"),
+    [
+        ({"asyncz.coordination.lease": "-1"}, "asyncz.coordination.lease", "greater than 0"),
+        (
+            {"asyncz.coordination.lease": "2", "asyncz.coordination.heartbeat_interval": "3"},
+            "asyncz.coordination",
+            "must be shorter than lease",
+        ),
+        ({"asyncz.coordination.leese": "2"}, "asyncz.coordination.leese", "did you mean 'lease'"),
+    ],
+)
+def test_bad_coordination_settings_name_their_key(
+    config: dict[str, str], key: str, words: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        AsyncIOScheduler(global_config=config)
+    assert key in info.value.keys
+    assert words in str(info.value)
+
+
+def test_heartbeat_interval_defaults_to_a_quarter_of_the_lease() -> None:
+    scheduler = AsyncIOScheduler(global_config={"asyncz.coordination.lease": "8"})
+    assert scheduler.settings.coordination.lease == 8.0
+    assert scheduler.settings.coordination.interval == 2.0
