@@ -298,7 +298,7 @@ class ManagementMixin:
         target = self.lookup_store(alias)
         for attempt in range(WRITE_ATTEMPTS):
             if attempt:
-                task, alias = await self._find(task_id, alias)
+                task, _ = await self._find(task_id, alias)
             now = datetime.now(utc)
             trigger = task.trigger
             was_paused = task.next_run_time is None
