@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -145,6 +146,11 @@ def write_atomic(directory: Path, target: Path, data: bytes, fsync: bool) -> Sig
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        # The file system's own mtime is only as fine as its clock tick (milliseconds): a file
+        # rewritten within one tick, on a reused inode, at the same size, would look unchanged
+        # to the other processes' indexes. A nanosecond stamp of our own tells them apart.
+        stamp = time.time_ns()
+        os.utime(fd, ns=(stamp, stamp))
         if fsync:
             os.fsync(fd)
         st = os.fstat(fd)
