@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from asyncz.exceptions import ConflictingIdError
+from asyncz.exceptions import ConflictingIdError, StaleTaskError
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
-from asyncz.stores.file import FileStore, file_name
+from asyncz.stores.file import FileStore, file_name, to_micros
 from asyncz.testing import functions, make_task, wait_until
+from asyncz.triggers import IntervalTrigger
 
 UTC = timezone.utc
 AT = datetime(2030, 1, 1, tzinfo=UTC)
@@ -173,3 +176,129 @@ def test_index_is_not_rebuilt_when_nothing_changed(tmp_path: Path) -> None:
     assert store._generation != generation
     changed = [name for name, entry in store._entries.items() if entries[name] is not entry]
     assert changed == ["i5"]
+
+
+# -- coordination ---------------------------------------------------------------------------------
+def test_a_claim_counts_as_its_lease_end_for_another_instance(tmp_path: Path) -> None:
+    """What CoordinationContract.test_a_claim_counts_as_its_lease_end_for_the_next_run_time
+    means to check, with a task that is due at the real ``now`` it claims at."""
+    store, other = started(tmp_path), started(tmp_path)
+    now = datetime.now(UTC)
+    call_sync(store, store.add_task(make_task("due", now - timedelta(seconds=1))))
+    call_sync(store, store.add_task(make_task("far", AT)))
+    assert len(call_sync(store, store.acquire_due_tasks("node-a", now, 120.0, 10))) == 1
+    assert call_sync(other, other.get_next_run_time()) == now + timedelta(seconds=120)
+    assert call_sync(other, other.acquire_due_tasks("node-b", now, 120.0, 10)) == []
+
+
+def test_headers_without_a_revision_are_read_as_revision_1(tmp_path: Path) -> None:
+    """Task files written before the store was coordinated (header ``{"id", "next"}``)."""
+    store = started(tmp_path)
+    call_sync(store, store.add_task(make_task("old", AT)))
+    path = tmp_path / "tasks" / "old"
+    payload = path.read_bytes().partition(b"\n")[2]
+    path.write_bytes(b'{"id":"old","next":%d}\n' % to_micros(AT) + payload)
+    fresh = started(tmp_path)
+    task = call_sync(fresh, fresh.lookup_task("old"))
+    assert task is not None
+    assert task.revision == 1
+    [claimed] = call_sync(fresh, fresh.acquire_due_tasks("node-a", AT, 10.0, 10))
+    assert claimed.revision == 1
+    claimed.next_run_time = AT + timedelta(hours=1)
+    assert call_sync(fresh, fresh.release_tasks("node-a", [claimed])) == [claimed]
+    assert claimed.revision == 2
+    with pytest.raises(StaleTaskError):
+        call_sync(fresh, fresh.update_task(task))  # read at revision 1
+
+
+def test_an_idle_look_neither_locks_exclusively_nor_moves_the_generation(tmp_path: Path) -> None:
+    store = started(tmp_path)
+    call_sync(store, store.add_task(make_task("later", AT)))
+    before = (tmp_path / ".lock").read_bytes()
+    now = datetime.now(UTC)
+    assert call_sync(store, store.acquire_due_tasks("node-a", now, 10.0, 10)) == []
+    assert call_sync(store, store.get_next_run_time()) == AT
+    assert (tmp_path / ".lock").read_bytes() == before
+
+
+def read_node_runs(path: Path) -> list[tuple[str, datetime]]:
+    if not path.exists():
+        return []
+    return [
+        (task_id, datetime.fromisoformat(when).astimezone(UTC))
+        for task_id, when in (line.split() for line in path.read_text().splitlines())
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_two_processes_run_each_fire_time_exactly_once(tmp_path: Path) -> None:
+    """Two schedulers (own processes, own identities, no lock_path) on one directory: every
+    fire time of 0.2 s interval tasks runs exactly once, on one node or the other."""
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), *sys.path])}
+    outs = [tmp_path / "runs-1.log", tmp_path / "runs-2.log"]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(here / "_file_node_worker.py"),
+                str(tmp_path / "store"),
+                f"n{i}",
+                str(out),
+            ],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i, out in enumerate(outs)
+    ]
+    try:
+        for node in nodes:
+            assert node.stdout is not None
+            assert node.stdout.readline().strip() == "booted"
+        now = time.time()
+        start_epoch, end_epoch = round(now + 4.0, 3), round(now + 7.0, 3)
+        for node in nodes:
+            assert node.stdin is not None
+            node.stdin.write(f"{start_epoch} {end_epoch}\n")
+            node.stdin.flush()
+        for node in nodes:
+            assert node.stdout is not None
+            assert node.stdout.readline().strip() == "ready"
+        assert time.time() < start_epoch, "the nodes took too long to start"
+        time.sleep(max(0.0, end_epoch + 2.0 - time.time()))
+        for node in nodes:
+            node.send_signal(signal.SIGTERM)
+        for node in nodes:
+            assert node.wait(10) == 0
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+                node.wait(5)
+
+    sys.path.insert(0, str(here))
+    try:
+        from _file_node_worker import INTERVAL, OFFSETS
+    finally:
+        sys.path.remove(str(here))
+    start_at, end_at = (datetime.fromtimestamp(e, UTC) for e in (start_epoch, end_epoch))
+    expected = set()
+    for task_id, offset in OFFSETS.items():
+        trigger = IntervalTrigger(
+            seconds=INTERVAL, start_at=start_at + timedelta(seconds=offset), end_at=end_at
+        )
+        when = trigger.get_next_trigger_time(UTC, None, start_at)
+        while when is not None:
+            expected.add((task_id, when.astimezone(UTC)))
+            when = trigger.get_next_trigger_time(UTC, when, when)
+    runs = [read_node_runs(out) for out in outs]
+    counts = Counter(run for node_runs in runs for run in node_runs)
+    print(
+        f"\ntwo file store nodes: {len(expected)} fire times, runs per node {[len(r) for r in runs]}"
+    )
+    assert len(expected) >= 4 * 14
+    assert not {run: n for run, n in counts.items() if n > 1}, "fire times run twice"
+    assert set(counts) == expected
