@@ -1,0 +1,116 @@
+"""Cross-node wake-ups of :class:`asyncz_redis.RedisStore` over Redis pub/sub.
+
+Data path: every write that may bring a next run time forward (an add, a management write, a
+processing pass's write-back, a node releasing its claims) publishes ``"<score> <origin>"``
+on the store's changes channel from inside its Lua script. :class:`ChangeListener` runs on
+the store's I/O loop, subscribed from the store's ``start()`` on, and hands each message of
+another node to ``wake(when)`` (the scheduler's :meth:`~asyncz.abc.SchedulerHandle.wake`).
+When its connection drops it reconnects with backoff and asks for a pass (``wake(None)``):
+what was published meanwhile was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from redis.asyncio import Redis
+
+__all__ = ["ChangeListener"]
+
+#: Longest pause between two attempts to subscribe again, in seconds.
+MAX_BACKOFF = 30.0
+
+
+class ChangeListener:
+    """Subscribed to ``channel``; calls ``wake`` for messages whose origin is not ``origin``."""
+
+    def __init__(
+        self,
+        client: Redis,
+        channel: str,
+        origin: str,
+        wake: Callable[[datetime | None], None],
+        logger: logging.Logger,
+    ) -> None:
+        self.client = client
+        self.channel = channel
+        self.origin = origin
+        self._wake = wake
+        self._logger = logger
+        self._pubsub: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe (before returning: nothing published afterwards is missed), then listen
+        in a task of the running loop."""
+        await self._subscribe()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"asyncz-redis-changes:{self.channel}"
+        )
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._close()
+
+    async def _subscribe(self) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = pubsub
+        await pubsub.subscribe(self.channel)
+        connection: Any = pubsub.connection
+        # redis-py reconnects (and subscribes again) by itself on a dropped connection:
+        # hear of it, since messages sent in between are lost.
+        connection.register_connect_callback(self._reconnected)
+
+    def _reconnected(self, connection: Any) -> None:
+        self._wake(None)
+
+    async def _close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except Exception as exc:  # the connection is gone already
+                self._logger.debug("Closing the subscription to %s: %s", self.channel, exc)
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                if self._pubsub is None:
+                    await self._subscribe()
+                    self._logger.info("Subscribed to %s again", self.channel)
+                    self._wake(None)  # what was published meanwhile is lost: look now
+                backoff = 0.5
+                async for message in self._pubsub.listen():
+                    self._heard(message.get("data"))
+                return  # unsubscribed: only when closing
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._logger.info(
+                    "Subscription to %s lost (%s); subscribing again in %g s",
+                    self.channel,
+                    exc,
+                    backoff,
+                )
+                await self._close()
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+
+    def _heard(self, data: Any) -> None:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        score, _, origin = text.partition(" ")
+        if origin == self.origin:
+            return  # this node's own write: it already knows
+        try:
+            when: datetime | None = datetime.fromtimestamp(float(score), timezone.utc)
+        except (ValueError, OverflowError):
+            when = None
+        self._wake(when)
