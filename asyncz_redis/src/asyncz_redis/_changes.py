@@ -21,8 +21,9 @@ from redis.asyncio import Redis
 
 __all__ = ["ChangeListener"]
 
-#: Longest pause between two attempts to subscribe again, in seconds.
-MAX_BACKOFF = 30.0
+#: Longest pause between two attempts to subscribe again, in seconds (short: until it is
+#: subscribed again the node hears of no change, and an attempt costs one connection).
+MAX_BACKOFF = 5.0
 
 
 class ChangeListener:
@@ -74,27 +75,35 @@ class ChangeListener:
     async def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
+            connection: Any = pubsub.connection
+            if connection is not None:  # it goes back to the pool: not ours to hear of
+                connection.deregister_connect_callback(self._reconnected)
             try:
                 await pubsub.aclose()
             except Exception as exc:  # the connection is gone already
                 self._logger.debug("Closing the subscription to %s: %s", self.channel, exc)
 
     async def _run(self) -> None:
-        backoff = 0.5
+        failures = 0
         while True:
             try:
                 if self._pubsub is None:
                     await self._subscribe()
                     self._logger.info("Subscribed to %s again", self.channel)
                     self._wake(None)  # what was published meanwhile is lost: look now
-                backoff = 0.5
+                failures = 0
                 async for message in self._pubsub.listen():
                     self._heard(message.get("data"))
                 return  # unsubscribed: only when closing
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._logger.info(
+                failures += 1
+                backoff = min(MAX_BACKOFF, 0.25 * 2**failures)
+                # Once per outage at INFO: the processing loop reports the outage itself.
+                level = logging.INFO if failures == 1 else logging.DEBUG
+                self._logger.log(
+                    level,
                     "Subscription to %s lost (%s); subscribing again in %g s",
                     self.channel,
                     exc,
@@ -102,7 +111,6 @@ class ChangeListener:
                 )
                 await self._close()
                 await asyncio.sleep(backoff)
-                backoff = min(MAX_BACKOFF, backoff * 2)
 
     def _heard(self, data: Any) -> None:
         text = data.decode() if isinstance(data, bytes) else str(data)
