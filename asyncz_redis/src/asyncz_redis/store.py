@@ -1,21 +1,30 @@
-"""RedisStore: tasks in a Redis hash, next run times in a sorted set, I/O on the scheduler's
-I/O loop."""
+"""RedisStore: tasks in a Redis hash, due times in a sorted set, claims and revisions beside
+them, I/O on the scheduler's I/O loop; shared by several schedulers (``coordinated``)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.asyncio import Redis
 
-from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
+from asyncz.exceptions import (
+    ConflictingIdError,
+    StaleTaskError,
+    TaskLookupError,
+    TaskRestoreError,
+)
+from asyncz.nodes import NODE_RETENTION, NodeInfo
 from asyncz.stores.base import PersistentStore
+from asyncz_redis import _scripts
+from asyncz_redis._changes import ChangeListener
 
 if TYPE_CHECKING:
     from asyncz.abc import SchedulerHandle
@@ -23,100 +32,17 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisStore"]
 
-# Each script is one round trip and runs atomically on the server.
-
-# KEYS: tasks, run_times. ARGV: replace ("1"/"0"), then (id, payload, score | "") triples.
-# Returns the first id that exists (nothing written) unless replace is set; else nil.
-_ADD = """
-local n = #ARGV
-if ARGV[1] ~= '1' then
-  for i = 2, n, 3 do
-    if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then return ARGV[i] end
-  end
-end
-for i = 2, n, 3 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  if ARGV[i + 2] == '' then
-    redis.call('ZREM', KEYS[2], ARGV[i])
-  else
-    redis.call('ZADD', KEYS[2], ARGV[i + 2], ARGV[i])
-  end
-end
-return false
-"""
-
-# KEYS: tasks, run_times. ARGV: (id, payload, score | "") triples; ids that are gone are
-# skipped. Returns how many were written.
-_UPDATE = """
-local written = 0
-for i = 1, #ARGV, 3 do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    if ARGV[i + 2] == '' then
-      redis.call('ZREM', KEYS[2], ARGV[i])
-    else
-      redis.call('ZADD', KEYS[2], ARGV[i + 2], ARGV[i])
-    end
-    written = written + 1
-  end
-end
-return written
-"""
-
-# Known-unrestorable tasks are skipped while their payload is unchanged (same SHA-1), so
-# they never fill a batch; a payload replaced by another process is looked at again.
-_SKIP = """
-local skip = {}
-for i = FIRST, #ARGV, 2 do skip[ARGV[i]] = ARGV[i + 1] end
-local function skipped(id, payload)
-  local digest = skip[id]
-  return digest ~= nil and (payload == false or redis.sha1hex(payload) == digest)
-end
-"""
-
-# KEYS: tasks, run_times, marker. ARGV: max score, count (-1: all), then (id, sha1) pairs to
-# skip. Returns the marker's value ("" when it is gone), then id, payload, id, payload, ...
-# earliest first.
-_DUE = (
-    _SKIP.replace("FIRST", "3")
-    + """
-local ids
-if tonumber(ARGV[2]) < 0 then
-  ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-else
-  ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-end
-local out = {redis.call('GET', KEYS[3]) or ''}
-for _, id in ipairs(ids) do
-  local payload = redis.call('HGET', KEYS[1], id)
-  if payload and not skipped(id, payload) then
-    out[#out + 1] = id
-    out[#out + 1] = payload
-  end
-end
-return out
-"""
-)
-
-# KEYS: tasks, run_times. ARGV: (id, sha1) pairs to skip. Returns the earliest score of a
-# task that is not skipped (as a string), or nil.
-_NEXT = (
-    _SKIP.replace("FIRST", "1")
-    + """
-local entries = redis.call('ZRANGE', KEYS[2], 0, #ARGV / 2, 'WITHSCORES')
-for i = 1, #entries, 2 do
-  if not skipped(entries[i], redis.call('HGET', KEYS[1], entries[i])) then
-    return entries[i + 1]
-  end
-end
-return false
-"""
-)
+_NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 
 def _score(task: Task) -> str:
     when = task.next_run_time
     return repr(when.timestamp()) if isinstance(when, datetime) else ""
+
+
+def _run_time_order(task: Task) -> datetime:
+    when = task.next_run_time
+    return when if isinstance(when, datetime) else _NEVER
 
 
 def _config_value(reply: Any, name: str) -> str:
@@ -139,8 +65,19 @@ def _payload(value: bytes | str) -> bytes:
 
 
 class RedisStore(PersistentStore):
-    """Tasks in Redis: payloads in the hash ``tasks_key`` (id -> serialized task) and next run
-    times in the sorted set ``run_times_key`` (id -> POSIX timestamp; paused tasks absent).
+    """Tasks in Redis: payloads in the hash ``tasks_key`` (id -> serialized task) and due
+    times in the sorted set ``run_times_key`` (id -> POSIX timestamp: the next run time, or
+    the end of the lease while a node holds the task; paused tasks absent). Beside them, keys
+    named after ``tasks_key``: ``.revisions`` and ``.claims`` (hashes by task id),
+    ``.claimed.<node>`` (the ids a node holds), ``.nodes`` and ``.node_ends`` (node records),
+    ``.marker`` (see :meth:`status`), and the pub/sub channel ``.changes``. The layout and
+    the Lua script of each operation are in :mod:`asyncz_redis._scripts`.
+
+    Several schedulers may share the store (``coordinated``): each claims due tasks under a
+    lease and writes them back fenced by their revision, in one round trip each. Writes
+    publish the earliest new next run time on the changes channel; every started store
+    listens to it and wakes its scheduler up, so tasks added or changed by another process
+    run on time without polling.
 
     Connection: an existing ``client`` (a ``redis.asyncio.Redis`` created with
     ``decode_responses=False``; it is then used only on the store's I/O loop and closed by
@@ -150,11 +87,12 @@ class RedisStore(PersistentStore):
 
     Nothing connects in ``__init__``: the client is created in :meth:`start` on the I/O
     loop the scheduler gives the store (``uses_io_loop``), where all its I/O runs.
-    ``poll_interval`` (seconds) makes the scheduler re-read the store periodically, for
-    tasks added by other processes.
+    ``poll_interval`` (seconds) makes the scheduler also re-read the store periodically (not
+    needed: pub/sub wakes it up; a fallback for setups that drop its messages).
     """
 
     uses_io_loop = True
+    coordinated: ClassVar[bool] = True
     kind = "redis"
     connection_errors = (redis.ConnectionError, redis.TimeoutError)
 
@@ -199,8 +137,28 @@ class RedisStore(PersistentStore):
         #: A key written when the store first finds none: its value (a generation) changes
         #: only when the data was lost, e.g. a server without persistence restarted empty.
         self.marker_key = f"{tasks_key}.marker"
+        self.revisions_key = f"{tasks_key}.revisions"
+        self.claims_key = f"{tasks_key}.claims"
+        self.nodes_key = f"{tasks_key}.nodes"
+        self.node_ends_key = f"{tasks_key}.node_ends"
+        #: The pub/sub channel of changes (see :mod:`asyncz_redis._changes`).
+        self.changes_channel = f"{tasks_key}.changes"
         self._generation: str | None = None
         self._wiped: dict[str, Any] = {}
+        self._origin = uuid.uuid4().hex  # this node's id in messages (the scheduler's identity)
+        self._listener: ChangeListener | None = None
+        #: Nodes whose claims this instance knows exactly: each acquired, and released or
+        #: is releasing, every claim it holds. Any other node's first acquire ends its
+        #: leftover claims (see _scripts.ACQUIRE), which heartbeats would extend forever.
+        self._settled: set[str] = set()
+
+    def _claimed_key(self, node: str) -> str:
+        """The set of the ids ``node`` holds."""
+        return f"{self.tasks_key}.claimed.{node}"
+
+    @property
+    def _task_keys(self) -> list[str]:
+        return [self.tasks_key, self.run_times_key, self.revisions_key, self.claims_key]
 
     # =====================================================================================
     # lifecycle and the I/O loop
@@ -252,21 +210,37 @@ class RedisStore(PersistentStore):
 
     async def start(self, scheduler: SchedulerHandle, alias: str) -> None:
         await super().start(scheduler, alias)
+        self._origin = scheduler.identity
         await self._connect()
+        listener = ChangeListener(
+            self.client, self.changes_channel, self._origin, self._wake, self.logger
+        )
+        await listener.start()
+        self._listener = listener
+
+    def _wake(self, when: datetime | None) -> None:
+        scheduler = self.scheduler
+        if scheduler is not None:
+            scheduler.wake(when)
 
     async def _connect(self) -> None:
         if self._client is not None and self._client is not self._given_client:
             await self._client.aclose()
         client = self._make_client()
         self._client = client
-        self._add = client.register_script(_ADD)
-        self._update = client.register_script(_UPDATE)
-        self._due = client.register_script(_DUE)
-        self._next = client.register_script(_NEXT)
+        self._add = client.register_script(_scripts.ADD)
+        self._update = client.register_script(_scripts.UPDATE)
+        self._due = client.register_script(_scripts.DUE)
+        self._next = client.register_script(_scripts.NEXT)
+        self._acquire = client.register_script(_scripts.ACQUIRE)
+        self._release = client.register_script(_scripts.RELEASE)
+        self._heartbeat = client.register_script(_scripts.HEARTBEAT)
+        self._leave = client.register_script(_scripts.LEAVE)
         await client.ping()
         # Loaded up front, so that every operation is one EVALSHA even on a fresh server.
+        scripts = (self._add, self._update, self._due, self._next, self._acquire)
         async with client.pipeline(transaction=False) as pipe:
-            for script in (self._add, self._update, self._due, self._next):
+            for script in (*scripts, self._release, self._heartbeat, self._leave):
                 pipe.script_load(script.script)
             await pipe.execute()
         await self._check_persistence(client)
@@ -319,13 +293,17 @@ class RedisStore(PersistentStore):
         return dict(self._wiped)
 
     async def shutdown(self) -> None:
-        """Close the clients (the asyncio one unless it was given)."""
+        """Stop listening and close the clients (the asyncio one unless it was given)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
         client, self._client = self._client, None
         with self._thread_lock:
             sync_client, self._sync_client = self._sync_client, None
         if sync_client is not None:
             sync_client.close()
         self._broken.clear()
+        self._settled.clear()
         if client is not None and client is not self._given_client:
             await client.aclose()
 
@@ -367,45 +345,150 @@ class RedisStore(PersistentStore):
             args += (task.id, self.encode_task(task), _score(task))
         return args
 
+    def _restored(self, flat: Sequence[Any]) -> tuple[list[Task], list[str]]:
+        """Tasks of (id, payload, revision) triples, and the ids that cannot be restored."""
+        tasks: list[Task] = []
+        broken: list[str] = []
+        for i in range(0, len(flat), 3):
+            task_id = _text(flat[i])
+            task = self._restore(task_id, _payload(flat[i + 1]))
+            if task is None:
+                broken.append(task_id)
+            else:
+                task.revision = int(flat[i + 2])
+                tasks.append(task)
+        return tasks, broken
+
+    async def _check_generation(self, generation: str) -> None:
+        """The marker's value as a script read it (``""``: gone)."""
+        if generation != self._generation:
+            if not generation:  # gone: write a new one, which other stores then see
+                await self.client.set(self.marker_key, _new_generation(), nx=True)
+                generation = _text(await self.client.get(self.marker_key) or b"")
+            self._seen_generation(generation)
+
     # =====================================================================================
     # the contract
     # =====================================================================================
     async def lookup_task(self, task_id: str) -> Task | None:
-        payload = await self.client.hget(self.tasks_key, task_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hget(self.tasks_key, task_id)
+            pipe.hget(self.revisions_key, task_id)
+            payload, revision = await pipe.execute()
         if payload is None:
             return None
-        return self._restore(task_id, _payload(payload))
+        task = self._restore(task_id, _payload(payload))
+        if task is not None:
+            task.revision = int(revision or 0)
+        return task
 
     async def get_due_tasks(self, now: datetime, limit: int | None = None) -> list[Task]:
+        """The tasks due at ``now`` by their due time (a claimed task's is its lease end),
+        for inspection: nothing is claimed."""
         horizon = repr(now.timestamp())
+        keys = [self.tasks_key, self.run_times_key, self.revisions_key, self.marker_key]
         while True:
             skip = self._skip_args()
             count = -1 if limit is None else limit + len(skip) // 2
-            flat = await self._due(
-                keys=[self.tasks_key, self.run_times_key, self.marker_key],
-                args=[horizon, count, *skip],
-            )
-            generation = _text(flat[0])
-            if generation != self._generation:
-                if not generation:  # gone: write a new one, which other stores then see
-                    await self.client.set(self.marker_key, _new_generation(), nx=True)
-                    generation = _text(await self.client.get(self.marker_key) or b"")
-                self._seen_generation(generation)
-            flat = flat[1:]
-            due: list[Task] = []
-            failed = False
-            for i in range(0, len(flat), 2):
-                if limit is not None and len(due) >= limit:
-                    break
-                task = self._restore(_text(flat[i]), _payload(flat[i + 1]))
-                if task is None:
-                    failed = True
-                else:
-                    due.append(task)
+            flat = await self._due(keys=keys, args=[horizon, count, *skip])
+            await self._check_generation(_text(flat[0]))
+            due, broken = self._restored(flat[1:])
+            if limit is not None:
+                due = due[:limit]
             # Tasks found unrestorable just now are skipped from here on: fetch again so
             # that a batch full of them does not hide good tasks behind them.
-            if not failed or limit is None or len(due) >= limit or len(flat) // 2 < count:
+            found = (len(flat) - 1) // 3
+            if not broken or limit is None or len(due) >= limit or found < count:
                 return due
+
+    async def acquire_due_tasks(
+        self, node: str, now: datetime, lease: float, limit: int
+    ) -> list[Task]:
+        """One script claims the due tasks (unclaimed, or whose claim lapsed) and moves their
+        due time to the end of the lease. Tasks found unrestorable here are given back."""
+        stamp = now.timestamp()
+        keys = [*self._task_keys, self.marker_key, self._claimed_key(node)]
+        claimed: list[Task] = []
+        while True:
+            orphans = "0" if node in self._settled else "1"
+            args: list[Any] = [node, repr(stamp), repr(stamp + lease), limit - len(claimed)]
+            try:
+                flat = await self._acquire(keys=keys, args=[*args, orphans, *self._skip_args()])
+            except BaseException:
+                # Maybe claimed, reply lost (a timeout, a dropped connection): the next
+                # acquire ends whatever this one may have claimed.
+                self._settled.discard(node)
+                raise
+            self._settled.add(node)
+            await self._check_generation(_text(flat[0]))
+            tasks, broken = self._restored(flat[1:])
+            claimed += tasks
+            if not broken:
+                return claimed
+            await self._give_back(node, broken)
+            if len(claimed) >= limit:
+                return claimed
+
+    async def _give_back(self, node: str, task_ids: Sequence[str]) -> None:
+        await self._leave(
+            keys=self._node_keys(node), args=[node, "", "", self.changes_channel, *task_ids]
+        )
+
+    async def release_tasks(self, node: str, tasks: Sequence[Task]) -> list[Task]:
+        """One script writes back every task ``node`` still holds at its revision."""
+        if not tasks:
+            return []
+        args: list[Any] = [node, self.changes_channel]
+        for task in tasks:
+            args += (task.id, str(task.revision), self.encode_task(task), _score(task))
+        keys = [*self._task_keys, self._claimed_key(node)]
+        try:
+            results = await self._release(keys=keys, args=args)
+        except BaseException:
+            self._settled.discard(node)  # not submitted: claims left behind end at the next pass
+            raise
+        written: list[Task] = []
+        for task, result in zip(tasks, results, strict=True):
+            revision = int(result)
+            if revision >= 0:
+                if revision:
+                    task.revision = revision
+                written.append(task)
+        self._forget(task.id for task in written)
+        return written
+
+    def _node_keys(self, identity: str) -> list[str]:
+        return [
+            self.nodes_key,
+            self.node_ends_key,
+            self.claims_key,
+            self.run_times_key,
+            self._claimed_key(identity),
+        ]
+
+    async def heartbeat(self, node: NodeInfo) -> None:
+        end = node.stopped_at or node.expires_at
+        beat = node.last_heartbeat.timestamp()
+        args = [
+            node.identity,
+            json.dumps(node.to_dict()),
+            repr(end.timestamp()),
+            repr(beat + node.lease),
+            repr(beat - NODE_RETENTION),
+            f"{self.tasks_key}.claimed.",
+        ]
+        await self._heartbeat(keys=self._node_keys(node.identity), args=args)
+
+    async def remove_node(self, node: NodeInfo) -> None:
+        end = node.stopped_at or node.expires_at
+        record = json.dumps(node.to_dict())
+        args = [node.identity, record, repr(end.timestamp()), self.changes_channel]
+        await self._leave(keys=self._node_keys(node.identity), args=args)
+
+    async def get_nodes(self) -> list[NodeInfo]:
+        records = await self.client.hgetall(self.nodes_key)
+        nodes = [NodeInfo.from_dict(json.loads(value)) for value in records.values()]
+        return sorted(nodes, key=lambda node: node.identity)
 
     async def get_next_run_time(self) -> datetime | None:
         score = await self._next(keys=[self.tasks_key, self.run_times_key], args=self._skip_args())
@@ -416,20 +499,18 @@ class RedisStore(PersistentStore):
     async def get_all_tasks(self) -> list[Task]:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hgetall(self.tasks_key)
-            pipe.zrange(self.run_times_key, 0, -1)
-            payloads, ordered = await pipe.execute()
-        by_id = {_text(k): _payload(v) for k, v in payloads.items()}
-        scheduled = [_text(i) for i in ordered]
-        scheduled_set = set(scheduled)
-        paused = sorted(i for i in by_id if i not in scheduled_set)
+            pipe.hgetall(self.revisions_key)
+            payloads, revisions = await pipe.execute()
+        revision_of = {_text(k): int(v) for k, v in revisions.items()}
         tasks: list[Task] = []
-        for task_id in scheduled + paused:
-            payload = by_id.get(task_id)
-            if payload is None:
-                continue
-            task = self._restore(task_id, payload)
+        for key in sorted(payloads, key=_text):
+            task_id = _text(key)
+            task = self._restore(task_id, _payload(payloads[key]))
             if task is not None:
+                task.revision = revision_of.get(task_id, 0)
                 tasks.append(task)
+        # By next run time (a claimed task's stored score is its lease end, not that).
+        tasks.sort(key=_run_time_order)
         return tasks
 
     async def get_unrestorable(self) -> dict[str, str]:
@@ -455,15 +536,22 @@ class RedisStore(PersistentStore):
                 client = self._sync_client
                 if client is None:
                     client = self._make_sync_client()
-                    self._sync_add = client.register_script(_ADD)
+                    self._sync_add = client.register_script(_scripts.ADD)
                     self._sync_client = client
-        conflict = self._sync_add(
-            keys=[self.tasks_key, self.run_times_key], args=["0", *self._triples([task])]
-        )
-        if conflict is not None:
-            raise ConflictingIdError(_text(conflict), self.alias)
-        self._forget([task.id])
+        reply = self._sync_add(keys=self._task_keys, args=self._add_args([task], False))
+        self._added([task], reply)
         return True
+
+    def _add_args(self, tasks: Sequence[Task], replace: bool) -> list[Any]:
+        return ["1" if replace else "0", self._origin, self.changes_channel, *self._triples(tasks)]
+
+    def _added(self, tasks: Sequence[Task], reply: Any) -> None:
+        """Revisions from the ADD script's reply, or its conflicting id raised."""
+        if not isinstance(reply, list):
+            raise ConflictingIdError(_text(reply), self.alias)
+        for task, revision in zip(tasks, reply, strict=True):
+            task.revision = int(revision)
+        self._forget(task.id for task in tasks)
 
     async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
         """All or nothing, in one round trip: a conflicting id (without
@@ -476,34 +564,44 @@ class RedisStore(PersistentStore):
                 if task.id in seen:
                     raise ConflictingIdError(task.id, self.alias)
                 seen.add(task.id)
-        args = self._triples(tasks)
-        conflict = await self._add(
-            keys=[self.tasks_key, self.run_times_key],
-            args=["1" if replace_existing else "0", *args],
-        )
-        if conflict is not None:
-            raise ConflictingIdError(_text(conflict), self.alias)
-        self._forget(task.id for task in tasks)
+        reply = await self._add(keys=self._task_keys, args=self._add_args(tasks, replace_existing))
+        self._added(tasks, reply)
+
+    async def _write(self, tasks: Sequence[Task], check: bool) -> list[tuple[int, int]]:
+        args: list[Any] = [self._origin, self.changes_channel]
+        for task in tasks:
+            expected = str(task.revision) if check else "0"
+            args += (task.id, expected, self.encode_task(task), _score(task))
+        flat = await self._update(keys=self._task_keys, args=args)
+        results = [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        for task, (code, revision) in zip(tasks, results, strict=True):
+            if code == 1:
+                task.revision = revision
+        self._forget(task.id for task, (code, _) in zip(tasks, results, strict=True) if code == 1)
+        return results
 
     async def update_task(self, task: Task) -> None:
-        written = await self._update(
-            keys=[self.tasks_key, self.run_times_key], args=self._triples([task])
-        )
-        if not written:
+        """A compare-and-set on ``task.revision`` unless it is 0; ends any claim on it."""
+        [(code, found)] = await self._write([task], check=True)
+        if code == 0:
             raise TaskLookupError(task.id, self.alias)
-        self._forget([task.id])
+        if code == 2:
+            raise StaleTaskError(task.id, self.alias, task.revision, found)
 
     async def update_tasks(self, tasks: Iterable[Task]) -> None:
-        """Write back many tasks in one round trip; ids that are gone are skipped."""
+        """Write back many tasks in one round trip (unconditionally); ids that are gone are
+        skipped."""
         batch = list(tasks)
         if batch:
-            await self._update(keys=[self.tasks_key, self.run_times_key], args=self._triples(batch))
+            await self._write(batch, check=False)
 
     async def delete_task(self, task_id: str) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hdel(self.tasks_key, task_id)
             pipe.zrem(self.run_times_key, task_id)
-            deleted, _ = await pipe.execute()
+            pipe.hdel(self.revisions_key, task_id)
+            pipe.hdel(self.claims_key, task_id)
+            deleted, *_ = await pipe.execute()
         self._forget([task_id])
         if not deleted:
             raise TaskLookupError(task_id, self.alias)
@@ -515,11 +613,13 @@ class RedisStore(PersistentStore):
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hdel(self.tasks_key, *ids)
             pipe.zrem(self.run_times_key, *ids)
+            pipe.hdel(self.revisions_key, *ids)
+            pipe.hdel(self.claims_key, *ids)
             await pipe.execute()
         self._forget(ids)
 
     async def remove_all_tasks(self) -> None:
-        await self.client.delete(self.tasks_key, self.run_times_key)
+        await self.client.delete(*self._task_keys)
         self._broken.clear()
         self._reported.clear()
 

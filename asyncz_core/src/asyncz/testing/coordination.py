@@ -124,9 +124,10 @@ class CoordinationContract(StoreHarness):
     def test_a_claim_counts_as_its_lease_end_for_the_next_run_time(
         self, store: BaseStore, other: BaseStore
     ) -> None:
-        self._add_due(store, 1)
-        self.call(store.add_task(make_task("far", self.at(10_000))))
+        # Real time here (the lease end is compared with it): due a second ago, not in 2030.
         now = datetime.now(self.at(0).tzinfo)
+        self.call(store.add_task(make_task("due", now - timedelta(seconds=1))))
+        self.call(store.add_task(make_task("far", self.at(10_000))))
         claimed = self.call(store.acquire_due_tasks("node-a", now, 120.0, 10))
         assert len(claimed) == 1
         # Another node must neither spin on the due task it cannot take nor sleep past the
