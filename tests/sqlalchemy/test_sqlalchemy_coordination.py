@@ -213,7 +213,7 @@ _NODE = textwrap.dedent(
     from asyncz.schedulers.asyncio import AsyncIOScheduler
     from asyncz_sqlalchemy import SQLAlchemyStore
 
-    url, table, out, until = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    url, table, out = sys.argv[1], sys.argv[2], sys.argv[3]
     lines = []
 
     def seen(event):
@@ -224,7 +224,8 @@ _NODE = textwrap.dedent(
     scheduler = AsyncIOScheduler(stores={"default": SQLAlchemyStore(url, tablename=table)})
     scheduler.add_listener(seen, ev.TASK_SUBMITTED | ev.TASK_MAX_INSTANCES | ev.TASK_MISSED)
     scheduler.start()
-    time.sleep(max(0.0, until - time.time()))
+    print("ready", flush=True)
+    sys.stdin.read()  # until the test closes it
     scheduler.shutdown()
     with open(out, "w") as handle:
         handle.writelines(lines)
@@ -239,8 +240,23 @@ def test_two_schedulers_on_one_database_run_each_fire_time_once(
 ) -> None:
     table = f"once_{uuid.uuid4().hex[:8]}"
     seed = started(SQLAlchemyStore(postgres_url, tablename=table))
-    start = datetime.now(UTC) + timedelta(seconds=2)
     try:
+        outs = [tmp_path / f"node{i}.txt" for i in range(2)]
+        nodes = [
+            subprocess.Popen(
+                [sys.executable, "-c", _NODE, postgres_url, table, str(out)],
+                env=_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for out in outs
+        ]
+        for node in nodes:  # both nodes run before the tasks exist (they learn by NOTIFY)
+            assert node.stdout is not None
+            assert node.stdout.readline().strip() == "ready", node.communicate()[1]
+        start = datetime.now(UTC) + timedelta(seconds=0.5)
         tasks = [
             make_task(
                 f"tick{i}", start, fn="asyncz.testing.functions:noop", trigger="interval",
@@ -249,19 +265,8 @@ def test_two_schedulers_on_one_database_run_each_fire_time_once(
             for i in range(4)
         ]  # fmt: skip
         call_sync(seed, seed.add_tasks(tasks))
-        until = (start + timedelta(seconds=3)).timestamp()
-        outs = [tmp_path / f"node{i}.txt" for i in range(2)]
-        nodes = [
-            subprocess.Popen(
-                [sys.executable, "-c", _NODE, postgres_url, table, str(out), str(until)],
-                env=_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for out in outs
-        ]
-        errors = [node.communicate(timeout=90)[1] for node in nodes]
+        time.sleep(3.5)
+        errors = [node.communicate(input="", timeout=90)[1] for node in nodes]
         assert [node.returncode for node in nodes] == [0, 0], errors
         records = [line.split() for out in outs for line in out.read_text().splitlines()]
         fired = Counter((task_id, float(stamp)) for task_id, stamp, _ in records)
