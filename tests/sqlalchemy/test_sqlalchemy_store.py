@@ -70,6 +70,17 @@ def test_construction_does_not_connect_or_start_a_thread(tmp_path: Path) -> None
         SQLAlchemyStore("sqlite://", url="sqlite://")
     with pytest.raises(ValueError, match="poll_interval"):
         SQLAlchemyStore("sqlite://", poll_interval=0)
+    # The claims of the earlier store took this option; the lease is the scheduler's now.
+    with pytest.raises(TypeError, match=r"asyncz\.coordination\.lease"):
+        SQLAlchemyStore("sqlite://", claim_timeout=60)
+
+
+def test_poll_interval_defaults_to_polling_only_where_there_are_no_notifications() -> None:
+    assert SQLAlchemyStore("sqlite:///x.db").poll_interval == 1.0
+    assert SQLAlchemyStore("postgresql+asyncpg://u@h/db").poll_interval is None
+    assert SQLAlchemyStore("postgresql+psycopg://u@h/db").poll_interval == 1.0
+    assert SQLAlchemyStore("sqlite:///x.db", poll_interval=None).poll_interval is None
+    assert SQLAlchemyStore("postgresql://u@h/db", poll_interval="3").poll_interval == 3.0
 
 
 def test_url_keyword_engine_options_and_engines(tmp_path: Path) -> None:
@@ -134,8 +145,8 @@ def _indexes(store: SQLAlchemyStore) -> list[list[str | None]]:
 def _check_schema(store: SQLAlchemyStore) -> None:
     columns = _columns(store)
     assert set(columns) == {
-        "id", "next_run_time", "payload", "format_version", "broken", "claimed_by",
-        "claimed_until",
+        "id", "next_run_time", "payload", "format_version", "broken", "revision",
+        "lease_owner", "lease_until", "due_at",
     }  # fmt: skip
     assert not columns["id"]["nullable"]
     assert columns["next_run_time"]["nullable"]
@@ -144,6 +155,8 @@ def _check_schema(store: SQLAlchemyStore) -> None:
     assert not columns["payload"]["nullable"]
     assert isinstance(columns["format_version"]["type"], sa.SmallInteger)
     assert ["next_run_time"] in _indexes(store)
+    assert ["due_at"] in _indexes(store)
+    assert not columns["revision"]["nullable"]
     # Sub-second next run times survive the column (a float, not an integer).
     run(store, store.add_task(make_task("frac", at(0.25))))
     assert run(store, store.get_next_run_time()) == at(0.25)
@@ -272,8 +285,8 @@ def test_postgres_schema(postgres_url: str) -> None:
 @pytest.mark.postgres
 def test_two_stores_never_claim_the_same_due_task(postgres_url: str) -> None:
     table = f"claims_{os.getpid()}"
-    first = started(SQLAlchemyStore(postgres_url, tablename=table, claim_timeout=3600))
-    second = started(SQLAlchemyStore(postgres_url, tablename=table, claim_timeout=3600))
+    first = started(SQLAlchemyStore(postgres_url, tablename=table))
+    second = started(SQLAlchemyStore(postgres_url, tablename=table))
     try:
         run(first, first.add_tasks([make_task(f"c{i:03d}", at(i)) for i in range(200)]))
         results: dict[str, list[str]] = {}
@@ -281,13 +294,13 @@ def test_two_stores_never_claim_the_same_due_task(postgres_url: str) -> None:
         def grab(name: str, store: SQLAlchemyStore) -> None:
             taken: list[str] = []
             while True:
-                batch = run(store, store.get_due_tasks(at(1000), 7))
+                batch = run(store, store.acquire_due_tasks(name, at(1000), 3600, 7))
                 if not batch:
                     break
                 taken.extend(t.id for t in batch)
                 for task in batch:  # processed: the next run is far away
                     task.next_run_time = at(10**6)
-                run(store, store.update_tasks(batch))
+                assert run(store, store.release_tasks(name, batch)) == batch
             results[name] = taken
 
         threads = [
@@ -301,17 +314,8 @@ def test_two_stores_never_claim_the_same_due_task(postgres_url: str) -> None:
         a, b = results["first"], results["second"]
         assert not set(a) & set(b)
         assert len(a) + len(b) == 200
-        assert a and b, "both stores should have taken a share"
-
-        # A claim lapses: the tasks of a store that died before writing back are not lost.
-        run(first, first.add_tasks([make_task(f"z{i}", at(1500)) for i in range(5)]))
-        dying = started(SQLAlchemyStore(postgres_url, tablename=table, claim_timeout=0.5))
-        try:
-            assert len(run(dying, dying.get_due_tasks(at(2000)))) == 5
-        finally:
-            run(dying, dying.shutdown())
-        assert run(second, second.get_due_tasks(at(2000))) == []
-        assert len(run(second, second.get_due_tasks(at(2001)))) == 5
+        # Released with their new next run time: nothing is due any more, nothing is held.
+        assert run(second, second.get_next_run_time()) == at(10**6)
     finally:
         run(first, first.remove_all_tasks())
         run(first, first.shutdown())
@@ -349,23 +353,26 @@ def test_a_postgres_restart_under_a_running_scheduler_loses_nothing(
 
 
 @pytest.mark.postgres
-def test_a_write_back_lost_to_an_outage_is_retried_not_rerun(
+def test_a_write_back_lost_to_an_outage_is_neither_lost_nor_rerun(
     postgres_server: TemporaryPostgres, postgres_url: str
 ) -> None:
     store = started(SQLAlchemyStore(postgres_url, tablename="outage_check"))
     try:
         run(store, store.add_task(make_task("o", at(1))))
-        (due,) = run(store, store.get_due_tasks(at(5)))
+        (due,) = run(store, store.acquire_due_tasks("node", at(5), 10.0, 10))
         due.next_run_time = at(100)
         postgres_server.stop()
         try:
             with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
-                run(store, store.update_tasks([due]))
+                run(store, store.release_tasks("node", [due]))
         finally:
             postgres_server.start()
-        # The next pass writes the pending next run time first: the run is not repeated.
-        assert run(store, store.get_due_tasks(at(5))) == []
-        assert run(store, store.get_next_run_time()) == at(100)
+        # The scheduler submits nothing for a refused write-back; the claim still holds the
+        # run (no other pass takes it) until the lease ends, then the run is due again.
+        assert run(store, store.acquire_due_tasks("node", at(6), 10.0, 10)) == []
+        assert run(store, store.get_next_run_time()) == at(15)
+        (again,) = run(store, store.acquire_due_tasks("other", at(16), 10.0, 10))
+        assert again.next_run_time == at(1)
     finally:
         run(store, store.remove_all_tasks())
         run(store, store.shutdown())

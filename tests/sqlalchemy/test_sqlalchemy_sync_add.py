@@ -156,12 +156,16 @@ def test_rows_written_by_both_paths_have_the_same_shape(url: str) -> None:
             )
         assert rows["sync-due"]["next_run_time"] == at(1.25).timestamp()
         assert rows["sync-due"]["broken"] is None
-        assert rows["sync-due"]["claimed_by"] is None
+        assert rows["sync-due"]["lease_owner"] is None
+        assert rows["sync-due"]["due_at"] == at(1.25).timestamp()
+        assert rows["sync-due"]["revision"] == 1
         assert rows["sync-paused"]["next_run_time"] is None
+        assert rows["sync-paused"]["due_at"] is None
         # Due through the sync path like any other task (claimed, restored).
-        due = run(store, store.get_due_tasks(at(2)))
+        due = run(store, store.acquire_due_tasks("node", at(2), 10.0, 10))
         assert [t.id for t in due] == ["async-due", "sync-due"]
         assert due[1].args == (1, "x")
+        assert due[1].revision == 1
     finally:
         run(store, store.remove_all_tasks())
         run(store, store.shutdown())
@@ -364,7 +368,7 @@ def test_sync_url_needs_psycopg_and_portable_connect_args(
 def test_without_a_sync_driver_the_scheduler_takes_the_thread_hop(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncz_sqlalchemy.store as store_module
+    import asyncz_sqlalchemy._base as store_module
 
     monkeypatch.setattr(store_module, "sync_url", lambda url, connect_args: None)
     store = SQLAlchemyStore(sqlite_url)

@@ -34,7 +34,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 __all__ = ["Disconnected", "DuplicateId", "SyncInserter", "create_sync_engine", "sync_url"]
 
 #: The columns the synchronous path writes; the others of the row are NULL.
-COLUMNS = ("id", "next_run_time", "payload", "format_version")
+COLUMNS = ("id", "next_run_time", "payload", "format_version", "revision", "due_at")
 
 # asyncpg-only URL options (statement cache tuning): irrelevant to psycopg, dropped.
 _ASYNCPG_ONLY = frozenset({"prepared_statement_cache_size", "prepared_statement_name_func"})
@@ -91,15 +91,28 @@ def sync_url(url: URL, connect_args: dict[str, Any] | None) -> URL | None:
 
 
 class SyncInserter:
-    """Inserts rows into ``table`` from any thread, one committed transaction each."""
+    """Inserts rows into ``table`` from any thread, one committed transaction each.
 
-    def __init__(self, engine: Engine, table: sa.Table) -> None:
+    With ``notify`` (PostgreSQL) the INSERT also sends ``pg_notify(notify_channel,
+    notify_message)`` (two more parameters) in the same statement: ``WITH w AS (INSERT ...
+    RETURNING id) SELECT pg_notify(...) FROM w``.
+    """
+
+    def __init__(self, engine: Engine, table: sa.Table, notify: bool = False) -> None:
         self.engine = engine
+        self.notifies = notify
         dialect = engine.dialect
         self._dbapi = dialect.loaded_dbapi
         columns = table.c
         values = {name: sa.bindparam(name, type_=columns[name].type) for name in COLUMNS}
-        compiled = sa.insert(table).values(values).compile(dialect=dialect)
+        stmt: Any = sa.insert(table).values(values)
+        if notify:
+            written = stmt.returning(columns.id).cte("written")
+            channel = sa.bindparam("notify_channel", type_=sa.Text)
+            message = sa.bindparam("notify_message", type_=sa.Text)
+            notified = sa.cast(sa.func.pg_notify(channel, message), sa.Text)
+            stmt = sa.select(notified).select_from(written)
+        compiled = stmt.compile(dialect=dialect)
         if compiled.positional:  # create_sync_engine() picks a named paramstyle
             raise RuntimeError(f"{dialect.name}: a positional paramstyle is not supported")
         self.sql: str = compiled.string
