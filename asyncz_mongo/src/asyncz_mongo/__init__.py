@@ -41,6 +41,7 @@ null, so due queries skip it). It stays until it is deleted, replaced, or restor
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import uuid
 import warnings
@@ -89,6 +90,9 @@ _DUPLICATE_KEY = 11000
 _INDEX_CONFLICTS = {85, 86}
 #: Claim attempts per acquire call when other nodes keep taking the candidates first.
 _CLAIM_ATTEMPTS = 4
+#: Under contention a node reads this many times the candidates it wants and claims a random
+#: sample of them, so that nodes claiming at once mostly pick different documents.
+_SPREAD = 4
 #: Poll interval (seconds) of a store whose server has no change streams, unless set.
 FALLBACK_POLL = 1.0
 
@@ -200,6 +204,8 @@ class MongoDBStore(PersistentStore):
         self._ready: asyncio.Future[AsyncCollection[Any]] | None = None
         #: The collection is ready (indexes made); set on the I/O loop, read from any thread.
         self._prepared = False
+        #: Other nodes took candidates of this store's last claim: spread the next one.
+        self._contended = False
         #: Cross-node wake-ups from a change stream, when the server has them.
         self._watcher: ChangeWatcher | None = None
         #: The synchronous client of add_task_sync, made on first use.
@@ -438,8 +444,9 @@ class MongoDBStore(PersistentStore):
     ) -> list[Task]:
         """Claim up to ``limit`` due tasks for ``node``: per batch, the ids of the earliest
         due documents, one ``update_many`` that claims those still due, one read of the
-        claimed documents. Candidates another node claimed first are replaced by the next
-        due ones (a few attempts)."""
+        claimed documents. Candidates another node claimed first are replaced by others
+        (a few attempts); while other nodes compete, each attempt claims a random sample of
+        the ``_SPREAD * limit`` earliest, so that the nodes do not all go for the same ones."""
         collection = await self._collection()
         stamp = now.timestamp()
         until = stamp + lease
@@ -448,11 +455,15 @@ class MongoDBStore(PersistentStore):
             wanted = limit - len(tasks)
             if wanted <= 0:
                 break
+            window = wanted * _SPREAD if self._contended else wanted
             cursor = collection.find({"due_at": _due(stamp)}, {"_id": 1})
-            candidates = await cursor.sort("due_at", ASCENDING).limit(wanted).to_list()
+            candidates = await cursor.sort("due_at", ASCENDING).limit(window).to_list()
             if not candidates:
                 break
             ids = [doc["_id"] for doc in candidates]
+            if len(ids) > wanted:
+                picked = set(random.sample(range(len(ids)), wanted))
+                ids = [task_id for i, task_id in enumerate(ids) if i in picked]
             token = uuid.uuid4().hex
             claim = {"due_at": until, "lease_owner": node, "lease_until": until, "token": token}
             result = await collection.update_many(
@@ -465,9 +476,10 @@ class MongoDBStore(PersistentStore):
                 found.sort(key=lambda doc: order[doc["_id"]])
                 restored = await self._restore_all(collection, found)
                 tasks.extend(restored)
-            if len(candidates) < wanted:
+            self._contended = result.modified_count < len(ids)
+            if len(candidates) < window:
                 break  # nothing else is due
-            if result.modified_count == len(ids) and len(restored) == len(ids):
+            if not self._contended and len(restored) == len(ids):
                 break  # got all it asked for
         return tasks
 
