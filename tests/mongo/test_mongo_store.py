@@ -1,5 +1,7 @@
-"""MongoDBStore beyond the contract: construction, plugin wiring, the index, leases shared by
-two stores, unrestorable documents, restarts of the server (graceful and killed)."""
+"""MongoDBStore beyond the contract: construction, plugin wiring, the indexes, the document
+layout and its migration, claims and write-backs (round trips, partly refused batches, stores
+claiming at once), two schedulers on one collection, unrestorable documents, restarts of the
+server (graceful and killed)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,14 @@ import asyncio
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Coroutine, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pymongo
 import pytest
+from pymongo import monitoring
 from pymongo.errors import ConnectionFailure
 
 from asyncz import events as ev
@@ -21,7 +25,7 @@ from asyncz.registry import create
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import BaseStore, LoopThread, call
 from asyncz.testing import MISSING_FUNCTION, assert_same_task, functions, make_task, wait_until
-from asyncz_mongo import MongoDBStore
+from asyncz_mongo import FALLBACK_POLL, MongoDBStore
 from asyncz_mongo.testing import TemporaryMongoeco
 
 T = TypeVar("T")
@@ -57,8 +61,10 @@ def test_bad_client_options_fail_at_construction() -> None:
         MongoDBStore(url="mongodb://localhost", host="localhost")
     with pytest.raises(TypeError, match="AsyncMongoClient"):
         MongoDBStore(client=pymongo.MongoClient(connect=False))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="claim_timeout"):
-        MongoDBStore(claim_timeout=0)
+    with pytest.raises(ValueError, match="poll_interval"):
+        MongoDBStore(poll_interval=0)
+    with pytest.warns(DeprecationWarning, match=r"asyncz\.coordination\.lease"):
+        MongoDBStore(claim_timeout=60)
 
 
 def test_import_paths_and_aliases() -> None:
@@ -120,9 +126,6 @@ class Harness:
         )
         return client[DATABASE][self.collection]
 
-    def raw_leases(self) -> pymongo.collection.Collection[dict[str, Any]]:
-        return self.raw().database[f"{self.collection}.leases"]
-
     def close(self) -> None:
         for store in self.stores:
             try:
@@ -144,11 +147,12 @@ def harness(mongo_url: str) -> Iterator[Harness]:
 pytestmark = pytest.mark.mongo
 
 
-def test_the_next_run_time_index_is_created(harness: Harness) -> None:
+def test_the_indexes_are_created(harness: Harness) -> None:
     store = harness.store()
     harness.run(store.add_task(make_task("i", at(1))), store)
-    indexes = harness.raw().index_information()
-    assert any(spec["key"] == [("next_run_time", 1)] for spec in indexes.values()), indexes
+    keys = [spec["key"] for spec in harness.raw().index_information().values()]
+    for field in ("next_run_time", "due_at", "lease_owner"):
+        assert [(field, 1)] in keys, keys
     # A second store on the same collection accepts the existing index.
     second = harness.store()
     assert harness.run(second.lookup_task("i"), second) is not None
@@ -160,12 +164,59 @@ def test_the_document_layout(harness: Harness) -> None:
     harness.run(store.add_task(make_task("paused", None)), store)
     doc = harness.raw().find_one({"_id": "doc"})
     assert doc is not None
-    assert doc["next_run_time"] == at(1).timestamp()
-    assert isinstance(doc["payload"], bytes)
-    assert set(doc) == {"_id", "next_run_time", "payload"}  # claims live in the registry
+    assert isinstance(doc.pop("payload"), bytes)
+    assert doc == {
+        "_id": "doc",
+        "next_run_time": at(1).timestamp(),
+        "due_at": at(1).timestamp(),
+        "revision": 1,
+        "lease_owner": None,
+        "lease_until": None,
+        "token": None,
+    }
     paused = harness.raw().find_one({"_id": "paused"})
     assert paused is not None
     assert paused["next_run_time"] is None
+    assert paused["due_at"] is None
+    # A claim moves due_at to the lease end and names the node.
+    [claimed] = harness.run(store.acquire_due_tasks("node-a", at(5), 30.0, 10), store)
+    doc = harness.raw().find_one({"_id": "doc"}, {"payload": 0})
+    assert doc is not None
+    assert (doc["due_at"], doc["lease_owner"], doc["lease_until"]) == (
+        at(35).timestamp(),
+        "node-a",
+        at(35).timestamp(),
+    )
+    assert doc["revision"] == claimed.revision == 1
+
+
+def test_documents_of_an_earlier_version_are_migrated_at_start(harness: Harness) -> None:
+    store = harness.store()
+    encoded = {
+        "old": store.encode_task(make_task("old", at(1))),
+        "old-paused": store.encode_task(make_task("old-paused", None)),
+    }
+    harness.raw().insert_many(
+        [
+            {"_id": "old", "next_run_time": at(1).timestamp(), "payload": encoded["old"]},
+            {"_id": "old-paused", "next_run_time": None, "payload": encoded["old-paused"]},
+        ]
+    )
+    fresh = harness.store()  # a new process connects: the documents get the new fields
+    doc = harness.raw().find_one({"_id": "old"}, {"payload": 0})
+    assert doc == {
+        "_id": "old",
+        "next_run_time": at(1).timestamp(),
+        "due_at": at(1).timestamp(),
+        "revision": 1,
+        "lease_owner": None,
+        "lease_until": None,
+        "token": None,
+    }
+    assert harness.raw().find_one({"_id": "old-paused"})["due_at"] is None  # type: ignore[index]
+    assert harness.run(fresh.get_next_run_time(), fresh) == at(1)
+    claimed = harness.run(fresh.acquire_due_tasks("node-a", at(5), 30.0, 10), fresh)
+    assert [(t.id, t.revision) for t in claimed] == [("old", 1)]
 
 
 # -- add_task_sync: the synchronous path of a running scheduler's add_task ----------------------
@@ -188,11 +239,22 @@ def test_add_task_sync_stores_the_task_seen_through_the_async_path(harness: Harn
     )
     assert raw_sync is not None
     assert raw_async is not None
-    assert list(raw_sync) == list(raw_async) == ["_id", "next_run_time", "payload"]
+    assert list(raw_sync) == list(raw_async)
+    assert set(raw_sync) == {
+        "_id",
+        "next_run_time",
+        "payload",
+        "due_at",
+        "revision",
+        "lease_owner",
+        "lease_until",
+        "token",
+    }
+    assert task.revision == 1
     assert raw_sync["next_run_time"] == at(2).timestamp()
     assert raw_sync["payload"] == store.encode_task(task)
     # And it is claimed and run like any other.
-    due = harness.run(store.get_due_tasks(at(5)), store)
+    due = harness.run(store.acquire_due_tasks("node-a", at(5), 30.0, 10), store)
     assert [t.id for t in due] == ["async", "sync"]
 
 
@@ -276,60 +338,94 @@ def test_a_running_scheduler_adds_through_the_sync_client(mongo_url: str) -> Non
         scheduler.shutdown()
 
 
-def test_two_stores_never_take_the_same_due_run(harness: Harness) -> None:
-    first, second = harness.store(), harness.store()
-    harness.run(first.add_tasks([make_task(f"c{i}", at(i)) for i in range(10)]), first)
-    taken = harness.run(first.get_due_tasks(at(100), 4), first)
-    assert [t.id for t in taken] == ["c0", "c1", "c2", "c3"]
-    # The other store gets the rest, never the claimed ones.
-    rest = harness.run(second.get_due_tasks(at(100)), second)
-    assert [t.id for t in rest] == [f"c{i}" for i in range(4, 10)]
-    # Each store may take back what it holds itself (a retried pass), never the other's.
-    again = harness.run(second.get_due_tasks(at(100)), second)
-    assert [t.id for t in again] == [t.id for t in rest]
-    # It does not spin on runs another store holds: it wakes when their lease lapses.
-    harness.run(second.delete_tasks([t.id for t in rest]), second)
-    wake = harness.run(second.get_next_run_time(), second)
-    assert wake is not None
-    assert wake > datetime.now(UTC) + timedelta(seconds=30)
-    # The holder writes them back; a late write-back of a lost lease is not applied.
-    for task in taken:
-        task.next_run_time = at(1000)
-    harness.run(second.update_tasks(taken[:1]), second)  # second does not hold c0
-    harness.run(first.update_tasks(taken), first)
-    assert harness.run(second.get_next_run_time(), second) == at(1000)
-    # Written back, the claims are released: the lease registry holds nothing.
-    registry = harness.raw_leases().find_one({"_id": "leases"})
-    assert registry is not None
-    assert registry["holders"] == {}
+class Commands(monitoring.CommandListener):
+    """The commands a client sends, by name (PyMongo's command monitoring)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in {"endSessions", "hello", "isMaster", "ping"}:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
-def test_a_lapsed_lease_lets_another_store_take_the_run(harness: Harness) -> None:
-    crashed, survivor = harness.store(claim_timeout=0.3), harness.store()
-    harness.run(crashed.add_task(make_task("lapse", at(1))), crashed)
-    assert len(harness.run(crashed.get_due_tasks(at(5)), crashed)) == 1
-    assert harness.run(survivor.get_due_tasks(at(5)), survivor) == []
-    time.sleep(0.4)
-    assert [t.id for t in harness.run(survivor.get_due_tasks(at(5)), survivor)] == ["lapse"]
-    # The crashed store's write-back comes too late and changes nothing.
-    late = make_task("lapse", at(50))
-    harness.run(crashed.update_tasks([late]), crashed)
-    doc = harness.raw().find_one({"_id": "lapse"})
-    assert doc is not None
-    assert doc["next_run_time"] == at(1).timestamp()
+def test_a_batch_costs_a_few_round_trips_however_large(harness: Harness) -> None:
+    commands = Commands()
+    store = harness.store(event_listeners=[commands])
+    harness.run(store.add_tasks([make_task(f"b{i:03d}", at(i % 5)) for i in range(120)]), store)
+    commands.names.clear()
+    claimed = harness.run(store.acquire_due_tasks("node-a", at(10), 30.0, 100), store)
+    assert len(claimed) == 100
+    assert {f"b{i:03d}" for i in range(120) if i % 5 < 4} <= {t.id for t in claimed}
+    assert [t.next_run_time for t in claimed] == sorted(t.next_run_time for t in claimed)
+    # ids of the earliest due, claim them all, read the claimed ones back
+    assert commands.names == ["find", "update", "find"]
+    commands.names.clear()
+    for i, task in enumerate(claimed):
+        task.next_run_time = None if i % 2 else at(100)
+    written = harness.run(store.release_tasks("node-a", claimed), store)
+    assert written == claimed
+    assert commands.names == ["update", "delete"]  # one bulk write (two commands in it)
+    assert all(t.revision == 2 for t in claimed[::2])
+    assert harness.raw().count_documents({}) == 70
 
 
-def test_a_lapsed_lease_nobody_took_is_renewed_and_written_back(harness: Harness) -> None:
-    store, other = harness.store(claim_timeout=0.3), harness.store()
+def test_a_partly_refused_write_back_tells_which_were_written(harness: Harness) -> None:
+    store, other = harness.store(), harness.store()
+    harness.run(store.add_tasks([make_task(f"p{i}", at(i)) for i in range(4)]), store)
+    held = harness.run(store.acquire_due_tasks("node-a", at(10), 60.0, 3), store)
+    short = harness.run(store.acquire_due_tasks("node-a", at(10), 1.0, 1), store)
+    mine = held + short
+    assert [t.id for t in mine] == ["p0", "p1", "p2", "p3"]
+    # p3's claim lapses and node-b takes it over; an operator changes p1.
+    taken = harness.run(other.acquire_due_tasks("node-b", at(12), 60.0, 9), other)
+    assert [t.id for t in taken] == ["p3"]
+    changed = harness.run(other.lookup_task("p1"), other)
+    assert changed is not None
+    harness.run(other.update_task(changed), other)
+    for task in mine:
+        task.next_run_time = None if task.id in {"p2", "p3"} else at(500)
+    written = harness.run(store.release_tasks("node-a", mine), store)
+    assert [t.id for t in written] == ["p0", "p2"]
+    stored = {doc["_id"]: doc for doc in harness.raw().find({}, {"payload": 0})}
+    assert sorted(stored) == ["p0", "p1", "p3"]
+    assert stored["p0"]["next_run_time"] == at(500).timestamp()
+    assert stored["p1"]["next_run_time"] == at(1).timestamp()  # the operator's write
+    assert stored["p3"]["lease_owner"] == "node-b"  # not deleted: node-b holds it
+
+
+def test_a_lapsed_claim_nobody_took_is_still_written_back(harness: Harness) -> None:
+    store, other = harness.store(), harness.store()
     harness.run(store.add_tasks([make_task("slow", at(1)), make_task("gone", at(2))]), store)
-    assert len(harness.run(store.get_due_tasks(at(5)), store)) == 2
-    time.sleep(0.4)  # lapsed, but no other store claimed anything meanwhile
-    harness.run(store.update_tasks([make_task("slow", at(50))]), store)
-    harness.run(store.delete_tasks(["gone"]), store)
-    assert harness.raw().find_one({"_id": "slow"})["next_run_time"] == at(50).timestamp()  # type: ignore[index]
+    claimed = harness.run(store.acquire_due_tasks("node-a", at(5), 1.0, 10), store)
+    assert len(claimed) == 2
+    # Lapsed at at(6), but no other node claimed them meanwhile: the write-back stands.
+    claimed[0].next_run_time = at(50)
+    claimed[1].next_run_time = None
+    assert harness.run(store.release_tasks("node-a", claimed), store) == claimed
     assert harness.raw().count_documents({"_id": "gone"}) == 0
-    assert harness.run(other.get_due_tasks(at(5)), other) == []
+    assert harness.run(other.acquire_due_tasks("node-b", at(10), 1.0, 10), other) == []
     assert harness.run(other.get_next_run_time(), other) == at(50)
+
+
+def test_a_claim_counts_as_its_lease_end_for_every_node(harness: Harness) -> None:
+    # The contract's test of this adds its task at 2030 and claims it "now", when it is
+    # not due; here the task is due.
+    store, other = harness.store(), harness.store()
+    now = datetime.now(UTC)
+    harness.run(store.add_task(make_task("due", now - timedelta(seconds=1))), store)
+    harness.run(store.add_task(make_task("far", now + timedelta(days=1))), store)
+    assert len(harness.run(store.acquire_due_tasks("node-a", now, 120.0, 10), store)) == 1
+    nxt = harness.run(other.get_next_run_time(), other)
+    assert nxt is not None
+    assert now + timedelta(seconds=119) <= nxt <= now + timedelta(seconds=121)
+    assert harness.run(other.acquire_due_tasks("node-b", now, 120.0, 10), other) == []
 
 
 def test_stores_claiming_at_once_never_share_a_run(harness: Harness) -> None:
@@ -340,22 +436,98 @@ def test_stores_claiming_at_once_never_share_a_run(harness: Harness) -> None:
     )
     taken: dict[str, list[str]] = {}
 
-    async def drain(store: MongoDBStore) -> None:
+    async def drain(node: str, store: MongoDBStore) -> None:
         while True:
-            batch = await call(store, store.get_due_tasks(at(100), 4))
+            batch = await call(store, store.acquire_due_tasks(node, at(100), 30.0, 4))
             if not batch:
                 return
             for task in batch:
-                taken.setdefault(task.id, []).append(store._owner)
-            await call(store, store.delete_tasks([t.id for t in batch]))
+                taken.setdefault(task.id, []).append(node)
+                task.next_run_time = None
+            assert await call(store, store.release_tasks(node, batch)) == batch
 
     async def all_at_once() -> None:
-        await asyncio.gather(*(drain(store) for store in stores))
+        await asyncio.gather(*(drain(f"node-{n}", s) for n, s in enumerate(stores)))
 
     asyncio.run_coroutine_threadsafe(all_at_once(), harness.loop).result(timeout=120)
     assert sorted(taken) == [f"r{i:03d}" for i in range(count)]
     assert {task_id: owners for task_id, owners in taken.items() if len(owners) > 1} == {}
     assert harness.raw().count_documents({}) == 0
+
+
+def test_a_server_without_change_streams_is_polled(harness: Harness) -> None:
+    store = harness.store()
+    if store.notifications == "change streams":
+        pytest.skip("this server has change streams")
+    assert store.poll_interval == FALLBACK_POLL
+    assert harness.store(poll_interval=0.25).poll_interval == 0.25
+
+
+@pytest.mark.slow
+def test_two_schedulers_run_each_fire_time_exactly_once(mongo_url: str) -> None:
+    collection = f"two-{uuid.uuid4().hex[:8]}"
+    runs: list[tuple[str, str, datetime]] = []
+    lock = threading.Lock()
+    schedulers = []
+    for name in ("node-a", "node-b"):
+        store = MongoDBStore(
+            database=DATABASE,
+            collection=collection,
+            url=mongo_url,
+            serverSelectionTimeoutMS=3000,
+            poll_interval=0.1,
+        )
+        scheduler = AsyncIOScheduler(
+            stores={"default": store}, identity=name, isolated_event_loop=True
+        )
+
+        def record(event: Any, name: str = name) -> None:
+            with lock:
+                runs.append((name, event.task_id, event.scheduled_run_time))
+
+        scheduler.add_listener(record, ev.TASK_EXECUTED)
+        schedulers.append(scheduler)
+    step = timedelta(seconds=0.2)
+    first: dict[str, datetime] = {}
+    try:
+        for scheduler in schedulers:
+            scheduler.start()
+        start = datetime.now(UTC) + timedelta(seconds=0.5)
+        end = start + timedelta(seconds=3)
+        for i in range(5):
+            added = schedulers[i % 2].add_task(
+                functions.noop,
+                "interval",
+                seconds=0.2,
+                start_at=start,
+                end_at=end,
+                id=f"tick{i}",
+                misfire_grace_time=30,
+                coalesce=False,
+            )
+            # start, or a later step when the machine was slow to add it
+            assert isinstance(added.next_run_time, datetime)
+            first[added.id] = added.next_run_time
+        expected = {
+            task_id: [when + step * k for k in range(16) if when + step * k <= end]
+            for task_id, when in first.items()
+        }
+        # The last fire time's write-back deletes each task (its trigger ended).
+        wait_until(lambda: not schedulers[0].get_tasks(), timeout=60, what="the tasks to end")
+        deadline = time.monotonic() + 10
+        total = sum(map(len, expected.values()))
+        while len(runs) < total and time.monotonic() < deadline:  # the last runs finish
+            time.sleep(0.05)
+    finally:
+        for scheduler in schedulers:
+            scheduler.shutdown()
+    fired = Counter((task_id, when) for _, task_id, when in runs)
+    assert {key: n for key, n in fired.items() if n > 1} == {}
+    for task_id, times in expected.items():
+        # Every fire time from the first to the end (included), none lost.
+        assert sorted(when for tid, when in fired if tid == task_id) == times, task_id
+        assert len(times) >= 10
+    assert {name for name, _, _ in runs} == {"node-a", "node-b"}
 
 
 def test_a_tampered_payload_is_kept_flagged_reported_and_recovers(harness: Harness) -> None:
@@ -405,22 +577,25 @@ def test_tasks_survive_a_restart_of_the_server(restartable_server: TemporaryMong
         harness.close()
 
 
-def test_a_write_back_lost_to_an_outage_is_retried_not_rerun(
+def test_a_write_back_lost_to_an_outage_keeps_the_claim_until_it_lapses(
     restartable_server: TemporaryMongoeco,
 ) -> None:
     harness = Harness(restartable_server.url)
     try:
         store = harness.store(serverSelectionTimeoutMS=500)
         harness.run(store.add_task(make_task("w", at(1))), store)
-        [task] = harness.run(store.get_due_tasks(at(5)), store)
+        [task] = harness.run(store.acquire_due_tasks("node-a", at(5), 30.0, 10), store)
         restartable_server.kill()
         task.next_run_time = at(100)
         with pytest.raises(ConnectionFailure):
-            harness.run(store.update_tasks([task]), store)
+            harness.run(store.release_tasks("node-a", [task]), store)
         restartable_server.start()
-        # The run at at(1) was made: it is not due again once the server is back.
-        assert harness.run(store.get_due_tasks(at(5)), store) == []
-        assert harness.run(store.get_next_run_time(), store) == at(100)
+        # Not written back, so its runs were not submitted: the claim holds until its lease
+        # ends, then the run at at(1) is due again, for any node.
+        assert harness.run(store.acquire_due_tasks("node-b", at(34), 30.0, 10), store) == []
+        assert harness.run(store.get_next_run_time(), store) == at(35)
+        [again] = harness.run(store.acquire_due_tasks("node-b", at(36), 30.0, 10), store)
+        assert again.next_run_time == at(1)
     finally:
         harness.close()
 

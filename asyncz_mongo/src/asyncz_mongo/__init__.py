@@ -10,33 +10,32 @@ One document per task, keyed by the task id::
         "_id": "<task id>",
         "next_run_time": 1767225600.0,   # POSIX seconds (a double), null while paused
         "payload": b"...",               # the task state encoded by the store's serializer
+        "revision": 7,                   # moved by every write of the task (fencing token)
+        "due_at": 1767225600.0,          # next_run_time, or lease_until while claimed
+        "lease_owner": null,             # the node (scheduler identity) holding a claim
+        "lease_until": null,             # when that claim lapses
+        "token": null,                   # random id of the last claim or write-back
     }
+
+The store is *coordinated* (several schedulers, "nodes", share the collection). A node
+claims due tasks with conditional updates: it reads the ids of the earliest documents with
+``due_at <= now`` (indexed), then claims them all in one ``update_many`` filtered on those
+ids *and* ``due_at <= now`` again, which sets ``lease_owner``, ``lease_until``, ``due_at`` (=
+the lease end, so the claim is no longer due for anyone) and a random ``token``; each
+document is updated atomically, so of two nodes claiming at once exactly one matches. A
+third query reads back the documents carrying the token (payload and revision as claimed).
+A batch costs three round trips however many tasks it holds. A write-back is one
+``bulk_write`` of ``UpdateOne`` / ``DeleteOne`` filtered by ``_id``, ``revision`` and
+``lease_owner`` (refused when a management write or another node came first); when its
+counts say some were refused, the write-back token tells which. A claim whose node died
+lapses by itself: its ``due_at`` (the lease end) comes due. Node records live in
+``<collection>.nodes``.
 
 A document that cannot be restored also carries ``"unrestorable": "<reason>"`` and keeps
-its former run time in ``"broken_next_run_time"`` (``next_run_time`` becomes null, so due
-queries skip it). It stays until it is deleted, replaced, or restorable again (checked the
-next time the store connects).
-
-Due tasks are *claimed* before the scheduler sees them, in one small document of the
-collection ``<collection>.leases``, the lease registry::
-
-    {
-        "_id": "leases",
-        "version": 42,                   # bumped by every change
-        "holders": {"<store id>": {"until": 1767225660.0, "ids": ["<task id>", ...]}},
-    }
-
-A store claims a batch with one compare-and-set of the registry (conditional on the version
-it read): its due query leaves out the ids other stores hold, and the claim only succeeds
-if no other store claimed or released anything since, so two schedulers sharing a
-collection never both take the same due run. Each store prunes the entries whose lease
-lapsed when it changes the registry. A claim therefore costs two writes per *batch*
-instead of one per task, and write-backs are plain writes by ``_id``. A store writes back
-only while its lease is safely valid (more than half of ``claim_timeout`` left); otherwise it
-first renews the lease, which succeeds only if its entry is still in the registry, i.e. no
-other store took the runs after the lease lapsed; runs that were taken are not written
-back. A scheduler that dies between the claim and the write-back delays the runs it held by
-at most ``claim_timeout`` seconds.
+its former run time in ``"broken_next_run_time"`` (``next_run_time`` and ``due_at`` become
+null, so due queries skip it). It stays until it is deleted, replaced, or restorable again
+(checked the next time the store connects). Documents written by an earlier version
+(without ``revision``) are given the new fields when a store connects.
 """
 
 from __future__ import annotations
@@ -44,8 +43,8 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -55,7 +54,7 @@ from pymongo import (
     AsyncMongoClient,
     DeleteOne,
     MongoClient,
-    ReplaceOne,
+    ReturnDocument,
     UpdateOne,
 )
 from pymongo.errors import (
@@ -64,11 +63,17 @@ from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
     OperationFailure,
-    PyMongoError,
 )
 
-from asyncz.exceptions import ConflictingIdError, TaskLookupError, TaskRestoreError
+from asyncz.exceptions import (
+    ConflictingIdError,
+    StaleTaskError,
+    TaskLookupError,
+    TaskRestoreError,
+)
+from asyncz.nodes import NODE_RETENTION, NodeInfo
 from asyncz.stores.base import PersistentStore
+from asyncz_mongo._watch import ChangeWatcher
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
@@ -83,33 +88,38 @@ __version__ = "0.1.0"
 _DUPLICATE_KEY = 11000
 # An index with the same keys but other options already exists (e.g. made by another tool).
 _INDEX_CONFLICTS = {85, 86}
-#: ``_id`` of the lease registry document in ``<collection>.leases``.
-_REGISTRY = "leases"
-#: Ids held by other stores are filtered out of the due query on the client up to this many
-#: (no per-document ``$nin`` evaluation on the server); beyond it the query says ``$nin``.
-_CLIENT_SIDE_SKIP = 1024
-#: Compare-and-set attempts on the registry before a claim gives up (and the pass is retried).
-_MAX_ATTEMPTS = 100
+#: Claim attempts per acquire call when other nodes keep taking the candidates first.
+_CLAIM_ATTEMPTS = 4
+#: Under contention a node reads this many times the candidates it wants and claims a random
+#: sample of them, so that nodes claiming at once mostly pick different documents.
+_SPREAD = 4
+#: Poll interval (seconds) of a store whose server has no change streams, unless set.
+FALLBACK_POLL = 1.0
 
 Document = dict[str, Any]
-WriteOp = UpdateOne | DeleteOne
+#: ``$set`` of a write that ends any claim.
+_UNCLAIMED: Document = {"lease_owner": None, "lease_until": None}
+_CLEAR_FLAG: Document = {"unrestorable": "", "broken_next_run_time": ""}
+
+_UTC = timezone.utc
 
 
 def _stamp(when: Any) -> float | None:
     return when.timestamp() if isinstance(when, datetime) else None
 
 
-def _until(entry: Any) -> float:
-    until = entry.get("until") if isinstance(entry, dict) else None
-    return float(until) if isinstance(until, (int, float)) else 0.0
+def _due(stamp: float) -> Document:
+    # "$ne": None keeps paused tasks out on servers whose "$lte" matches null (mongoeco).
+    return {"$lte": stamp, "$ne": None}
 
 
 class MongoDBStore(PersistentStore):
-    """Stores tasks in a MongoDB collection, one document per task.
+    """Stores tasks in a MongoDB collection, one document per task; shared by several
+    schedulers (``coordinated``).
 
     :param database: database name (not empty).
-    :param collection: collection name (not empty). The lease registry lives in the
-        collection ``<collection>.leases`` next to it.
+    :param collection: collection name (not empty). Node records live in the collection
+        ``<collection>.nodes`` next to it.
     :param client: an :class:`pymongo.AsyncMongoClient` to use instead of making one. It
         is used on the store's I/O loop, which the scheduler gives it (an
         ``AsyncMongoClient`` is bound to the event loop it is first used on), so do not use
@@ -118,10 +128,10 @@ class MongoDBStore(PersistentStore):
         ``host``).
     :param serializer: a serializer or its alias; ``"json"`` by default.
     :param poll_interval: seconds between checks for tasks added or changed by *other*
-        schedulers sharing the collection (``None``, the default, never polls: set it when
-        sharing).
-    :param claim_timeout: seconds a claimed due task stays reserved for the store that
-        claimed it if that store never writes it back (it died mid-pass).
+        schedulers sharing the collection. ``None`` (the default): none when the server
+        has change streams (a replica set: the store hears of changes at once), else every
+        :data:`FALLBACK_POLL` seconds.
+    :param claim_timeout: ignored (deprecated): claims last ``asyncz.coordination.lease``.
     :param client_options: passed to :class:`~pymongo.AsyncMongoClient` (``host``,
         ``port``, ``username``, ``serverSelectionTimeoutMS``, ``tz_aware``...).
 
@@ -133,6 +143,7 @@ class MongoDBStore(PersistentStore):
     """
 
     uses_io_loop = True
+    coordinated = True
     kind = "mongodb"
     connection_errors = (ConnectionFailure,)
 
@@ -145,7 +156,7 @@ class MongoDBStore(PersistentStore):
         serializer: Any = None,
         *,
         poll_interval: float | None = None,
-        claim_timeout: float = 60.0,
+        claim_timeout: float | None = None,
         **client_options: Any,
     ) -> None:
         super().__init__(serializer=serializer)
@@ -153,11 +164,21 @@ class MongoDBStore(PersistentStore):
             raise ValueError("MongoDBStore needs a database name; got an empty one")
         if not isinstance(collection, str) or not collection:
             raise ValueError("MongoDBStore needs a collection name; got an empty one")
-        for name, value in (("poll_interval", poll_interval), ("claim_timeout", claim_timeout)):
-            if value is None and name == "poll_interval":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+        if poll_interval is not None and (
+            isinstance(poll_interval, bool)
+            or not isinstance(poll_interval, (int, float))
+            or poll_interval <= 0
+        ):
+            raise ValueError(
+                f"poll_interval must be a number of seconds > 0, not {poll_interval!r}"
+            )
+        if claim_timeout is not None:
+            warnings.warn(
+                "MongoDBStore(claim_timeout=...) is ignored: claims last the scheduler's "
+                "lease (asyncz.coordination.lease) and are renewed by its heartbeats",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if client is not None:
             if url is not None or client_options:
                 raise TypeError("MongoDBStore takes either client or connection options, not both")
@@ -172,8 +193,8 @@ class MongoDBStore(PersistentStore):
             client_options["host"] = url
         self.database = database
         self.collection = collection
-        self.poll_interval = float(poll_interval) if poll_interval is not None else None
-        self.claim_timeout = float(claim_timeout)
+        self._poll_setting = float(poll_interval) if poll_interval is not None else None
+        self.poll_interval = self._poll_setting
         self._client_options = client_options
         self._owns_client = client is None
         # Validates the options now; an AsyncMongoClient does no I/O until it is used.
@@ -181,21 +202,12 @@ class MongoDBStore(PersistentStore):
         self._client_used = False
         self._started = False
         self._ready: asyncio.Future[AsyncCollection[Any]] | None = None
-        #: The collection is ready (index made); set on the I/O loop, read from any thread.
+        #: The collection is ready (indexes made); set on the I/O loop, read from any thread.
         self._prepared = False
-        #: Identifies this store instance in the lease registry.
-        self._owner = uuid.uuid4().hex
-        #: Ids this store has claimed and not written back yet (touched on its loop only).
-        self._claimed: set[str] = set()
-        #: When this store's lease lapses (its entry in the registry; 0.0: no entry).
-        self._lease_until = 0.0
-        #: The registry as last read or written by this store: (version, holders); None when
-        #: it must be read again.
-        self._registry: tuple[Any, dict[str, Any]] | None = None
-        #: Serializes this store's registry changes (made on the I/O loop by start()).
-        self._registry_lock: asyncio.Lock | None = None
-        #: Write-backs that failed because the server was unreachable, retried first.
-        self._unsaved: dict[str, WriteOp] = {}
+        #: Other nodes took candidates of this store's last claim: spread the next one.
+        self._contended = False
+        #: Cross-node wake-ups from a change stream, when the server has them.
+        self._watcher: ChangeWatcher | None = None
         #: The synchronous client of add_task_sync, made on first use.
         self._sync_client: MongoClient[Any] | None = None
         self._sync_lock = threading.Lock()
@@ -217,9 +229,16 @@ class MongoDBStore(PersistentStore):
             return ("client",)
         return ("url",) if "host" in self._client_options else ("host", "port")
 
+    @property
+    def notifications(self) -> str:
+        """How this store hears of other schedulers' changes: ``"change streams"`` or
+        ``"polling"`` (known once started)."""
+        return "change streams" if self._watcher is not None else "polling"
+
     async def start(self, scheduler: SchedulerHandle, alias: str) -> None:
-        """Connect and prepare the collection (its index), on the store's I/O loop: a server
-        that cannot be reached fails the start."""
+        """Connect and prepare the collection (indexes, documents of an earlier version), on
+        the store's I/O loop: a server that cannot be reached fails the start. Opens a
+        change stream for cross-node wake-ups when the server has them; polls otherwise."""
         await super().start(scheduler, alias)
         if self._started:
             return
@@ -233,54 +252,60 @@ class MongoDBStore(PersistentStore):
             self.client = self._make_client()
         self._client_used = True
         self._started = True
-        self._registry_lock = asyncio.Lock()
-        await self._collection()
+        collection = await self._collection()
+        self._watcher = await ChangeWatcher.open(collection, scheduler, self.logger)
+        if self._watcher is None:
+            self.poll_interval = self._poll_setting or FALLBACK_POLL
+        else:
+            self.poll_interval = self._poll_setting
 
     async def shutdown(self) -> None:
         """Close the clients (if the store made them)."""
         started, self._started = self._started, False
         ready, self._ready = self._ready, None
+        watcher, self._watcher = self._watcher, None
         self._prepared = False
-        try:
-            if ready is not None and not ready.done():
-                ready.cancel()
-            self._close_sync_client()
-            if self._owns_client and started:
-                await self.client.close()
-        finally:
-            self._claimed.clear()
-            self._unsaved.clear()
-            self._registry = None
-            self._lease_until = 0.0
+        if watcher is not None:
+            await watcher.close()
+        if ready is not None and not ready.done():
+            ready.cancel()
+        self._close_sync_client()
+        if self._owns_client and started:
+            await self.client.close()
 
     async def _collection(self) -> AsyncCollection[Any]:
-        """The collection, once its index exists (made on first use, retried after errors)."""
+        """The collection, once it is prepared (on first use, retried after errors)."""
         ready = self._ready
         if ready is None or (ready.done() and ready.exception() is not None):
             ready = self._ready = asyncio.ensure_future(self._prepare())
         return await asyncio.shield(ready)
 
-    def _leases(self) -> AsyncCollection[Any]:
-        return self.client[self.database][f"{self.collection}.leases"]
-
-    def _lock(self) -> asyncio.Lock:
-        if self._registry_lock is None:  # used without start(), e.g. by a test on its loop
-            self._registry_lock = asyncio.Lock()
-        return self._registry_lock
+    def _nodes(self) -> AsyncCollection[Any]:
+        return self.client[self.database][f"{self.collection}.nodes"]
 
     async def _prepare(self) -> AsyncCollection[Any]:
         collection: AsyncCollection[Any] = self.client[self.database][self.collection]
-        try:
-            await collection.create_index([("next_run_time", ASCENDING)])
-        except OperationFailure as exc:
-            if exc.code not in _INDEX_CONFLICTS:
-                raise
-            self.logger.warning(
-                "Collection %s.%s already has a different index on next_run_time: %s",
-                self.database,
-                self.collection,
-                exc,
-            )
+        for field in ("next_run_time", "due_at", "lease_owner"):
+            try:
+                await collection.create_index([(field, ASCENDING)])
+            except OperationFailure as exc:
+                if exc.code not in _INDEX_CONFLICTS:
+                    raise
+                self.logger.warning(
+                    "Collection %s.%s already has a different index on %s: %s",
+                    self.database,
+                    self.collection,
+                    field,
+                    exc,
+                )
+        # Documents of an earlier version (no revision, no claim fields); idempotent, so
+        # stores starting at once may all run it.
+        result = await collection.update_many(
+            {"revision": {"$exists": False}},
+            [{"$set": {"revision": 1, "due_at": "$next_run_time", **_UNCLAIMED, "token": None}}],
+        )
+        if result.modified_count:
+            self.logger.info("Gave %d stored task(s) a revision", result.modified_count)
         await self._recheck_unrestorable(collection)
         self._prepared = True
         return collection
@@ -297,22 +322,31 @@ class MongoDBStore(PersistentStore):
             except Exception as exc:  # a document without a usable payload
                 self.report_unrestorable(task_id, f"{type(exc).__name__}: {exc}")
             else:
+                former = doc.get("broken_next_run_time")
                 await collection.update_one(
                     {"_id": task_id, "payload": doc["payload"]},
                     {
-                        "$set": {"next_run_time": doc.get("broken_next_run_time")},
-                        "$unset": {"unrestorable": "", "broken_next_run_time": ""},
+                        "$set": {"next_run_time": former, "due_at": former},
+                        "$unset": _CLEAR_FLAG,
+                        "$inc": {"revision": 1},
                     },
                 )
                 self.logger.info("Stored task %r can be restored again", task_id)
 
     # -- encoding ------------------------------------------------------------------------------
-    def _document(self, task: Task) -> Document:
+    def _fields(self, task: Task) -> Document:
+        """What a write of ``task`` sets (the claim ends, revision apart)."""
+        stamp = _stamp(task.next_run_time)
         return {
-            "_id": task.id,
-            "next_run_time": _stamp(task.next_run_time),
+            "next_run_time": stamp,
             "payload": self.encode_task(task),
+            "due_at": stamp,
+            **_UNCLAIMED,
+            "token": None,
         }
+
+    def _new_document(self, task: Task) -> Document:
+        return {"_id": task.id, **self._fields(task), "revision": 1}
 
     async def _restore(self, collection: AsyncCollection[Any], doc: Document) -> Task | None:
         """Decode a document; a broken one is flagged, reported and ``None`` returned."""
@@ -325,9 +359,13 @@ class MongoDBStore(PersistentStore):
         try:
             if not isinstance(payload, bytes):
                 raise TaskRestoreError(task_id, f"payload is {type(payload).__name__}, not bytes")
-            return self.decode_task(task_id, payload)
+            task = self.decode_task(task_id, payload)
         except TaskRestoreError as exc:
             reason = exc.reason
+        else:
+            revision = doc.get("revision")
+            task.revision = revision if isinstance(revision, int) else 0
+            return task
         await collection.update_one(
             {"_id": task_id, "payload": payload},
             {
@@ -335,10 +373,12 @@ class MongoDBStore(PersistentStore):
                     "unrestorable": reason,
                     "broken_next_run_time": doc.get("next_run_time"),
                     "next_run_time": None,
-                }
+                    "due_at": None,
+                    **_UNCLAIMED,
+                },
+                "$inc": {"revision": 1},
             },
         )
-        self._claimed.discard(task_id)
         self.report_unrestorable(task_id, reason)
         return None
 
@@ -352,216 +392,37 @@ class MongoDBStore(PersistentStore):
                 tasks.append(task)
         return tasks
 
-    # -- the lease registry --------------------------------------------------------------------
-    async def _read_registry(self) -> tuple[Any, dict[str, Any]]:
-        """Read the registry; claims of this store that are no longer in its entry (another
-        store took them after the lease lapsed) are dropped, with their pending writes."""
-        doc = await self._leases().find_one({"_id": _REGISTRY})
-        # The version as stored (None: no registry yet) is what the next change is
-        # conditional on; a malformed registry is replaced by that change.
-        version = doc.get("version") if doc else None
-        holders = doc.get("holders") if doc else None
-        if not isinstance(holders, dict):
-            holders = {}
-        self._registry = (version, holders)
-        mine = holders.get(self._owner)
-        kept = set(mine.get("ids") or ()) if isinstance(mine, dict) else set()
-        self._lease_until = _until(mine)
-        lost = self._claimed - kept
-        if lost:
-            self._claimed -= lost
-            for task_id in lost:
-                self._unsaved.pop(task_id, None)
-            self.logger.warning(
-                "The lease on %d claimed task(s) lapsed and another scheduler took them; "
-                "their write-back is not applied: %s",
-                len(lost),
-                ", ".join(sorted(lost)[:10]),
-            )
-        return self._registry
-
-    def _held_by_others(self, wall: float) -> dict[str, float]:
-        """Task id -> lease end, for the ids other stores hold right now."""
-        held: dict[str, float] = {}
-        if self._registry is None:
-            return held
-        for owner, entry in self._registry[1].items():
-            until = _until(entry)
-            if owner == self._owner or until < wall:
-                continue
-            for task_id in entry.get("ids") or ():
-                held[task_id] = max(until, held.get(task_id, 0.0))
-        return held
-
-    async def _publish(self, until: float, claim: Sequence[str] = ()) -> bool:
-        """Compare-and-set the registry: this store's entry becomes its claims plus ``claim``,
-        held until ``until`` (no entry when there are none), and lapsed entries of other
-        stores are dropped. ``False`` when the registry changed since it was last read."""
-        if self._registry is None:
-            await self._read_registry()
-        assert self._registry is not None
-        version, holders = self._registry
-        wall = time.time()
-        entries = {
-            owner: entry
-            for owner, entry in holders.items()
-            if owner != self._owner and _until(entry) >= wall
-        }
-        ids = self._claimed.union(claim)
-        if ids:
-            entries[self._owner] = {"until": until, "ids": sorted(ids)}
-        valid = isinstance(version, int) and not isinstance(version, bool)
-        following = version + 1 if valid else 1
-        update = {"$set": {"version": following, "holders": entries}}
-        try:
-            # The first change creates the document; a concurrent creation is a conflict.
-            result = await self._leases().update_one(
-                {"_id": _REGISTRY, "version": version}, update, upsert=version is None
-            )
-        except DuplicateKeyError:
-            changed = True
-        except BaseException:
-            self._registry = None  # the outcome is unknown
-            raise
-        else:
-            changed = result.matched_count == 0 and result.upserted_id is None
-        if changed:
-            self._registry = None
-            return False
-        self._registry = (following, entries)
-        self._lease_until = until if ids else 0.0
-        return True
-
-    async def _contended(self, attempt: int) -> int:
-        """After a compare-and-set lost to another store: back off a little, with jitter,
-        once it happens repeatedly; give up (the pass is retried) after many."""
-        attempt += 1
-        if attempt >= _MAX_ATTEMPTS:
-            raise RuntimeError(
-                f"MongoDBStore: the lease registry {self.collection}.leases changed on each of "
-                f"{attempt} attempts to change it"
-            )
-        if attempt > 2:
-            await asyncio.sleep(random.random() * min(0.01 * attempt, 0.2))
-        return attempt
-
-    async def _keep_lease(self) -> None:
-        """Make sure the claims are held for a while yet before they are written back: renew
-        the lease when less than half of ``claim_timeout`` is left. Claims another store took
-        after the lease lapsed are dropped."""
-        if time.time() < self._lease_until - self.claim_timeout / 2:
-            return
-        async with self._lock():
-            # The compare-and-set fails if the registry changed since this store last saw
-            # it; the registry is then read again, which drops the claims that were taken.
-            attempt = 0
-            while self._claimed:
-                if await self._publish(time.time() + self.claim_timeout):
-                    return
-                attempt = await self._contended(attempt)
-
-    async def _release(self) -> None:
-        """Publish that the claims written back are no longer held (best effort: until it
-        succeeds other stores see them held until the lease lapses)."""
-        try:
-            async with self._lock():
-                for _ in range(8):
-                    if await self._publish(self._lease_until):
-                        return
-        except PyMongoError as exc:
-            self.logger.debug("Releasing claims failed (they lapse by themselves): %s", exc)
-
     # -- queries ---------------------------------------------------------------------------
     async def lookup_task(self, task_id: str) -> Task | None:
         collection = await self._collection()
         doc = await collection.find_one({"_id": task_id})
         return None if doc is None else await self._restore(collection, doc)
 
-    async def _find_due(
-        self,
-        collection: AsyncCollection[Any],
-        stamp: float,
-        wanted: int | None,
-        skip: set[str],
-    ) -> list[Document]:
-        """Up to ``wanted`` due documents in run time order, leaving out the ``skip`` ids."""
-        # "$ne": None keeps paused tasks out on servers whose "$lte" matches null.
-        query: Document = {"next_run_time": {"$lte": stamp, "$ne": None}}
-        if len(skip) > _CLIENT_SIDE_SKIP:
-            query["_id"] = {"$nin": list(skip)}
-            skip = set()
-        cursor = collection.find(query).sort("next_run_time", ASCENDING)
-        if wanted is not None:
-            size = wanted + len(skip)
-            cursor = cursor.limit(size).batch_size(size)
-        docs: list[Document] = []
-        try:
-            async for doc in cursor:
-                if doc["_id"] in skip:
-                    continue
-                docs.append(doc)
-                if wanted is not None and len(docs) >= wanted:
-                    break
-        finally:
-            await cursor.close()
-        return docs
-
     async def get_due_tasks(self, now: datetime, limit: int | None = None) -> list[Task]:
-        """Claim and return due tasks: one query and one registry change per batch."""
+        """The due tasks by next run time, claimed or not (a plain read: the scheduler
+        claims with :meth:`acquire_due_tasks`)."""
         collection = await self._collection()
-        await self._flush_unsaved()
-        stamp = now.timestamp()
         tasks: list[Task] = []
-        seen: set[str] = set()
-        while limit is None or len(tasks) < limit:
-            wanted = None if limit is None else limit - len(tasks)
-            async with self._lock():
-                attempt = 0
-                while True:
-                    if self._registry is None:
-                        await self._read_registry()
-                    skip = seen.union(self._held_by_others(time.time()))
-                    docs = await self._find_due(collection, stamp, wanted, skip)
-                    if not docs:
-                        return tasks
-                    ids = [doc["_id"] for doc in docs]
-                    # Succeeds only if no store claimed or released anything since the
-                    # registry was read: then none of these is held by another store.
-                    if await self._publish(time.time() + self.claim_timeout, ids):
-                        break
-                    attempt = await self._contended(attempt)
-                self._claimed.update(ids)
-            seen.update(ids)
+        skip = 0
+        while True:
+            cursor = collection.find({"next_run_time": _due(now.timestamp())})
+            cursor = cursor.sort([("next_run_time", ASCENDING), ("_id", ASCENDING)]).skip(skip)
+            if limit is not None:
+                cursor = cursor.limit(limit - len(tasks))
+            docs = await cursor.to_list()
             restored = await self._restore_all(collection, docs)
             tasks.extend(restored)
-            if len(restored) == len(docs) or wanted is None or len(docs) < wanted:
-                break
-            # Some were unrestorable (now flagged, out of the due query): fill the batch.
-        return tasks
+            skip += len(restored)  # flagged ones left the query
+            if limit is None or len(tasks) >= limit or len(docs) < limit or not docs:
+                return tasks
 
     async def get_next_run_time(self) -> datetime | None:
+        """The earliest ``due_at``: a claimed task counts as its lease end."""
         collection = await self._collection()
-        async with self._lock():
-            await self._read_registry()
-        held = self._held_by_others(time.time())
-        # A task another store holds is this store's only once its lease lapses.
-        cursor = collection.find({"next_run_time": {"$ne": None}}, {"next_run_time": 1})
-        cursor = cursor.sort("next_run_time", ASCENDING).limit(len(held) + 1)
-        best: float | None = None
-        try:
-            async for doc in cursor:
-                stamp = doc["next_run_time"]
-                if best is not None and stamp >= best:
-                    break
-                lapse = held.get(doc["_id"])
-                if lapse is None:  # the earliest task this store may take
-                    best = stamp
-                    break
-                if best is None or max(stamp, lapse) < best:
-                    best = max(stamp, lapse)
-        finally:
-            await cursor.close()
-        return None if best is None else datetime.fromtimestamp(best, timezone.utc)
+        doc = await collection.find_one(
+            {"due_at": {"$ne": None}}, {"due_at": 1}, sort=[("due_at", ASCENDING)]
+        )
+        return None if doc is None else datetime.fromtimestamp(doc["due_at"], _UTC)
 
     async def get_all_tasks(self) -> list[Task]:
         collection = await self._collection()
@@ -577,6 +438,144 @@ class MongoDBStore(PersistentStore):
         cursor = collection.find({"unrestorable": {"$exists": True}}, {"unrestorable": 1})
         return {doc["_id"]: str(doc["unrestorable"]) async for doc in cursor}
 
+    # -- coordination ----------------------------------------------------------------------
+    async def acquire_due_tasks(
+        self, node: str, now: datetime, lease: float, limit: int
+    ) -> list[Task]:
+        """Claim up to ``limit`` due tasks for ``node``: per batch, the ids of the earliest
+        due documents, one ``update_many`` that claims those still due, one read of the
+        claimed documents. Candidates another node claimed first are replaced by others
+        (a few attempts); while other nodes compete, each attempt claims a random sample of
+        the ``_SPREAD * limit`` earliest, so that the nodes do not all go for the same ones."""
+        collection = await self._collection()
+        stamp = now.timestamp()
+        until = stamp + lease
+        tasks: list[Task] = []
+        for _ in range(_CLAIM_ATTEMPTS):
+            wanted = limit - len(tasks)
+            if wanted <= 0:
+                break
+            window = wanted * _SPREAD if self._contended else wanted
+            cursor = collection.find({"due_at": _due(stamp)}, {"_id": 1})
+            candidates = await cursor.sort("due_at", ASCENDING).limit(window).to_list()
+            if not candidates:
+                break
+            ids = [doc["_id"] for doc in candidates]
+            if len(ids) > wanted:
+                picked = set(random.sample(range(len(ids)), wanted))
+                ids = [task_id for i, task_id in enumerate(ids) if i in picked]
+            token = uuid.uuid4().hex
+            claim = {"due_at": until, "lease_owner": node, "lease_until": until, "token": token}
+            result = await collection.update_many(
+                {"_id": {"$in": ids}, "due_at": _due(stamp)}, {"$set": claim}
+            )
+            restored: list[Task] = []
+            if result.modified_count:
+                found = await collection.find({"_id": {"$in": ids}, "token": token}).to_list()
+                order = {task_id: i for i, task_id in enumerate(ids)}
+                found.sort(key=lambda doc: order[doc["_id"]])
+                restored = await self._restore_all(collection, found)
+                tasks.extend(restored)
+            self._contended = result.modified_count < len(ids)
+            if len(candidates) < window:
+                break  # nothing else is due
+            if not self._contended and len(restored) == len(ids):
+                break  # got all it asked for
+        return tasks
+
+    async def release_tasks(self, node: str, tasks: Sequence[Task]) -> list[Task]:
+        """One ``bulk_write`` of fenced writes (``_id``, ``revision``, ``lease_owner``); a
+        second read only when its counts say that some were refused."""
+        if not tasks:
+            return []
+        collection = await self._collection()
+        token = uuid.uuid4().hex
+        updates: list[Task] = []
+        deletes: list[Task] = []
+        operations: list[UpdateOne | DeleteOne] = []
+        for task in tasks:
+            fence = {"_id": task.id, "revision": task.revision, "lease_owner": node}
+            if task.next_run_time is None:
+                deletes.append(task)
+                operations.append(DeleteOne(fence))
+            else:
+                updates.append(task)
+                fields = {**self._fields(task), "token": token}
+                operations.append(UpdateOne(fence, {"$set": fields, "$inc": {"revision": 1}}))
+        result = await collection.bulk_write(operations, ordered=False)
+        if result.matched_count == len(updates) and result.deleted_count == len(deletes):
+            written = {id(task) for task in tasks}
+        else:
+            written = await self._written(collection, token, updates, deletes, result)
+        for task in updates:
+            if id(task) in written:
+                task.revision += 1
+        return [task for task in tasks if id(task) in written]
+
+    async def _written(
+        self,
+        collection: AsyncCollection[Any],
+        token: str,
+        updates: list[Task],
+        deletes: list[Task],
+        result: Any,
+    ) -> set[int]:
+        """Which writes of a partly refused write-back were applied: an update left its
+        token; a delete left nothing, which is ours when the count of deletions says so."""
+        ids = [task.id for task in (*updates, *deletes)]
+        stored = {
+            doc["_id"]: doc.get("token")
+            async for doc in collection.find({"_id": {"$in": ids}}, {"token": 1})
+        }
+        written = {id(task) for task in updates if stored.get(task.id) == token}
+        gone = [task for task in deletes if task.id not in stored]
+        if result.deleted_count == len(gone):
+            written.update(id(task) for task in gone)
+        elif result.deleted_count:
+            # Some of the deleted documents were deleted by someone else (an operator, or a
+            # node that took them over): which ones is unknown, so none counts as written.
+            # Their last runs are not made rather than possibly made twice.
+            self.logger.warning(
+                "Cannot tell which of %d finished task(s) this node deleted (%s); their last "
+                "runs are not submitted",
+                len(gone),
+                ", ".join(task.id for task in gone[:5]),
+            )
+        return written
+
+    async def heartbeat(self, node: NodeInfo) -> None:
+        """Record the node, extend its claims and prune old records (concurrently)."""
+        collection = await self._collection()
+        beat = node.last_heartbeat.timestamp()
+        until = beat + node.lease
+        await asyncio.gather(
+            self._record(node),
+            collection.update_many(
+                {"lease_owner": node.identity, "lease_until": {"$lt": until, "$ne": None}},
+                {"$set": {"lease_until": until, "due_at": until}},
+            ),
+            self._nodes().delete_many({"ends_at": {"$lt": beat - NODE_RETENTION}}),
+        )
+
+    async def _record(self, node: NodeInfo) -> None:
+        end = node.stopped_at or node.expires_at
+        doc = {**node.to_dict(), "ends_at": end.timestamp()}
+        await self._nodes().replace_one({"_id": node.identity}, doc, upsert=True)
+
+    async def remove_node(self, node: NodeInfo) -> None:
+        """Record the stopped node and end its claims (each task due at its run time)."""
+        collection = await self._collection()
+        await self._record(node)
+        await collection.update_many(
+            {"lease_owner": node.identity},
+            [{"$set": {"due_at": "$next_run_time", **_UNCLAIMED, "token": None}}],
+        )
+
+    async def get_nodes(self) -> list[NodeInfo]:
+        await self._collection()
+        cursor = self._nodes().find({}).sort("_id", ASCENDING)
+        return [NodeInfo.from_dict(doc) async for doc in cursor]
+
     # -- writes ------------------------------------------------------------------------------
     @staticmethod
     def _insertion(doc: Document) -> tuple[Document, Document]:
@@ -590,7 +589,7 @@ class MongoDBStore(PersistentStore):
         return {"_id": doc["_id"]}, {"$setOnInsert": fields}
 
     async def add_task(self, task: Task) -> None:
-        query, update = self._insertion(self._document(task))
+        query, update = self._insertion(self._new_document(task))
         collection = await self._collection()
         try:
             result = await collection.update_one(query, update, upsert=True)
@@ -598,6 +597,7 @@ class MongoDBStore(PersistentStore):
             raise ConflictingIdError(task.id, self.alias) from None
         if result.upserted_id is None:
             raise ConflictingIdError(task.id, self.alias)
+        task.revision = 1
 
     def add_task_sync(self, task: Task) -> bool:
         """Insert the task with a synchronous :class:`pymongo.MongoClient` on the calling
@@ -605,11 +605,11 @@ class MongoDBStore(PersistentStore):
 
         ``False`` (the scheduler then awaits :meth:`add_task`) when the store was given its
         client (the connection settings are unknown) or has not connected yet on its I/O
-        loop (that first operation makes the index).
+        loop (that first operation makes the indexes).
         """
         if not self._owns_client or not self._prepared:
             return False
-        query, update = self._insertion(self._document(task))
+        query, update = self._insertion(self._new_document(task))
         collection = self._sync_client_for_adds()[self.database][self.collection]
         try:
             result = collection.update_one(query, update, upsert=True)
@@ -617,6 +617,7 @@ class MongoDBStore(PersistentStore):
             raise ConflictingIdError(task.id, self.alias) from None
         if result.upserted_id is None:
             raise ConflictingIdError(task.id, self.alias)
+        task.revision = 1
         return True
 
     def _sync_client_for_adds(self) -> MongoClient[Any]:
@@ -632,115 +633,92 @@ class MongoDBStore(PersistentStore):
             client.close()
 
     async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
-        docs = [self._document(task) for task in tasks]
-        if not docs:
+        if not tasks:
             return
         collection = await self._collection()
         if replace_existing:
+            # A replacement moves the revision (and ends any claim); read the new ones back.
             await collection.bulk_write(
-                [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in docs]
+                [
+                    UpdateOne(
+                        {"_id": task.id},
+                        {
+                            "$set": self._fields(task),
+                            "$unset": _CLEAR_FLAG,
+                            "$inc": {"revision": 1},
+                        },
+                        upsert=True,
+                    )
+                    for task in tasks
+                ]
             )
-            for doc in docs:
-                self._claimed.discard(doc["_id"])
-                self._unsaved.pop(doc["_id"], None)
+            ids = [task.id for task in tasks]
+            cursor = collection.find({"_id": {"$in": ids}}, {"revision": 1})
+            revisions = {doc["_id"]: doc.get("revision", 0) async for doc in cursor}
+            for task in tasks:
+                task.revision = revisions.get(task.id, 0)
             return
         try:
-            await collection.insert_many(docs, ordered=True)
+            await collection.insert_many([self._new_document(task) for task in tasks], ordered=True)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if errors and errors[0].get("code") == _DUPLICATE_KEY:
-                task_id = docs[errors[0]["index"]]["_id"]
-                raise ConflictingIdError(task_id, self.alias) from None
+                index = errors[0]["index"]
+                for task in tasks[:index]:
+                    task.revision = 1
+                raise ConflictingIdError(tasks[index].id, self.alias) from None
             raise
-
-    @staticmethod
-    def _replacement(doc: Document) -> Document:
-        """The update that makes a stored document hold ``doc``."""
-        return {
-            "$set": {"next_run_time": doc["next_run_time"], "payload": doc["payload"]},
-            "$unset": {"unrestorable": "", "broken_next_run_time": ""},
-        }
+        for task in tasks:
+            task.revision = 1
 
     async def update_task(self, task: Task) -> None:
-        doc = self._document(task)
+        """Compare-and-set on the revision when ``task.revision`` is set; ends any claim."""
         collection = await self._collection()
-        result = await collection.update_one({"_id": task.id}, self._replacement(doc))
-        self._unsaved.pop(task.id, None)  # this newer write wins over a pending write-back
-        if result.matched_count == 0:
-            raise TaskLookupError(task.id, self.alias)
+        query: Document = {"_id": task.id}
+        if task.revision:
+            query["revision"] = task.revision
+        doc = await collection.find_one_and_update(
+            query,
+            {"$set": self._fields(task), "$unset": _CLEAR_FLAG, "$inc": {"revision": 1}},
+            projection={"revision": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            stored = await collection.find_one({"_id": task.id}, {"revision": 1})
+            if stored is None:
+                raise TaskLookupError(task.id, self.alias)
+            raise StaleTaskError(task.id, self.alias, task.revision, stored.get("revision"))
+        task.revision = doc["revision"]
 
     async def update_tasks(self, tasks: Iterable[Task]) -> None:
-        """Write back tasks in one bulk write by ``_id``; a claimed task only while this
-        store still holds its lease, which is released.
-
-        When the server cannot be reached the write-backs are kept and retried before the
-        next claim, so that the runs just made are not repeated when it comes back.
-        """
-        operations: dict[str, WriteOp] = {}
-        for task in tasks:
-            doc = self._document(task)
-            update: Document
-            if task.id in self._claimed:
-                update = {
-                    "$set": {"next_run_time": doc["next_run_time"], "payload": doc["payload"]}
-                }
-            else:
-                update = self._replacement(doc)
-            operations[task.id] = UpdateOne({"_id": task.id}, update)
+        """Write tasks back in one bulk write by ``_id`` (unconditional; gone ones skipped)."""
+        operations = [
+            UpdateOne(
+                {"_id": task.id},
+                {"$set": self._fields(task), "$unset": _CLEAR_FLAG, "$inc": {"revision": 1}},
+            )
+            for task in tasks
+        ]
         if operations:
-            await self._write(operations)
+            collection = await self._collection()
+            await collection.bulk_write(operations, ordered=False)
 
     async def delete_tasks(self, task_ids: Iterable[str]) -> None:
-        """Delete in one bulk write by ``_id``; a claimed task only while this store holds
-        its lease."""
-        deletes: dict[str, WriteOp] = {task_id: DeleteOne({"_id": task_id}) for task_id in task_ids}
+        """Delete in one bulk write by ``_id``."""
+        deletes = [DeleteOne({"_id": task_id}) for task_id in task_ids]
         if deletes:
-            await self._write(deletes)
-
-    async def _write(self, operations: dict[str, WriteOp], *, pending: bool = False) -> None:
-        collection = await self._collection()
-        operations = dict(operations)
-        held = [task_id for task_id in operations if task_id in self._claimed]
-        try:
-            if held:
-                await self._keep_lease()
-                for task_id in held:
-                    if task_id not in self._claimed:  # lost: another store took it
-                        del operations[task_id]
-            if operations:
-                # Unordered: one failed write does not hold back the others.
-                await collection.bulk_write(list(operations.values()), ordered=False)
-        except ConnectionFailure:
-            if not pending:
-                self._unsaved.update(operations)
-            raise
-        for task_id, operation in operations.items():
-            if not pending or self._unsaved.get(task_id) is operation:
-                self._unsaved.pop(task_id, None)
-        released = [task_id for task_id in held if task_id in operations]
-        if released:
-            self._claimed.difference_update(released)
-            await self._release()
-
-    async def _flush_unsaved(self) -> None:
-        if self._unsaved:
-            await self._write(self._unsaved, pending=True)
+            collection = await self._collection()
+            await collection.bulk_write(deletes, ordered=False)
 
     async def delete_task(self, task_id: str) -> None:
         collection = await self._collection()
         result = await collection.delete_one({"_id": task_id})
-        self._claimed.discard(task_id)
-        self._unsaved.pop(task_id, None)
         if result.deleted_count == 0:
             raise TaskLookupError(task_id, self.alias)
 
     async def remove_all_tasks(self) -> None:
         collection = await self._collection()
         await collection.delete_many({})
-        self._unsaved.clear()
-        if self._claimed:
-            self._claimed.clear()
-            await self._release()
 
     def __repr__(self) -> str:
         return (
