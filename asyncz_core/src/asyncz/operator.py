@@ -42,7 +42,7 @@ from asyncz.stores.base import BaseStore, PersistentStore
 from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
 
-__all__ = ["OperatorError", "OperatorScheduler", "open_operator", "shared"]
+__all__ = ["OperatorError", "OperatorScheduler", "importable_from", "open_operator", "shared"]
 
 
 class OperatorError(RuntimeError):
@@ -74,7 +74,7 @@ class OperatorScheduler(NativeAsyncIOScheduler):
                     raise ComponentLookupError("store", alias, self._stores)
             self._stores = {alias: self._stores[alias] for alias in wanted}
 
-    async def start(self, paused: bool = True) -> bool:
+    async def start(self, paused: bool = True) -> bool:  # type: ignore[override]
         """Open the stores (never processes: the state stays *paused*)."""
         if not self._count_start():
             return False
@@ -122,6 +122,15 @@ class OperatorScheduler(NativeAsyncIOScheduler):
         )
 
 
+def importable_from(config_file: str | Path | None) -> None:
+    """Put the directory of ``config_file`` (else the current one) on ``sys.path``, as
+    ``asyncz run`` does: the tasks' callables then import as in the application, and the
+    operator can restore (and so change) its tasks."""
+    base = str(Path(config_file).resolve().parent) if config_file else str(Path.cwd())
+    if base not in sys.path:
+        sys.path.insert(0, base)
+
+
 @contextlib.asynccontextmanager
 async def open_operator(
     config_file: str | Path | None = None,
@@ -140,9 +149,7 @@ async def open_operator(
     :class:`~asyncz.exceptions.ComponentLookupError` (no store ``store``) and
     :class:`~asyncz.exceptions.StoreUnavailableError` (a store cannot be reached).
     """
-    base = str(Path(config_file).resolve().parent) if config_file else str(Path.cwd())
-    if base not in sys.path:
-        sys.path.insert(0, base)
+    importable_from(config_file)
     options: dict[str, Any] = {}
     if store_timeout is not None:
         options["store_timeout"] = store_timeout
