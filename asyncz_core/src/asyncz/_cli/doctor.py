@@ -149,6 +149,13 @@ async def _check_store(config_file: Path | None, alias: str, timeout: float) -> 
                 findings.append(
                     Finding(f"{name} task {info.id}", ERROR, f"cannot be restored: {info.reason}")
                 )
+        if not store.coordinated:
+            findings.append(
+                Finding(name, WARNING, "not coordinated: it keeps no node records for other "
+                        "processes (nodes cannot be checked), and nodes sharing it may run a "
+                        "fire time twice")
+            )  # fmt: skip
+            return findings
         scheduled = sum(1 for i in infos if i.schedule_state.value == "scheduled")
         findings.extend(_check_nodes(name, await operator.get_nodes_async(alias), scheduled))
         return findings
