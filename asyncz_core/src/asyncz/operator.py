@@ -113,6 +113,19 @@ class OperatorScheduler(NativeAsyncIOScheduler):
                 "executor", task.executor, self.executor_aliases, task=task_label(task)
             )
 
+    async def run_task_async(
+        self,
+        task_id: Task | str,
+        store: str | None = None,
+        *,
+        force: bool = True,
+        remove_finished: bool = True,
+    ) -> Task | None:
+        raise OperatorError(
+            f"an operator never runs a task in its own process (task {self._task_id(task_id)!r})"
+            "; a live node runs it"
+        )
+
     def _submit(
         self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
     ) -> bool:

@@ -195,9 +195,10 @@ def session(
         raise error from None
 
 
-def quiet_logs(level: int = logging.ERROR) -> None:
-    """The scheduler's own log lines (``Added task ...``) are not the command's output; its
-    errors still reach stderr."""
+def quiet_logs(level: int = logging.CRITICAL) -> None:
+    """The scheduler's own log lines (``Added task ...``, ``Stored task ... cannot be
+    restored``) are not the command's output: what went wrong is the command's one-line
+    error."""
     logging.getLogger("asyncz").setLevel(level)
 
 
