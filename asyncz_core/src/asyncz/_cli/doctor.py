@@ -94,35 +94,49 @@ def _check_plugins() -> list[Finding]:
 
 
 async def _check_store(config_file: Path | None, alias: str, timeout: float) -> list[Finding]:
-    from asyncz.operator import OperatorScheduler, importable_from, shared
-    from asyncz.stores.base import call
+    from asyncz.operator import importable_from
 
     name = f"store {alias}"
     capture = _Capture()
     root = logging.getLogger("asyncz")
+    # Held for the whole check, so that the scheduler's log lines (a task it cannot restore)
+    # become findings instead of stderr; only the warnings of the start are reported as such.
     root.addHandler(capture)
     importable_from(config_file)
     try:
-        operator = OperatorScheduler(
-            config_file=str(config_file) if config_file else None,
-            only=[alias],
-            store_timeout=timeout,
-        )
-        store = operator.stores[alias]
-        kind = f"{type(store).__name__}" + (f" at {store.address()}" if store.address() else "")
-        if not shared(store):
-            return [
-                Finding(name, ERROR, f"{kind} keeps its tasks in one process's memory: "
-                        "nodes do not share it and no operator can see it")
-            ]  # fmt: skip
-        started = time.perf_counter()
-        try:
-            await operator.start()
-        except Exception as exc:
-            return [Finding(name, UNREACHABLE, one_line(exc))]
-        connect = time.perf_counter() - started
+        return await _check_open_store(config_file, alias, timeout, name, capture)
     finally:
         root.removeHandler(capture)
+
+
+async def _check_open_store(
+    config_file: Path | None, alias: str, timeout: float, name: str, capture: _Capture
+) -> list[Finding]:
+    from asyncz.exceptions import StoreUnavailableError
+    from asyncz.operator import OperatorScheduler, shared
+    from asyncz.stores.base import call
+
+    operator = OperatorScheduler(
+        config_file=str(config_file) if config_file else None,
+        only=[alias],
+        store_timeout=timeout,
+    )
+    store = operator.stores[alias]
+    kind = f"{type(store).__name__}" + (f" at {store.address()}" if store.address() else "")
+    if not shared(store):
+        return [
+            Finding(name, ERROR, f"{kind} keeps its tasks in one process's memory: "
+                    "nodes do not share it and no operator can see it")
+        ]  # fmt: skip
+    started = time.perf_counter()
+    try:
+        await operator.start()
+    except StoreUnavailableError as exc:
+        return [Finding(name, UNREACHABLE, one_line(exc))]
+    except Exception as exc:
+        return [Finding(name, ERROR, one_line(exc))]
+    connect = time.perf_counter() - started
+    at_start = list(capture.records)
     try:
         findings: list[Finding] = []
         rounds = []
@@ -139,7 +153,7 @@ async def _check_store(config_file: Path | None, alias: str, timeout: float) -> 
         if status:
             detail = status.get("detail") or status
             findings.append(Finding(name, ERROR, f"lost its data: {detail}"))
-        for record in capture.records:
+        for record in at_start:
             findings.append(Finding(name, WARNING, " ".join(record.getMessage().split())))
         # Reading every task is what finds those that cannot be restored (here: a callable
         # that does not import beside the configuration, as it would not in the app).
@@ -264,6 +278,9 @@ def doctor(
     else:
         table(["CHECK", "STATUS", "DETAIL"], [[f.check, f.status, f.detail] for f in findings])
         counts = {s: sum(1 for f in findings if f.status == s) for s in _RANK}
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n and s != OK)
+        plural = {WARNING: "warnings", ERROR: "errors", UNREACHABLE: "unreachable"}
+        summary = ", ".join(
+            f"{n} {s if n == 1 else plural[s]}" for s, n in counts.items() if n and s != OK
+        )
         click.echo(f"{'healthy' if code == 0 and not summary else summary} (exit {code})")
     click.get_current_context().exit(code)

@@ -242,8 +242,8 @@ def _done(as_json: bool, verb: str, info: TaskInfo | None, task_id: str) -> None
     elif info is None:
         click.echo(f"Task {task_id!r} {verb}.")
     else:
-        state = f"next run {when(info.next_run_time)}" if info.next_run_time else "paused"
-        click.echo(f"Task {task_id!r} {verb} (store {info.store!r}, {state}).")
+        state = f", next run {when(info.next_run_time)}" if info.next_run_time else ""
+        click.echo(f"Task {task_id!r} {verb} (store {info.store!r}{state}).")
 
 
 @tasks.command("add", context_settings={"ignore_unknown_options": False})
