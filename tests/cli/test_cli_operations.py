@@ -135,3 +135,34 @@ def test_write_errors_are_one_line_with_exit_code_1(deployment: Deployment) -> N
         assert words in result.output, (args, result.output)
         if args[-1] != "colour":  # click's usage errors add a usage line
             one_line_error(result)
+
+
+def test_tasks_run_is_run_by_the_node(deployment: Deployment) -> None:
+    import importlib.util
+
+    args = ("tasks", "add", "jobs:other", "interval", "hours=1", "--id", "o")
+    assert deployment.cli(*args).exit_code == 0
+    before = json.loads(deployment.cli("tasks", "show", "o", "--json").output)["task"]
+    result = deployment.cli("tasks", "run", "o", "--wait", "20")
+    if importlib.util.find_spec("asyncz.tasks.runs") is None:  # before durable pending runs
+        assert result.exit_code == 1
+        assert "no pending runs" in one_line_error(result)
+        return
+    assert result.exit_code == 0, result.output
+    assert "Task 'o' " in result.output
+    other = deployment.directory / "other.txt"
+    wait_until(other.exists, what="the node running the requested run")
+    # Its schedule is kept: next run in an hour, as before.
+    shown = json.loads(deployment.cli("tasks", "show", "o", "--json").output)
+    assert shown["task"]["schedule_state"] == "scheduled"
+    assert shown["task"]["next_run_time"] == before["next_run_time"]
+
+
+def test_tasks_run_without_a_live_node_is_refused(sqlite_deployment: Deployment) -> None:
+    d = sqlite_deployment
+    assert d.cli("tasks", "add", "jobs:other", "interval", "hours=1", "--id", "o").exit_code == 0
+    result = d.cli("tasks", "run", "o")
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert "No node is alive" in line or "no pending runs" in line
+    assert not (d.directory / "other.txt").exists()

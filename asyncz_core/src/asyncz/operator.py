@@ -16,7 +16,9 @@ executors started                   yes             no (the executor aliases are
 node record and heartbeats          yes             no
 tasks added before start committed  yes             refused: add them once it is open
 processing loop                     yes             no
-runs submitted                      yes             never (``_submit`` raises)
+runs submitted                      yes             never (``_submit`` and ``run_task``
+                                                    raise); :meth:`~OperatorScheduler.
+                                                    request_run_async` asks a node
 shutdown-trigger tasks at shutdown  yes             no
 =================================  ==============  ====================================
 
@@ -38,7 +40,7 @@ from typing import Any
 
 from asyncz.exceptions import ComponentLookupError, ConfigurationError
 from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
-from asyncz.stores.base import BaseStore, PersistentStore
+from asyncz.stores.base import BaseStore, PersistentStore, call
 from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
 
@@ -125,6 +127,49 @@ class OperatorScheduler(NativeAsyncIOScheduler):
             f"an operator never runs a task in its own process (task {self._task_id(task_id)!r})"
             "; a live node runs it"
         )
+
+    async def request_run_async(self, task_id: str, store: str | None = None) -> datetime:
+        """Ask the nodes to run ``task_id`` now: a pending run (source ``"manual"``) is
+        stored with the task, and whichever node claims the task next runs it and records
+        it in the history. Returns the run's scheduled time (its history record's
+        ``scheduled_run_time``). The task's own schedule is kept."""
+        import importlib
+
+        from asyncz.exceptions import StaleTaskError
+        from asyncz.schedulers._management import WRITE_ATTEMPTS
+
+        try:  # durable pending runs: issue 14 (branch runs-core)
+            runs: Any = importlib.import_module("asyncz.tasks.runs")
+        except ImportError:
+            raise OperatorError(
+                "this version of asyncz has no pending runs: a node cannot be asked to run a task"
+            ) from None
+        PendingRun, reschedule, trigger_next = runs.PendingRun, runs.reschedule, runs.trigger_next
+
+        for attempt in range(WRITE_ATTEMPTS):
+            task, alias = await self._find(task_id, store)
+            assert alias is not None  # an operator keeps no pending tasks
+            now = datetime.now(utc)
+            upcoming = trigger_next(task)
+            pending = getattr(task, "pending_runs", ())
+            task.pending_runs = (*pending, PendingRun(now, now, 1, "manual"))  # type: ignore[attr-defined]
+            reschedule(task, upcoming)
+            target = self.lookup_store(alias)
+            try:
+                await call(target, target.update_task(task))
+            except StaleTaskError:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                continue
+            return now
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def run_was_taken_async(self, task_id: str, store: str, run_time: datetime) -> bool:
+        """Whether a node took the run :meth:`request_run_async` asked for (it is no longer
+        pending in the stored task, or the task is gone)."""
+        task = await self.get_task_async(task_id, store)
+        pending = getattr(task, "pending_runs", ()) if task is not None else ()
+        return not any(p.source == "manual" and p.run_time == run_time for p in pending)
 
     def _submit(
         self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int

@@ -212,6 +212,8 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return jsonable(value.value)
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a NamedTuple (RunRecord)
+        return jsonable(value._asdict())
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):

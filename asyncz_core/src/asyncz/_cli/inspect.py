@@ -108,10 +108,38 @@ def preview(
         click.echo("(the trigger fires no more after these)")
 
 
+def parse_since(text: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 time (naive: UTC) or an age (``90s``, ``30m``, ``2h``,
+    ``7d``)."""
+    from asyncz._cli.common import UserError
+    from asyncz.timeutil import utc
+
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(utc) - timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(
+            f"--since: {text!r} is neither an ISO 8601 time nor an age like 30m, 2h, 7d"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=utc)
+
+
+def _detail(record: Any) -> str:
+    if record.error_type:
+        return f"{record.error_type}: {record.error_message or ''}".strip()
+    if record.note:
+        return str(record.note)
+    return str(record.return_repr or "")
+
+
 @click.command("runs", cls=OpCommand)
 @click.argument("task_id", metavar="[ID]", required=False)
-@click.option("--outcome", default=None, help="Only runs with this outcome.")
-@click.option("--since", default=None, metavar="TIME", help="Only runs started since then.")
+@click.option("--outcome", default=None, help="Only runs with this outcome (success, error ...).")
+@click.option("--since", default=None, metavar="TIME", help="Ended since: ISO time or 30m, 2h.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @operator_options
 @json_option
@@ -124,5 +152,49 @@ def runs(
     store: str | None,
     as_json: bool,
 ) -> None:
-    """The run history, newest first (of one task with ID)."""
-    raise click.ClickException("run history is not available yet")
+    """The run history, newest first (of the task ID, else of every task)."""
+    from asyncz._cli.common import UserError
+
+    moment = parse_since(since)
+
+    async def read(op: OperatorScheduler) -> list[Any]:
+        history = getattr(op, "get_task_runs_async", None)
+        if history is None:
+            raise UserError("this version of asyncz keeps no run history")
+        private = [a for a, s in op.stores.items() if not getattr(s, "keeps_history", False)]
+        if private:
+            click.echo(
+                f"note: store(s) {', '.join(private)} keep run history in each node's memory "
+                "only; their runs are not shown here",
+                err=True,
+            )
+        try:
+            found: list[Any] = await history(
+                task_id, limit=limit, since=moment, outcome=outcome, store=store
+            )
+        except ValueError as exc:
+            raise UserError(f"--outcome: {exc}") from None
+        return found
+
+    records = session(config_file, store, read)
+    if as_json:
+        emit_json({"runs": [r._asdict() for r in records]})
+        return
+    if not records:
+        click.echo("No runs recorded.")
+        return
+    columns = ["ENDED (UTC)", "TASK", "OUTCOME", "SOURCE", "TRY", "NODE", "TOOK", "DETAIL"]
+    rows = [
+        [
+            when(r.time),
+            r.task_id,
+            r.outcome,
+            r.source,
+            r.attempt,
+            r.node,
+            f"{r.duration:.3f}s" if r.duration is not None else None,
+            _detail(r),
+        ]
+        for r in records
+    ]
+    table(columns, rows)

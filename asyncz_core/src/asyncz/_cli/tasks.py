@@ -405,3 +405,76 @@ def reschedule_task(
         return (await op.reschedule_task_async(task_id, store, built)).snapshot()
 
     _done(as_json, "rescheduled", session(config_file, store, write), task_id)
+
+
+@tasks.command("run")
+@click.argument("task_id", metavar="ID")
+@click.option(
+    "--wait",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for a node to report the run (0: only ask).",
+)
+@operator_options
+@json_option
+def run_task(
+    task_id: str, wait: float, config_file: Path | None, store: str | None, as_json: bool
+) -> None:
+    """Run a task now on a live node (never in this process), and say which node ran it.
+
+    The request is stored with the task (a pending run, source "manual"); whichever node
+    claims the task next runs it. Refused when no node is alive.
+    """
+
+    async def act(op: OperatorScheduler) -> tuple[Any, Any]:
+        info = await find_info(op, task_id, store)
+        if info.reason is not None or info.store is None:
+            raise UserError(f"Task {task_id!r} cannot be restored: {info.reason}")
+        alive = [n.identity for n in await op.get_nodes_async(info.store) if n.alive]
+        if not alive:
+            raise UserError(
+                f"No node is alive in store {info.store!r}: nothing would run task "
+                f"{task_id!r} (start the application, or asyncz run)"
+            )
+        requested = await op.request_run_async(task_id, info.store)
+        history = getattr(op, "get_task_runs_async", None)
+        shared_history = getattr(op.stores[info.store], "keeps_history", False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        taken = False
+        while wait and loop.time() < deadline:
+            if shared_history and history is not None:
+                for record in await history(task_id, store=info.store, since=requested, limit=20):
+                    late = abs((record.scheduled_run_time - requested).total_seconds())
+                    if record.source == "manual" and late < 0.001:
+                        return requested, record
+            elif await op.run_was_taken_async(task_id, info.store, requested):
+                # The store keeps no history that other processes read: a node took the
+                # run, which one is recorded only in that node's memory.
+                taken = True
+                break
+            await asyncio.sleep(0.1)
+        if wait and not taken:
+            raise UserError(
+                f"Task {task_id!r}: no node took the run requested at {when(requested)} "
+                f"within {wait:g} s; it stays requested"
+            )
+        return requested, "taken" if taken else None
+
+    requested, record = session(config_file, store, act)
+    if as_json:
+        run = None if record == "taken" else record
+        emit_json(
+            {"task_id": task_id, "requested_at": requested, "taken": bool(record), "run": run}
+        )
+    elif record is None:
+        click.echo(f"Run of task {task_id!r} requested at {when(requested)}.")
+    elif record == "taken":
+        click.echo(
+            f"Task {task_id!r} was taken by a node (its store keeps no shared run history, "
+            "so which node ran it is recorded only in that node)."
+        )
+    else:
+        took = f" in {record.duration:.3f} s" if record.duration is not None else ""
+        click.echo(f"Task {task_id!r} ran on node {record.node!r}: {record.outcome}{took}.")
