@@ -1,4 +1,6 @@
-"""The ``asyncz`` command line: ``asyncz plugins`` and ``asyncz config show``.
+"""The ``asyncz`` command line: ``asyncz plugins``, ``asyncz config show``, ``asyncz run``, and
+the operator commands of :mod:`asyncz._cli` (``tasks``, ``runs``, ``nodes``, ``preview``,
+``doctor``).
 
 Commands are plain functions registered on the :func:`main` click group, so that more (``asyncz
 run CONFIG``) can be added from their own modules with ``@main.command()``.
@@ -187,6 +189,16 @@ def run_command(
         # A configuration error (every one, each under its TOML key) or a start that failed:
         # one message and exit code 1, no traceback.
         raise click.ClickException(str(exc)) from None
+
+
+# -- operator commands: asyncz tasks / runs / nodes / preview / doctor (asyncz/_cli/) ------------
+def _add_operator_commands() -> None:
+    from asyncz._cli import add_commands
+
+    add_commands(main)
+
+
+_add_operator_commands()
 
 
 def run() -> None:  # pragma: no cover - console entry when installed without a script
