@@ -1,0 +1,165 @@
+"""Servers and figures for the chaos tests.
+
+The servers come from the other test directories' helpers (tests/redis, tests/sqlalchemy,
+tests/mongo conftest modules, loaded here by path: they are not packages), so the chaos tests
+start them the same way, on their own ports, and fail under ``CI=true`` when one cannot be
+had. Each test appends its figures (runs, duplicates, lost, takeover) to
+``<pytest basetemp>/chaos-figures.jsonl``; the session prints them as a table at the end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _load(directory: str) -> ModuleType:
+    """tests/<directory>/conftest.py as a module of its own (not a second plugin)."""
+    name = f"_chaos_{directory}_conftest"
+    spec = importlib.util.spec_from_file_location(name, TESTS / directory / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_redis = _load("redis")
+_mongo = _load("mongo")
+
+#: Re-exported for the tests (the Redis server class and its binary lookup).
+RedisServer = _redis.RedisServer
+redis_binary = _redis.redis_binary
+start_mongoeco = _mongo.start_mongoeco
+
+
+@pytest.fixture(scope="session")
+def chaos_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A redis-server for the chaos tests (each test empties it first)."""
+    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("chaos-redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chaos_postgres() -> Iterator[Any]:
+    """A throw-away PostgreSQL cluster (tests/sqlalchemy's way), one table per test."""
+    from asyncz_sqlalchemy.testing import PostgresUnavailable, TemporaryPostgres
+
+    try:
+        server = TemporaryPostgres()
+        server.start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
+        pytest.skip(f"no PostgreSQL cluster could be started: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def chaos_mongo_url() -> Iterator[str]:
+    """A MongoDB wire-protocol server (tests/mongo's way), one database per test."""
+    if os.environ.get("ASYNCZ_TEST_MONGO_URL"):
+        yield os.environ["ASYNCZ_TEST_MONGO_URL"]
+        return
+    server = start_mongoeco()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of the test's own with the append-only file on (fsync at every write):
+    a test may SIGKILL it and start it again from its data."""
+    server = RedisServer(
+        redis_binary(),
+        tmp_path / "durable-redis",
+        None,
+        "--appendonly", "yes",
+        "--appendfsync", "always",
+    )  # fmt: skip
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def durable_postgres() -> Iterator[Any]:
+    """A PostgreSQL cluster of the test's own whose commits are acknowledged once their WAL is
+    written (``synchronous_commit=on``; tests/sqlalchemy's cluster turns it off for speed), so
+    that an immediate (crash) stop loses no acknowledged commit."""
+    from asyncz_sqlalchemy.testing import PostgresUnavailable, TemporaryPostgres
+
+    class DurablePostgres(TemporaryPostgres):
+        def start(self) -> None:
+            options = (
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c synchronous_commit=on"
+            )
+            self._run("pg_ctl", "-D", self.data, "-o", options, "-l", self.log, "-w", "start")
+            self.running = True
+
+    try:
+        server = DurablePostgres()
+        server.start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
+        pytest.skip(f"no PostgreSQL cluster could be started: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def figures_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The JSON-lines file every chaos test appends its figures to."""
+    path = tmp_path_factory.getbasetemp() / "chaos-figures.jsonl"
+    path.touch()
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures table: store x scenario -> runs, duplicates, lost, takeover seconds."""
+    config = terminalreporter.config
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        path = factory.getbasetemp() / "chaos-figures.jsonl"
+    except Exception:
+        return
+    if not path.exists() or not path.read_text().strip():
+        return
+    terminalreporter.section("chaos figures")
+    terminalreporter.write_line(
+        f"{'store':<11} {'scenario':<17} {'runs':>6} {'dup':>5} {'lost':>5} {'takeover s':>11}"
+    )
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        takeover = row.get("takeover_s")
+        shown = "-" if takeover is None else f"{takeover:.2f}"
+        terminalreporter.write_line(
+            f"{row['store']:<11} {row['scenario']:<17} {row['runs']:>6} "
+            f"{row['duplicates']:>5} {row['lost']:>5} {shown:>11}"
+        )
+    terminalreporter.write_line(f"(figures: {path})")
