@@ -84,21 +84,28 @@ def chaos_mongo_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def durable_redis(tmp_path: Path) -> Iterator[Any]:
+def redis_factory(tmp_path: Path) -> Iterator[Any]:
+    """``make(*extra_args)``: start a redis-server of the test's own (stopped at the end)."""
+    servers: list[Any] = []
+
+    def make(*extra_args: str) -> Any:
+        server = RedisServer(redis_binary(), tmp_path / f"redis-{len(servers)}", None, *extra_args)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def durable_redis(redis_factory: Any) -> Any:
     """A redis-server of the test's own with the append-only file on (fsync at every write):
     a test may SIGKILL it and start it again from its data."""
-    server = RedisServer(
-        redis_binary(),
-        tmp_path / "durable-redis",
-        None,
-        "--appendonly", "yes",
-        "--appendfsync", "always",
-    )  # fmt: skip
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return redis_factory("--appendonly", "yes", "--appendfsync", "always")
 
 
 @pytest.fixture

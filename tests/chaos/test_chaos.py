@@ -135,8 +135,9 @@ def test_sigkill_inside_the_claim_window(
         )  # fmt: skip
         record_figures(figures_path, figures)
         detail = describe(analysis, start_at) + "\n" + cluster.diagnostics()
-        assert len(analysis.duplicates) == 0, detail
-        assert len(analysis.lost) == 0, detail
+        duplicates, lost = len(analysis.duplicates), len(analysis.lost)
+        assert duplicates == 0, detail
+        assert lost == 0, detail
         assert len(taken) >= held, detail
         assert takeover is not None and takeover <= TAKEOVER_BOUND, (
             f"takeover {takeover} s > lease + 2 s ({TAKEOVER_BOUND} s)\n{detail}"
@@ -197,6 +198,7 @@ def test_server_restart_mid_run(
         )
         record_figures(figures_path, figures)
         detail = describe(analysis, start_at) + "\n" + cluster.diagnostics()
-        assert len(analysis.duplicates) == 0, detail
-        assert len(analysis.lost) == 0, detail
+        duplicates, lost = len(analysis.duplicates), len(analysis.lost)
+        assert duplicates == 0, detail
+        assert lost == 0, detail
         assert late, f"no fire time of the outage ran\n{detail}"
