@@ -37,7 +37,9 @@ from chaos_harness import (
     record_figures,
 )
 
-pytestmark = pytest.mark.slow
+#: Every scenario ends on its own within about 25 s; the bound only stops a hung one (the
+#: test's Cluster then kills every node process it started, the fixtures the servers).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 #: Seconds from the first fire time to the nodes' end; the window checked ends 2 s before.
 RUN_SECONDS = 12.0

@@ -32,7 +32,9 @@ from typing import Any
 import pytest
 from chaos_harness import LEASE, TAKEOVER_BOUND, Cluster, Figures, analyse, describe, record_figures
 
-pytestmark = pytest.mark.slow
+#: Every scenario ends on its own within about 25 s; the bound only stops a hung one (the
+#: test's Cluster then kills every node process it started, the fixtures the servers).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 RUN_SECONDS = 18.0
 HOLD_FROM = 3.0
