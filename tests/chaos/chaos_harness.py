@@ -95,7 +95,7 @@ class Cluster:
             *extra,
         ]  # fmt: skip
 
-    def setup(self, lead: float = 4.0, spec: dict[str, Any] | None = None) -> float:
+    def setup(self, lead: float = 3.0, spec: dict[str, Any] | None = None) -> float:
         """Add the tasks (one process, before any node), first fire time the whole second at
         least ``lead`` seconds from now; returns it (epoch seconds)."""
         start_at = float(math.ceil(time.time() + lead))
