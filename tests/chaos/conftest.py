@@ -3,8 +3,15 @@
 The servers come from the other test directories' helpers (tests/redis, tests/sqlalchemy,
 tests/mongo conftest modules, loaded here by path: they are not packages), so the chaos tests
 start them the same way, on their own ports, and fail under ``CI=true`` when one cannot be
-had. Each test appends its figures (runs, duplicates, lost, takeover) to
-``<pytest basetemp>/chaos-figures.jsonl``; the session prints them as a table at the end.
+had. Each test appends its figures (runs, duplicates, lost, takeover) to ``figures.jsonl`` in the
+session's chaos directory (copied to ``<pytest basetemp>/chaos-figures.jsonl``); the session
+prints them as a table at the end.
+
+The node processes' files live in a directory of the chaos session's own
+(``/tmp/asyncz-chaos-*``), not in pytest's basetemp: pytest removes older numbered basetemps
+when other sessions start, which can happen in the middle of a chaos run on a machine where
+several test sessions run at once. It is removed at the end unless a test failed (its path is
+then printed with the figures).
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -41,10 +51,33 @@ redis_binary = _redis.redis_binary
 start_mongoeco = _mongo.start_mongoeco
 
 
+#: The session's chaos directory, once made (read by the terminal summary).
+_SESSION: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
-def chaos_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def chaos_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The chaos session's own directory (see the module docstring)."""
+    path = Path(tempfile.mkdtemp(prefix="asyncz-chaos-"))
+    _SESSION["dir"] = path
+    try:
+        yield path
+    finally:
+        if request.session.testsfailed == 0:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def chaos_tmp(chaos_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """A directory of the test's own inside the chaos directory."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=chaos_dir))
+
+
+@pytest.fixture(scope="session")
+def chaos_redis(chaos_dir: Path) -> Iterator[Any]:
     """A redis-server for the chaos tests (each test empties it first)."""
-    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("chaos-redis"))
+    server = RedisServer(redis_binary(), chaos_dir / "redis")
     server.start()
     try:
         yield server
@@ -84,12 +117,12 @@ def chaos_mongo_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_factory(tmp_path: Path) -> Iterator[Any]:
+def redis_factory(chaos_tmp: Path) -> Iterator[Any]:
     """``make(*extra_args)``: start a redis-server of the test's own (stopped at the end)."""
     servers: list[Any] = []
 
     def make(*extra_args: str) -> Any:
-        server = RedisServer(redis_binary(), tmp_path / f"redis-{len(servers)}", None, *extra_args)
+        server = RedisServer(redis_binary(), chaos_tmp / f"redis-{len(servers)}", None, *extra_args)
         servers.append(server)
         server.start()
         return server
@@ -138,30 +171,31 @@ def durable_postgres() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def figures_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The JSON-lines file every chaos test appends its figures to."""
-    path = tmp_path_factory.getbasetemp() / "chaos-figures.jsonl"
+def figures_path(chaos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The JSON-lines file every chaos test appends its figures to (copied into pytest's
+    basetemp as chaos-figures.jsonl at the end)."""
+    path = chaos_dir / "figures.jsonl"
     path.touch()
-    return path
+    try:
+        yield path
+    finally:
+        _SESSION["figures"] = path.read_text()  # for the summary (the directory may go)
+        try:
+            shutil.copy(path, tmp_path_factory.getbasetemp() / "chaos-figures.jsonl")
+        except OSError:
+            pass
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The figures table: store x scenario -> runs, duplicates, lost, takeover seconds."""
-    config = terminalreporter.config
-    factory = getattr(config, "_tmp_path_factory", None)
-    if factory is None:
-        return
-    try:
-        path = factory.getbasetemp() / "chaos-figures.jsonl"
-    except Exception:
-        return
-    if not path.exists() or not path.read_text().strip():
+    text: str = _SESSION.get("figures", "")
+    if not text.strip():
         return
     terminalreporter.section("chaos figures")
     terminalreporter.write_line(
         f"{'store':<11} {'scenario':<17} {'runs':>6} {'dup':>5} {'lost':>5} {'takeover s':>11}"
     )
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         row = json.loads(line)
         takeover = row.get("takeover_s")
         shown = "-" if takeover is None else f"{takeover:.2f}"
@@ -169,4 +203,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"{row['store']:<11} {row['scenario']:<17} {row['runs']:>6} "
             f"{row['duplicates']:>5} {row['lost']:>5} {shown:>11}"
         )
-    terminalreporter.write_line(f"(figures: {path})")
+    kept = _SESSION.get("dir")
+    if kept is not None and kept.exists():
+        terminalreporter.write_line(f"(a test failed: the nodes' files are kept in {kept})")

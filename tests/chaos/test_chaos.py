@@ -73,7 +73,7 @@ def require_coordinated(name: str) -> None:
         )
 
 
-def store_spec(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+def store_spec(name: str, request: pytest.FixtureRequest, chaos_tmp: Path) -> dict[str, Any]:
     """A fresh store of kind ``name`` (its server started by the session fixtures)."""
     tag = uuid.uuid4().hex[:8]
     if name == "redis":
@@ -85,11 +85,11 @@ def store_spec(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> dic
         server = request.getfixturevalue("chaos_postgres")
         return {"type": "postgresql", "url": server.url, "tablename": f"chaos_{tag}"}
     if name == "sqlite":
-        return {"type": "sqlite", "url": f"sqlite:///{tmp_path / 'tasks.db'}"}
+        return {"type": "sqlite", "url": f"sqlite:///{chaos_tmp / 'tasks.db'}"}
     if name == "mongo":
         url = request.getfixturevalue("chaos_mongo_url")
         return {"type": "mongodb", "url": url, "database": f"chaos_{tag}"}
-    return {"type": "file", "directory": str(tmp_path / "store"), "fsync": False}
+    return {"type": "file", "directory": str(chaos_tmp / "store"), "fsync": False}
 
 
 STORES = ["redis", "postgresql", "sqlite", "mongo", "file"]
@@ -97,11 +97,11 @@ STORES = ["redis", "postgresql", "sqlite", "mongo", "file"]
 
 @pytest.mark.parametrize("store", STORES)
 def test_sigkill_inside_the_claim_window(
-    store: str, request: pytest.FixtureRequest, tmp_path: Path, figures_path: Path
+    store: str, request: pytest.FixtureRequest, chaos_tmp: Path, figures_path: Path
 ) -> None:
     require_coordinated(store)
-    spec = store_spec(store, request, tmp_path)
-    with Cluster(tmp_path / "nodes", spec) as cluster:
+    spec = store_spec(store, request, chaos_tmp)
+    with Cluster(chaos_tmp / "nodes", spec) as cluster:
         start_at = cluster.setup()
         until = start_at + RUN_SECONDS
         cluster.start(0, until, "--hold-after-claim", "2", "--hold-from", str(start_at + KILL_AT))
@@ -161,7 +161,7 @@ def _crash_redis(server: Any) -> None:
 
 @pytest.mark.parametrize("store", ["redis", "postgresql"])
 def test_server_restart_mid_run(
-    store: str, request: pytest.FixtureRequest, tmp_path: Path, figures_path: Path
+    store: str, request: pytest.FixtureRequest, chaos_tmp: Path, figures_path: Path
 ) -> None:
     require_coordinated(store)
     crash: Callable[[], None]
@@ -173,7 +173,7 @@ def test_server_restart_mid_run(
         server = request.getfixturevalue("durable_postgres")
         spec = {"type": "postgresql", "url": server.url, "tablename": "chaos_restart"}
         crash = lambda: server.stop("immediate")  # noqa: E731
-    with Cluster(tmp_path / "nodes", spec) as cluster:
+    with Cluster(chaos_tmp / "nodes", spec) as cluster:
         start_at = cluster.setup()
         until = start_at + RUN_SECONDS
         for index in (0, 1):

@@ -131,11 +131,11 @@ def redis_on_links(hosts: Hosts, redis_factory: Any) -> Any:
 
 
 def test_link_cut_longer_than_the_lease(
-    hosts: Hosts, redis_on_links: Any, tmp_path: Path, figures_path: Path
+    hosts: Hosts, redis_on_links: Any, chaos_tmp: Path, figures_path: Path
 ) -> None:
     port = redis_on_links.port
     local = {"type": "redis", "url": redis_on_links.url}
-    with Cluster(tmp_path / "nodes", local) as cluster:
+    with Cluster(chaos_tmp / "nodes", local) as cluster:
         start_at = cluster.setup()
         until = start_at + RUN_SECONDS
         for index in range(NODES):
