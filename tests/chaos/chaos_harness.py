@@ -1,8 +1,11 @@
 """The chaos tests' harness: node processes on one store, and the reading of their runs.
 
-A :class:`Cluster` runs ``node.py`` processes (the setup step once, then the nodes), reads
-their stdout in threads (``READY``, ``CLAIMED n t``, ``DONE``), and kills every process it
-started when it is closed, whatever happened. :func:`analyse` reads the nodes' run files and
+A :class:`Cluster` runs ``node.py`` processes (the setup step once, then the nodes), drives
+them through their stdin (``ARM``, ``STOP``), reads their stdout in threads (``READY``,
+``CLAIMED n t``, ``DONE``), and kills every process it started when it is closed, whatever
+happened. A scenario's instants count from :meth:`Cluster.begin`, the first whole second
+after every node is ready: on a busy machine the nodes may take seconds to start, which
+must not eat into the scenario (runs due before are caught up, with misfire grace 60 s). :func:`analyse` reads the nodes' run files and
 counts runs, duplicate and lost fire times, and the takeover time.
 """
 
@@ -33,6 +36,8 @@ LEASE = 3.0
 TAKEOVER_BOUND = LEASE + 2.0
 #: Seconds a node process may take to start (imports, store connection) on a busy machine.
 BOOT_TIMEOUT = 60.0
+#: A node stops by itself this long after it started, should the test never stop it.
+SAFETY_STOP = 180.0
 
 
 @dataclass
@@ -113,21 +118,26 @@ class Cluster:
         return start_at
 
     def start(
-        self, index: int, until: float, *extra: str, prefix: Sequence[str] | None = None,
+        self, index: int, *extra: str, prefix: Sequence[str] | None = None,
         spec: dict[str, Any] | None = None,
     ) -> Node:  # fmt: skip
+        """Start node ``index``; it runs until :meth:`stop` (or SAFETY_STOP seconds)."""
         out = self.directory / f"node-{index}.runs"
         err = self.directory / f"node-{index}.log"
+        until = time.time() + SAFETY_STOP
         command = [
             *(self.prefix if prefix is None else prefix),
-            *self._command(spec or self.spec, str(index), out, "--until", str(until), *extra),
-        ]
+            *self._command(
+                spec or self.spec, str(index), out, "--until", str(until), "--control-stdin",
+                *extra,
+            ),
+        ]  # fmt: skip
         with err.open("w") as stderr:
             process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 text=True,
                 cwd=HERE,
                 start_new_session=True,
@@ -143,14 +153,40 @@ class Cluster:
         threading.Thread(target=read, name=f"chaos-node-{index}", daemon=True).start()
         return node
 
-    def wait_ready(self, deadline: float | None = None) -> None:
-        deadline = deadline or time.time() + BOOT_TIMEOUT
+    def begin(self, start_at: float) -> float:
+        """Wait until every node is ready; the scenario's time zero: the first whole second
+        after that (and not before the first fire time ``start_at``)."""
+        deadline = time.time() + BOOT_TIMEOUT
         for node in self.nodes.values():
             if node.wait_line("READY", deadline) is None:
                 raise AssertionError(
                     f"node {node.index} did not start (exit {node.process.poll()}):\n"
                     f"{node.log_tail()}"
                 )
+        return max(start_at, float(math.ceil(time.time())))
+
+    def send(self, index: int, command: str) -> None:
+        """A command line (``ARM``, ``STOP``) on node ``index``'s stdin."""
+        stdin = self.nodes[index].process.stdin
+        assert stdin is not None
+        stdin.write(command + "\n")
+        stdin.flush()
+
+    def stop(self) -> None:
+        """Stop every live node gracefully and wait for them to end."""
+        for index, node in self.nodes.items():
+            if node.process.poll() is None:
+                try:
+                    self.send(index, "STOP")
+                except (BrokenPipeError, OSError):
+                    pass
+        for node in self.nodes.values():
+            try:
+                node.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(
+                    f"node {node.index} did not stop within 30 s:\n{node.log_tail()}"
+                ) from None
 
     def kill(self, index: int) -> float:
         """SIGKILL node ``index``; returns the instant (epoch seconds)."""
@@ -159,16 +195,6 @@ class Cluster:
         when = time.time()
         process.wait(timeout=10)
         return when
-
-    def wait_done(self, until: float) -> None:
-        """Wait for every live node to end by itself (``--until``), with a margin."""
-        for node in self.nodes.values():
-            try:
-                node.process.wait(timeout=max(0.0, until - time.time()) + 30)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(
-                    f"node {node.index} did not stop after its --until:\n{node.log_tail()}"
-                ) from None
 
     def close(self) -> None:
         """Kill every process still running (the node and its session), always."""
@@ -183,8 +209,12 @@ class Cluster:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-            if process.stdout is not None:
-                process.stdout.close()
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
 
     def __enter__(self) -> Cluster:
         return self
@@ -199,6 +229,10 @@ class Cluster:
             extra = events.read_text()[-1500:] if events.exists() else ""
             parts.append(f"--- node {node.index} log:\n{node.log_tail()}\n--- events:\n{extra}")
         return "\n".join(parts)
+
+
+def sleep_until(instant: float) -> None:
+    time.sleep(max(0.0, instant - time.time()))
 
 
 # -- reading the runs -----------------------------------------------------------------------

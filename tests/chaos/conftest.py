@@ -145,14 +145,15 @@ def durable_redis(redis_factory: Any) -> Any:
 def durable_postgres() -> Iterator[Any]:
     """A PostgreSQL cluster of the test's own whose commits are acknowledged once their WAL is
     written (``synchronous_commit=on``; tests/sqlalchemy's cluster turns it off for speed), so
-    that an immediate (crash) stop loses no acknowledged commit."""
+    that an immediate (crash) stop of the server loses no acknowledged commit. ``fsync`` stays
+    off: the test crashes the server process, not the machine (the page cache survives)."""
     from asyncz_sqlalchemy.testing import PostgresUnavailable, TemporaryPostgres
 
     class DurablePostgres(TemporaryPostgres):
         def start(self) -> None:
             options = (
                 f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c synchronous_commit=on"
+                "-c synchronous_commit=on -c fsync=off"
             )
             self._run("pg_ctl", "-D", self.data, "-o", options, "-l", self.log, "-w", "start")
             self.running = True

@@ -4,7 +4,7 @@ Usage::
 
     python node.py --store-json '{"type": "redis", "url": "redis://..."}' --identity 0 \\
         --out FILE [--tasks 100] [--interval 1] [--lease 3] [--duration S | --until EPOCH] \\
-        [--hold-after-claim SECONDS [--hold-from EPOCH]] [--acquire-delay SECONDS] \\
+        [--hold-after-claim SECONDS] [--acquire-delay SECONDS] [--control-stdin] \\
         [--setup --start-at EPOCH]
 
 ``--setup`` is the one step that adds the tasks (the test runs it once, before any node
@@ -14,7 +14,9 @@ taken over late still run). It starts the scheduler paused, so it processes noth
 
 Otherwise the node starts an ``AsyncIOScheduler`` on the store (identity ``node-<N>``, lease
 ``--lease`` seconds), prints ``READY``, processes until ``--until`` (or for ``--duration``
-seconds), shuts down gracefully and prints ``DONE``. SIGTERM ends it early, gracefully.
+seconds), shuts down gracefully and prints ``DONE``. SIGTERM ends it earlier, gracefully.
+With ``--control-stdin`` the test drives it through stdin: an ``ARM`` line arms the hold
+below, a ``STOP`` line or the end of stdin (the test is gone) stops it gracefully.
 
 Each run is appended to ``--out`` from a ``TASK_EXECUTED`` listener, one line written at once
 (``O_APPEND``)::
@@ -25,10 +27,11 @@ Other outcomes of a run (missed, skipped at max_instances, dropped) go to ``--ou
 so that a lost run can be explained.
 
 ``--hold-after-claim SECONDS`` wraps this process's store instance (test code, the product is
-untouched): the first time ``acquire_due_tasks`` returns tasks at or after ``--hold-from``
-(epoch seconds; default: at once), the node prints ``CLAIMED <n> <epoch>``, flushes, and sleeps
-SECONDS before handing them to the scheduler, so that the test can SIGKILL it (or cut its
-link) while it holds claims. One claim is held; the node then goes on as usual.
+untouched): the first time ``acquire_due_tasks`` returns tasks once the hold is armed (at
+once; with ``--control-stdin``, when an ``ARM`` line comes), the node prints
+``CLAIMED <n> <epoch>``, flushes, and sleeps SECONDS before handing them to the scheduler, so
+that the test can SIGKILL it (or cut its link) while it holds claims. One claim is held; the
+node then goes on as usual.
 
 ``--acquire-delay SECONDS`` (same wrapping) makes every claim of this node start that much
 later: the nodes wake up at the same instant and the first claim takes every due task, so the
@@ -66,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--until", type=float, default=None, help="epoch seconds to stop at")
     parser.add_argument("--hold-after-claim", type=float, default=None)
-    parser.add_argument("--hold-from", type=float, default=0.0, help="epoch seconds")
+    parser.add_argument("--control-stdin", action="store_true", help="read ARM/STOP on stdin")
     parser.add_argument("--acquire-delay", type=float, default=None)
     parser.add_argument("--store-timeout", type=float, default=None)
     parser.add_argument("--setup", action="store_true", help="add the tasks, then exit")
@@ -117,7 +120,7 @@ def setup(args: argparse.Namespace) -> None:
 
 
 def wrap_acquire(
-    scheduler: AsyncIOScheduler, hold: float | None, hold_from: float, delay: float | None
+    scheduler: AsyncIOScheduler, hold: float | None, armed: threading.Event, delay: float | None
 ) -> None:
     """Wrap the store instance's acquire_due_tasks (see --hold-after-claim, --acquire-delay)."""
     import asyncio
@@ -130,7 +133,7 @@ def wrap_acquire(
         if delay:
             await asyncio.sleep(delay)
         tasks = await acquire(node, now, lease, limit)
-        if tasks and pending_hold and time.time() >= hold_from:
+        if tasks and pending_hold and armed.is_set():
             seconds = pending_hold.pop()
             sys.stdout.write(f"CLAIMED {len(tasks)} {time.time():.6f}\n")
             sys.stdout.flush()
@@ -138,6 +141,17 @@ def wrap_acquire(
         return tasks
 
     store.acquire_due_tasks = wrapped  # type: ignore[method-assign]
+
+
+def read_commands(armed: threading.Event, stop: threading.Event) -> None:
+    """stdin: ``ARM`` arms the hold, ``STOP`` or the end of stdin stops the node."""
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "ARM":
+            armed.set()
+        elif command == "STOP":
+            break
+    stop.set()
 
 
 def run(args: argparse.Namespace) -> None:
@@ -159,10 +173,15 @@ def run(args: argparse.Namespace) -> None:
         note,
         ev.TASK_MISSED | ev.TASK_ERROR | ev.TASK_MAX_INSTANCES | ev.TASK_RUNS_DROPPED,
     )
+    armed = threading.Event()
+    if not args.control_stdin:
+        armed.set()
     if args.hold_after_claim is not None or args.acquire_delay:
-        wrap_acquire(scheduler, args.hold_after_claim, args.hold_from, args.acquire_delay)
+        wrap_acquire(scheduler, args.hold_after_claim, armed, args.acquire_delay)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.control_stdin:
+        threading.Thread(target=read_commands, args=(armed, stop), daemon=True).start()
     until = args.until if args.until is not None else time.time() + args.duration
     scheduler.start()
     print("READY", flush=True)

@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chaos_harness import LEASE, TAKEOVER_BOUND, Cluster, Figures, analyse, describe, record_figures
+from chaos_harness import (
+    LEASE,
+    TAKEOVER_BOUND,
+    Cluster,
+    Figures,
+    analyse,
+    describe,
+    record_figures,
+    sleep_until,
+)
 
 #: Every scenario ends on its own within about 25 s; the bound only stops a hung one (the
 #: test's Cluster then kills every node process it started, the fixtures the servers).
@@ -137,16 +146,17 @@ def test_link_cut_longer_than_the_lease(
     local = {"type": "redis", "url": redis_on_links.url}
     with Cluster(chaos_tmp / "nodes", local) as cluster:
         start_at = cluster.setup()
-        until = start_at + RUN_SECONDS
         for index in range(NODES):
             spec = {"type": "redis", "url": f"redis://{hosts.host_address(index)}:{port}/0"}
             if index == TARGET:
-                extra = ["--hold-after-claim", str(HOLD), "--hold-from", str(start_at + HOLD_FROM)]
+                extra = ["--hold-after-claim", str(HOLD)]
             else:
                 extra = ["--acquire-delay", "0.05"]
-            cluster.start(index, until, *extra, prefix=hosts.exec_prefix(index), spec=spec)
-        cluster.wait_ready()
-        claimed = cluster.nodes[TARGET].wait_line("CLAIMED", start_at + HOLD_FROM + 5)
+            cluster.start(index, *extra, prefix=hosts.exec_prefix(index), spec=spec)
+        base = cluster.begin(start_at)
+        sleep_until(base + HOLD_FROM)
+        cluster.send(TARGET, "ARM")
+        claimed = cluster.nodes[TARGET].wait_line("CLAIMED", base + HOLD_FROM + 5)
         assert claimed is not None, "node 1 never claimed anything:\n" + cluster.diagnostics()
         held = int(claimed[1].split()[1])
         hosts.set_link(TARGET, up=False)
@@ -156,9 +166,11 @@ def test_link_cut_longer_than_the_lease(
         finally:
             hosts.set_link(TARGET, up=True)
         restored_at = time.time()
-        cluster.wait_done(until)
+        end = base + RUN_SECONDS
+        sleep_until(end)
+        cluster.stop()
 
-        analysis = analyse([node.out for node in cluster.nodes.values()], start_at, until - 2)
+        analysis = analyse([node.out for node in cluster.nodes.values()], start_at, end - 2)
         target = f"node-{TARGET}"
         while_cut = [
             run
