@@ -267,13 +267,17 @@ class Figures:
     duplicates: int
     lost: int
     takeover_s: float | None = None
+    #: Runs the killed node had submitted but not finished (at most once for runs in flight;
+    #: not counted in ``lost``).
+    in_flight: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
         takeover = "-" if self.takeover_s is None else f"{self.takeover_s:.2f}"
         return (
             f"chaos {self.store:<10} {self.scenario:<16} runs={self.runs:<5} "
-            f"duplicates={self.duplicates:<4} lost={self.lost:<4} takeover_s={takeover}"
+            f"duplicates={self.duplicates:<4} lost={self.lost:<4} in_flight={self.in_flight:<4} "
+            f"takeover_s={takeover}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -311,6 +315,11 @@ def analyse(paths: Iterable[Path], start_at: float, window_end: float) -> Analys
         if (f"chaos-{i}", fire) not in counts
     ]
     return Analysis(runs, duplicates, lost, TASKS * len(fires))
+
+
+def submitted_pairs(node: Node) -> set[tuple[str, float]]:
+    """The (task, fire time) pairs ``node`` handed to its executor (its ``.submitted`` file)."""
+    return {(run.task, run.fire) for run in read_runs([Path(str(node.out) + ".submitted")])}
 
 
 def describe(analysis: Analysis, start_at: float, limit: int = 10) -> str:

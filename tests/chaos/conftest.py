@@ -188,13 +188,15 @@ def figures_path(chaos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The figures table: store x scenario -> runs, duplicates, lost, takeover seconds."""
+    """The figures table: store x scenario -> runs, duplicates, lost, in flight (runs the
+    killed node had submitted, lost with it by design), takeover seconds."""
     text: str = _SESSION.get("figures", "")
     if not text.strip():
         return
     terminalreporter.section("chaos figures")
     terminalreporter.write_line(
-        f"{'store':<11} {'scenario':<17} {'runs':>6} {'dup':>5} {'lost':>5} {'takeover s':>11}"
+        f"{'store':<11} {'scenario':<17} {'runs':>6} {'dup':>5} {'lost':>5} {'in flight':>9} "
+        f"{'takeover s':>11}"
     )
     for line in text.splitlines():
         row = json.loads(line)
@@ -202,7 +204,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         shown = "-" if takeover is None else f"{takeover:.2f}"
         terminalreporter.write_line(
             f"{row['store']:<11} {row['scenario']:<17} {row['runs']:>6} "
-            f"{row['duplicates']:>5} {row['lost']:>5} {shown:>11}"
+            f"{row['duplicates']:>5} {row['lost']:>5} {row.get('in_flight', 0):>9} {shown:>11}"
         )
     kept = _SESSION.get("dir")
     if kept is not None and kept.exists():

@@ -23,8 +23,11 @@ Each run is appended to ``--out`` from a ``TASK_EXECUTED`` listener, one line wr
 
     task_id scheduled_run_time(epoch s) node wallclock(epoch s)
 
-Other outcomes of a run (missed, skipped at max_instances, dropped) go to ``--out`` + ``.events``
-so that a lost run can be explained.
+Each fire time handed to the executor is appended to ``--out`` + ``.submitted`` (same format,
+from ``TASK_SUBMITTED``): a node killed after it submitted a run and before the run finished
+takes that run with it (at most once for runs in flight, see docs/coordination.md), and the
+test tells those from fire times that were never handed out. Other outcomes of a run
+(missed, skipped at max_instances, dropped) go to ``--out`` + ``.events``.
 
 ``--hold-after-claim SECONDS`` wraps this process's store instance (test code, the product is
 untouched): the first time ``acquire_due_tasks`` returns tasks once the hold is armed (at
@@ -158,17 +161,28 @@ def run(args: argparse.Namespace) -> None:
     node = f"node-{args.identity}"
     out = os.open(args.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     events = os.open(args.out + ".events", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    submitted = os.open(args.out + ".submitted", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def record(event: ev.SchedulerEvent) -> None:
         assert isinstance(event, ev.TaskExecutionEvent)
         fire = event.scheduled_run_time.timestamp()
         os.write(out, f"{event.task_id} {fire:.6f} {node} {time.time():.6f}\n".encode())
 
+    def handed(event: ev.SchedulerEvent) -> None:
+        assert isinstance(event, ev.TaskSubmissionEvent)
+        now = time.time()
+        lines = "".join(
+            f"{event.task_id} {fire.timestamp():.6f} {node} {now:.6f}\n"
+            for fire in event.scheduled_run_times
+        )
+        os.write(submitted, lines.encode())
+
     def note(event: ev.SchedulerEvent) -> None:
         os.write(events, f"{time.time():.6f} {node} {event!r}\n".encode())
 
     scheduler = make_scheduler(args)
     scheduler.add_listener(record, ev.TASK_EXECUTED)
+    scheduler.add_listener(handed, ev.TASK_SUBMITTED)
     scheduler.add_listener(
         note,
         ev.TASK_MISSED | ev.TASK_ERROR | ev.TASK_MAX_INSTANCES | ev.TASK_RUNS_DROPPED,
@@ -187,8 +201,8 @@ def run(args: argparse.Namespace) -> None:
     print("READY", flush=True)
     stop.wait(max(0.0, until - time.time()))
     scheduler.shutdown()
-    os.close(out)
-    os.close(events)
+    for fd in (out, events, submitted):
+        os.close(fd)
     print("DONE", flush=True)
 
 

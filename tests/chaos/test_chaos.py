@@ -10,7 +10,9 @@ the fire times checked start at the first one.
   (it reports ``CLAIMED`` and then holds them; the other nodes claim 50 ms after it, so that
   node 0 wins the race for the pass). 0 duplicates, 0 lost fire times in the window
   [first fire time, end - 2 s], and the fire times node 0 held are run by another node
-  within lease + 2 s of their fire time.
+  within lease + 2 s of their fire time. Runs node 0 had already submitted to its executor
+  when it died die with it (at most once for runs in flight, docs/coordination.md): they are
+  counted apart ("in flight"), not as lost.
 - ``restart``: 2 nodes; the server (Redis with an append-only file, PostgreSQL with
   synchronous commits) is killed about 3.5 s in and started again 1.5 s later. 0 duplicates,
   0 lost; the "takeover" figure is how late the fire times due during the outage ran.
@@ -44,6 +46,7 @@ from chaos_harness import (
     describe,
     record_figures,
     sleep_until,
+    submitted_pairs,
 )
 
 #: Every scenario ends on its own within about 25 s; the bound only stops a hung one (the
@@ -130,6 +133,11 @@ def test_sigkill_inside_the_claim_window(
         cluster.stop()
         window_end = end - 2
         analysis = analyse([node.out for node in cluster.nodes.values()], start_at, window_end)
+        # Runs node 0 had submitted when it was killed die with it, by design (at most once
+        # for runs in flight, docs/coordination.md); every other fire time must have run.
+        handed = submitted_pairs(cluster.nodes[0])
+        in_flight = [pair for pair in analysis.lost if pair in handed]
+        lost = [pair for pair in analysis.lost if pair not in handed]
         # Taken over: fire times due before the kill that the survivors ran after it.
         taken = [
             run
@@ -142,16 +150,16 @@ def test_sigkill_inside_the_claim_window(
             "3 nodes, SIGKILL",
             len(analysis.runs),
             len(analysis.duplicates),
-            len(analysis.lost),
+            len(lost),
             None if takeover is None else round(takeover, 3),
+            len(in_flight),
             {"held_by_killed_node": held, "taken_over_runs": len(taken),
              "killed_at_s": round(killed_at - base, 3), "late_start_s": base - start_at},
         )  # fmt: skip
         record_figures(figures_path, figures)
         detail = describe(analysis, start_at) + "\n" + cluster.diagnostics()
-        duplicates, lost = len(analysis.duplicates), len(analysis.lost)
-        assert duplicates == 0, detail
-        assert lost == 0, detail
+        assert len(analysis.duplicates) == 0, detail
+        assert len(lost) == 0, f"{len(lost)} fire time(s) never handed out\n{detail}"
         assert len(taken) >= held, detail
         assert takeover is not None and takeover <= TAKEOVER_BOUND, (
             f"takeover {takeover} s > lease + 2 s ({TAKEOVER_BOUND} s)\n{detail}"
