@@ -152,8 +152,8 @@ def test_sigkill_inside_the_claim_window(
             len(analysis.duplicates),
             len(lost),
             None if takeover is None else round(takeover, 3),
-            len(in_flight),
-            {"held_by_killed_node": held, "taken_over_runs": len(taken),
+            in_flight=len(in_flight),
+            notes={"held_by_killed_node": held, "taken_over_runs": len(taken),
              "killed_at_s": round(killed_at - base, 3), "late_start_s": base - start_at},
         )  # fmt: skip
         record_figures(figures_path, figures)
@@ -220,7 +220,7 @@ def test_server_restart_mid_run(
             len(analysis.duplicates),
             len(analysis.lost),
             round(max(late), 3) if late else None,
-            {"down_s": round(up_at - down_at, 3), "down_at_s": round(down_at - base, 3)},
+            notes={"down_s": round(up_at - down_at, 3), "down_at_s": round(down_at - base, 3)},
         )
         record_figures(figures_path, figures)
         detail = describe(analysis, start_at) + "\n" + cluster.diagnostics()

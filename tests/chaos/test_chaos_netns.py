@@ -191,7 +191,7 @@ def test_link_cut_longer_than_the_lease(
             len(analysis.duplicates),
             len(analysis.lost),
             None if takeover is None else round(takeover, 3),
-            {"held_by_cut_node": held, "taken_over_runs": len(taken),
+            notes={"held_by_cut_node": held, "taken_over_runs": len(taken),
              "cut_node_runs_while_cut": len(while_cut), "cut_node_runs_after": len(after),
              "stale_write_back_refused": refused, "cut_s": round(restored_at - cut_at, 3)},
         )  # fmt: skip
