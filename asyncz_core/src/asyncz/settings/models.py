@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "AsynczSettings",
     "CoordinationSettings",
+    "HistorySettings",
     "Origin",
     "TaskDeclaration",
     "TaskDefaults",
@@ -257,6 +258,19 @@ class CoordinationSettings(BaseModel):
         return self.heartbeat_interval or self.lease / 4
 
 
+class HistorySettings(BaseModel):
+    """Run history: one record per run in its task's store (see docs/history.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Record runs at all.
+    enabled: bool = True
+    #: Seconds a record is kept (7 days).
+    max_age: float = Field(default=7 * 86400.0, gt=0, allow_inf_nan=False)
+    #: Records kept per task (the newest).
+    max_per_task: int = Field(default=100, ge=1)
+
+
 class TaskDeclaration(BaseModel):
     """One task of the ``tasks`` table, as ``asyncz run`` adds it (the table key is its id).
 
@@ -374,6 +388,8 @@ class AsynczSettings(BaseSettings):
     identity: str | None = None
     #: How nodes sharing a store coordinate: ``lease``, ``heartbeat_interval``.
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
+    #: Run history: ``enabled``, ``max_age`` (seconds), ``max_per_task``.
+    history: HistorySettings = Field(default_factory=HistorySettings)
     #: Seconds one call to a store that does network I/O may take before it counts as an
     #: outage (a frozen server); ``None`` (``"none"``) or 0 waits for ever.
     store_timeout: GraceTime = 10.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from asyncz._util import ref_to_callable
+from asyncz._util import UNSET, ref_to_callable
 from asyncz.tasks.options import NO_KWARGS, check_tags
 
 if TYPE_CHECKING:
@@ -58,8 +58,10 @@ def task_state(task: Task) -> dict[str, Any]:
         "misfire_grace_time": task.misfire_grace_time,
         "next_run_time": task.next_run_time,
     }
-    for name in POLICY_DEFAULTS:
-        state[name] = getattr(task, name)
+    for name, default in POLICY_DEFAULTS.items():
+        # A task built outside a scheduler may hold UNSET: stored as the default.
+        value = getattr(task, name)
+        state[name] = default if value is UNSET else value
     if task.tags:
         state["tags"] = sorted(task.tags)
     if task.pending_runs:
