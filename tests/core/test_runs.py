@@ -336,3 +336,26 @@ def test_pause_note_must_be_text() -> None:
     scheduler.add_task(quick, "interval", hours=1, id="n")
     with pytest.raises(TypeError, match="note"):
         scheduler.pause_task("n", note=42)  # type: ignore[arg-type]
+
+
+def sleeps_in_child(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def test_a_process_run_is_terminated_at_its_timeout(tmp_path: Path) -> None:
+    scheduler = make(
+        "memory", tmp_path, executors={"default": {"type": "processpool", "max_workers": 1}}
+    )
+    scheduler.start()
+    try:
+        began = time.monotonic()
+        scheduler.add_task(
+            sleeps_in_child, "date", run_at=soon(0.01), args=[60], id="p", timeout=1.0
+        )
+        await wait_for(lambda: scheduler.get_task_runs("p"), timeout=30)
+        (record,) = await runs_of(scheduler, "p")
+        assert record.outcome == "timeout"
+        assert time.monotonic() - began < 30  # terminated, not waited for
+        await wait_for(lambda: scheduler.executors["default"].running_instances("p") == 0)
+    finally:
+        scheduler.shutdown()

@@ -372,12 +372,13 @@ class RunKeeper:
             return
         if due is None:
             return
+        following_attempt = attempt + 1
         scheduler.logger.info(
             "Task %s: attempt %d ended with %s; attempt %d at %s",
             task_label(task),
             attempt,
             outcome,
-            attempt + 1,
+            following_attempt,
             due,
         )
         if scheduler._wants(ev.TASK_RETRY_SCHEDULED):
