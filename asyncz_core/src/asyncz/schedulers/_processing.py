@@ -71,6 +71,8 @@ class Processor:
     #: History records of runs that do not start (schedulers/_runs.py); set by the scheduler
     #: with its settings.
     _runs: RunKeeper
+    #: The time a pass submits its due runs at (their history's ``submitted_at``).
+    pass_time: datetime | None = None
 
     def __init__(self, scheduler: BaseScheduler) -> None:
         self._scheduler = scheduler
@@ -480,7 +482,11 @@ class Processor:
         if folded:
             self._runs.not_run(task, store_alias, run_times[:folded], "coalesced")
         if runnable:
-            self.submit(task, store_alias, runnable, "scheduler", folded)
+            self.pass_time = now
+            try:
+                self.submit(task, store_alias, runnable, "scheduler", folded)
+            finally:
+                self.pass_time = None
 
     def _report_dropped(
         self,
@@ -537,7 +543,11 @@ class Processor:
             return False
         if type(run_times) is not Submission and (self._runs.enabled or task.retries):
             # Carries the attempt, source and submission time to the run's history record.
-            run_times = Submission(run_times, datetime.now(utc), source)
+            when = self.pass_time or datetime.now(utc)
+            if source == "scheduler":
+                run_times = Submission.of(run_times, when)
+            else:
+                run_times = Submission(run_times, when, source)
         try:
             executor.submit(task, run_times)
         except MaxInstancesReachedError:

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asyncz import events as ev
 from asyncz.exceptions import StaleTaskError, TaskTimeoutError
@@ -97,7 +97,8 @@ class RunKeeper:
         self.enabled = settings.enabled
         self.max_age = settings.max_age
         self.max_per_task = settings.max_per_task
-        self._buffer: deque[tuple[str, RunRecord]] = deque()
+        #: (store alias, a record or the values of one: see _build), oldest first.
+        self._buffer: deque[tuple[str, RunRecord | tuple[Any, ...]]] = deque()
         self._flush_planned = False
         self._flush_soon = False
         self._last_prune = time.monotonic()
@@ -120,7 +121,7 @@ class RunKeeper:
         submission: Sequence[datetime] | None,
     ) -> tuple[str, int, str]:
         """Record a finished run, plan its retry; returns its (outcome, attempt, source)."""
-        outcome = outcome_of(exception)
+        outcome = "success" if exception is None else outcome_of(exception)
         if type(submission) is Submission:
             attempt, source, submitted = (
                 submission.attempt,
@@ -139,21 +140,19 @@ class RunKeeper:
                     traceback = "...\n" + traceback[-TRACEBACK_LIMIT:]
             elif value is not None:
                 return_repr = repr(value)[:REPR_LIMIT]
+            # The record itself is built when the buffer is flushed (_build): the run path
+            # only keeps these values.
             self._add(
                 task.store_alias,
-                RunRecord(
+                (
                     task.id,
-                    self.new_run_id(),
+                    task.executor,
                     run_time,
                     outcome,
                     submitted,
-                    None if started_at is None else _fromtimestamp(started_at, _UTC),
-                    _fromtimestamp(end, _UTC),
-                    None if started_at is None else end - started_at,
-                    None if started_at is None else started_at - run_time.timestamp(),
+                    started_at,
+                    end,
                     attempt,
-                    self._scheduler.identity,
-                    task.executor,
                     source,
                     error_type,
                     error_message,
@@ -216,7 +215,44 @@ class RunKeeper:
             )
 
     # -- the buffer ----------------------------------------------------------------------------
-    def _add(self, store: str, record: RunRecord) -> None:
+    def _build(self, raw: tuple[Any, ...]) -> RunRecord:
+        """The record of a finished run from the values :meth:`finished` kept."""
+        (
+            task_id,
+            executor,
+            run_time,
+            outcome,
+            submitted,
+            started,
+            end,
+            attempt,
+            source,
+            error_type,
+            error_message,
+            traceback,
+            return_repr,
+        ) = raw
+        return RunRecord(
+            task_id,
+            self.new_run_id(),
+            run_time,
+            outcome,
+            submitted,
+            None if started is None else _fromtimestamp(started, _UTC),
+            _fromtimestamp(end, _UTC),
+            None if started is None else end - started,
+            None if started is None else started - run_time.timestamp(),
+            attempt,
+            self._scheduler.identity,
+            executor,
+            source,
+            error_type,
+            error_message,
+            traceback,
+            return_repr,
+        )
+
+    def _add(self, store: str, record: RunRecord | tuple[Any, ...]) -> None:
         self._buffer.append((store, record))
         if not self._flush_planned:
             self._flush_planned = True
@@ -253,8 +289,10 @@ class RunKeeper:
         self._flush_planned = self._flush_soon = False
         buffer = self._buffer
         batches: dict[str, list[RunRecord]] = {}
+        build = self._build
         while buffer:
-            alias, record = buffer.popleft()
+            alias, item = buffer.popleft()
+            record = build(item) if type(item) is tuple else cast(RunRecord, item)
             batch = batches.get(alias)
             if batch is None:
                 batch = batches[alias] = []

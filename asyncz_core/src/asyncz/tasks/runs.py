@@ -75,9 +75,15 @@ class Submission(list[datetime]):
 
     Executors pass it on unchanged to ``run_sync`` / ``run_coroutine`` (and the reporter);
     one written before it existed sees a plain list, and its runs are recorded as first
-    attempts from the scheduler."""
+    attempts from the scheduler. Built with :meth:`of` on the hot path (a trigger's due
+    runs: only the submission time is set, the rest are the class defaults).
+    """
 
-    __slots__ = ("attempt", "source", "submitted_at")
+    #: 1 for a first run, 2, 3, ... for retries.
+    attempt: int = 1
+    #: ``scheduler``, ``manual``, ``retry`` or ``backfill``.
+    source: str = "scheduler"
+    submitted_at: datetime | None = None
 
     def __init__(
         self,
@@ -88,8 +94,18 @@ class Submission(list[datetime]):
     ) -> None:
         super().__init__(run_times)
         self.submitted_at = submitted_at
-        self.source = source
-        self.attempt = attempt
+        if source != "scheduler":
+            self.source = source
+        if attempt != 1:
+            self.attempt = attempt
+
+    @classmethod
+    def of(cls, run_times: Iterable[datetime], submitted_at: datetime) -> Submission:
+        """A trigger's due runs (first attempts from the scheduler), cheaply."""
+        submission = list.__new__(cls)
+        list.extend(submission, run_times)
+        submission.submitted_at = submitted_at
+        return submission
 
 
 class RunRecord(NamedTuple):
