@@ -49,6 +49,13 @@ SAMPLES: dict[str, tuple[Any, Callable[[Any], bool]]] = {
     "misfire_grace_time": (12, lambda v: v == 12.0 and isinstance(v, float)),
     "replace_existing": (True, lambda v: v is True),
     "tags": (["a", "b"], lambda v: v == frozenset({"a", "b"})),
+    "timeout": (5, lambda v: v == 5.0 and isinstance(v, float)),
+    "retries": (3, lambda v: v == 3),
+    "retry_delay": (0.5, lambda v: v == 0.5),
+    "retry_backoff": (3, lambda v: v == 3.0),
+    "retry_max_delay": (60, lambda v: v == 60.0),
+    "retry_jitter": (0.25, lambda v: v == 0.25),
+    "overlap": ("buffer_one", lambda v: v == "buffer_one"),
 }
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from asyncz.nodes import NodeInfo
     from asyncz.tasks import Task
+    from asyncz.tasks.runs import RunRecord
 
 __all__ = [
     "Executor",
@@ -64,14 +65,22 @@ class RunReporter(Protocol):
         value: Any = None,
         exception: BaseException | None = None,
         traceback: str | None = None,
+        *,
+        started_at: float | None = None,
+        submission: Sequence[datetime] | None = None,
     ) -> None:
         """The run of ``task`` for ``run_time`` ended.
 
         It returned ``value`` (``exception`` is ``None``), or it raised ``exception``;
         ``traceback`` is the formatted traceback (pass it when the exception crossed a
-        process boundary and lost its ``__traceback__``). Dispatches ``TASK_EXECUTED`` or
-        ``TASK_ERROR`` (a :class:`~asyncz.events.TaskExecutionEvent`, built only when a
-        listener or plugin hears it), then runs the ``asyncz_task_after_run`` hooks.
+        process boundary and lost its ``__traceback__``). ``started_at`` is when the callable
+        was called (``time.time()``), ``submission`` the ``run_times`` the executor was given
+        (a :class:`~asyncz.tasks.runs.Submission` carries the attempt and source): both for
+        the history record. A run that exceeded the task's ``timeout`` is reported with a
+        :class:`~asyncz.exceptions.TaskTimeoutError` (``TASK_TIMEOUT``). Dispatches
+        ``TASK_EXECUTED`` or ``TASK_ERROR`` (a :class:`~asyncz.events.TaskExecutionEvent`,
+        built only when a listener or plugin hears it), then runs the
+        ``asyncz_task_after_run`` hooks.
         """
 
 
@@ -318,6 +327,44 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_nodes(self) -> list[NodeInfo]:
         """Every node recorded (alive, dead or stopped), by identity."""
+
+    # -- run history (docs/history.md) ---------------------------------------------------------
+    #
+    # One immutable :class:`~asyncz.tasks.runs.RunRecord` per run of a task of this store,
+    # written in batches by the scheduler's history recorder and pruned by retention.
+    # ``BaseStore`` keeps them in a bounded ring in memory (``keeps_history = False``); a
+    # persistent store keeps them in its backend (a stream, a table, a collection) and says
+    # so with ``keeps_history = True``, so that history survives a restart.
+
+    @abc.abstractmethod
+    async def add_runs(self, records: Sequence[RunRecord]) -> None:
+        """Keep ``records`` (a batch: one round trip where the backend allows it). Records
+        are never updated; one whose ``run_id`` is already kept may be kept twice."""
+
+    @abc.abstractmethod
+    async def get_runs(
+        self,
+        task_id: str | None = None,
+        *,
+        limit: int | None = 50,
+        since: datetime | None = None,
+        outcome: str | Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        """Records newest first (by :attr:`RunRecord.time`): of task ``task_id`` (``None``:
+        every task), whose time is ``>= since``, whose outcome is ``outcome`` (or one of
+        them), at most ``limit`` (``None``: all)."""
+
+    @abc.abstractmethod
+    async def get_last_runs(
+        self, task_ids: Sequence[str], outcomes: Sequence[str]
+    ) -> dict[str, RunRecord]:
+        """The newest record with one of ``outcomes`` of each of ``task_ids`` that has one
+        (for ``TaskInfo.last_run``; one round trip where the backend allows it)."""
+
+    @abc.abstractmethod
+    async def prune_runs(self, now: datetime, max_age: float, max_per_task: int) -> None:
+        """Drop the records older than ``max_age`` seconds before ``now`` and, per task, all
+        but the newest ``max_per_task``. Cheap enough to run every minute."""
 
 
 class Executor(abc.ABC):

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "AliasConflictError",
     "AsynczError",
+    "BackfillLimitError",
     "ComponentLookupError",
     "ConfigurationError",
     "ConflictingIdError",
@@ -26,6 +27,7 @@ __all__ = [
     "StoreUnavailableError",
     "TaskLookupError",
     "TaskRestoreError",
+    "TaskTimeoutError",
     "TaskUnrestorableError",
     "UnknownAliasError",
     "UnpicklableTaskError",
@@ -269,6 +271,29 @@ class MaxInstancesReachedError(AsynczError, RuntimeError):
         self.max_instances = max_instances
         super().__init__(
             f"Task {task_id!r} is already running {max_instances} time(s) (max_instances)."
+        )
+
+
+class TaskTimeoutError(AsynczError, TimeoutError):
+    """A run of the task took longer than its ``timeout`` (the outcome ``timeout``)."""
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        super().__init__(f"Task {task_id!r} did not finish within its timeout of {timeout:g} s")
+
+
+class BackfillLimitError(AsynczError, ValueError):
+    """A backfill window holds more fire times than ``limit`` allows; nothing was run."""
+
+    def __init__(self, task_id: str, count: int, limit: int) -> None:
+        self.task_id = task_id
+        self.count = count
+        self.limit = limit
+        more = "more than " if count > limit else ""
+        super().__init__(
+            f"Backfilling task {task_id!r} would run it {more}{count} times, over the limit of "
+            f"{limit}; narrow the window or pass a larger limit="
         )
 
 

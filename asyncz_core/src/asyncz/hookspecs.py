@@ -75,10 +75,12 @@ def asyncz_task_after_run(
     run_time: datetime,
     return_value: Any,
     exception: BaseException | None,
+    outcome: str,
 ) -> None:
     """Called by the executor right after ``task`` ran for ``run_time``.
 
     ``exception`` is the exception the task raised (``None`` on success), ``return_value`` its
-    result otherwise. Called in the same context as :func:`asyncz_task_before_run`.
-    The return value is ignored.
+    result otherwise; ``outcome`` is the run's outcome as history records it (``success``,
+    ``error``, ``timeout``, ``cancelled``). Called in the same context as
+    :func:`asyncz_task_before_run`. The return value is ignored.
     """

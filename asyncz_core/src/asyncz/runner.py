@@ -32,6 +32,7 @@ from asyncz.exceptions import (
 )
 from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
 from asyncz.settings import AsynczSettings, TaskDeclaration, load_settings
+from asyncz.tasks._state import POLICY_DEFAULTS
 from asyncz.tasks.options import DECLARABLE, DEFAULTABLE
 from asyncz.tasks.task import Task, UnknownTaskOptionError, _make_trigger
 from asyncz.triggers import UnknownOptionError
@@ -68,6 +69,7 @@ def _definition(state: Mapping[str, Any], clock_keys: frozenset[str]) -> tuple[A
         state.get("coalesce"),
         state.get("max_instances"),
         state.get("misfire_grace_time"),
+        *(state.get(name) for name in POLICY_DEFAULTS),
     )
 
 

@@ -35,13 +35,16 @@ __all__ = [
     "TASK_MODIFIED",
     "TASK_REMOVED",
     "TASK_RESTORE_FAILED",
+    "TASK_RETRY_SCHEDULED",
     "TASK_RUNS_DROPPED",
     "TASK_SUBMITTED",
+    "TASK_TIMEOUT",
     "SchedulerEvent",
     "StoreWipedEvent",
     "TaskEvent",
     "TaskExecutionEvent",
     "TaskRestoreFailedEvent",
+    "TaskRetryEvent",
     "TaskRunsDroppedEvent",
     "TaskSubmissionEvent",
     "event_name",
@@ -67,6 +70,8 @@ TASK_MAX_INSTANCES = 2**16
 TASK_RESTORE_FAILED = 2**17
 TASK_RUNS_DROPPED = 2**18
 STORE_WIPED = 2**19
+TASK_TIMEOUT = 2**20
+TASK_RETRY_SCHEDULED = 2**21
 
 ALL_EVENTS = (
     SCHEDULER_START
@@ -89,6 +94,8 @@ ALL_EVENTS = (
     | TASK_RESTORE_FAILED
     | TASK_RUNS_DROPPED
     | STORE_WIPED
+    | TASK_TIMEOUT
+    | TASK_RETRY_SCHEDULED
 )
 
 _NAMES = {
@@ -166,9 +173,20 @@ class TaskSubmissionEvent(TaskEvent):
 
 
 class TaskExecutionEvent(TaskEvent):
-    """A task ran (``TASK_EXECUTED`` / ``TASK_ERROR``) or missed its run (``TASK_MISSED``)."""
+    """A task ran (``TASK_EXECUTED`` / ``TASK_ERROR``), ran out of time (``TASK_TIMEOUT``:
+    ``exception`` is a :class:`~asyncz.exceptions.TaskTimeoutError`) or missed its run
+    (``TASK_MISSED``). ``outcome`` is the run's outcome in history (``success``, ``error``,
+    ``timeout``, ``cancelled``, ``missed``), ``attempt`` and ``source`` those of the run."""
 
-    __slots__ = ("exception", "return_value", "scheduled_run_time", "traceback")
+    __slots__ = (
+        "attempt",
+        "exception",
+        "outcome",
+        "return_value",
+        "scheduled_run_time",
+        "source",
+        "traceback",
+    )
 
     def __init__(
         self,
@@ -179,12 +197,44 @@ class TaskExecutionEvent(TaskEvent):
         return_value: Any = None,
         exception: BaseException | None = None,
         traceback: str | None = None,
+        outcome: str | None = None,
+        attempt: int = 1,
+        source: str = "scheduler",
     ) -> None:
         super().__init__(code, task_id, store)
         self.scheduled_run_time = scheduled_run_time
         self.return_value = return_value
         self.exception = exception
         self.traceback = traceback
+        self.outcome = outcome
+        self.attempt = attempt
+        self.source = source
+
+
+class TaskRetryEvent(TaskEvent):
+    """A run that ended with ``outcome`` (``error`` or ``timeout``) will be tried again
+    (``TASK_RETRY_SCHEDULED``): attempt ``attempt`` of the run scheduled for
+    ``scheduled_run_time``, due at ``retry_at``, stored as a pending run of the task."""
+
+    __slots__ = ("attempt", "exception", "outcome", "retry_at", "scheduled_run_time")
+
+    def __init__(
+        self,
+        code: int,
+        task_id: str,
+        store: str | None,
+        scheduled_run_time: datetime,
+        attempt: int,
+        retry_at: datetime,
+        outcome: str,
+        exception: BaseException | None = None,
+    ) -> None:
+        super().__init__(code, task_id, store)
+        self.scheduled_run_time = scheduled_run_time
+        self.attempt = attempt
+        self.retry_at = retry_at
+        self.outcome = outcome
+        self.exception = exception
 
 
 class TaskRestoreFailedEvent(TaskEvent):

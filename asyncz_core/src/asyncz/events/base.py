@@ -11,6 +11,7 @@ from asyncz.events import (
     TaskEvent,
     TaskExecutionEvent,
     TaskRestoreFailedEvent,
+    TaskRetryEvent,
     TaskRunsDroppedEvent,
     TaskSubmissionEvent,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "TaskEvent",
     "TaskExecutionEvent",
     "TaskRestoreFailedEvent",
+    "TaskRetryEvent",
     "TaskRunsDroppedEvent",
     "TaskSubmissionEvent",
 ]

@@ -26,8 +26,10 @@ from asyncz.events import (
     TASK_MODIFIED,
     TASK_REMOVED,
     TASK_RESTORE_FAILED,
+    TASK_RETRY_SCHEDULED,
     TASK_RUNS_DROPPED,
     TASK_SUBMITTED,
+    TASK_TIMEOUT,
 )
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
     "TASK_MODIFIED",
     "TASK_REMOVED",
     "TASK_RESTORE_FAILED",
+    "TASK_RETRY_SCHEDULED",
     "TASK_RUNS_DROPPED",
     "TASK_SUBMITTED",
+    "TASK_TIMEOUT",
 ]

@@ -51,7 +51,13 @@ class AsyncIOExecutor(BaseExecutor):
         if loop is None:
             raise RuntimeError("the executor has not been started")
         if is_coroutine_function(task.fn):
-            self._coroutines.add(loop.create_task(self.run_coroutine(task, run_times)))
+            if task.overlap == "cancel_other":  # named, so that a later run can cancel it
+                name = f"asyncz:{task.id}"
+                self._coroutines.add(
+                    loop.create_task(self.run_coroutine(task, run_times), name=name)
+                )
+            else:
+                self._coroutines.add(loop.create_task(self.run_coroutine(task, run_times)))
         else:
             future = loop.run_in_executor(self._thread_pool(), self.run_sync, task, run_times)
             self._running.add(future)

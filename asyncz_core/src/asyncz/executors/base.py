@@ -18,12 +18,13 @@ import logging
 import threading
 import time
 import traceback as tb
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from asyncz.abc import Executor
-from asyncz.exceptions import MaxInstancesReachedError
+from asyncz.exceptions import MaxInstancesReachedError, TaskTimeoutError
 from asyncz.tasks.task import task_label
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ class _NoReporter:
         value: Any = None,
         exception: BaseException | None = None,
         traceback: str | None = None,
+        *,
+        started_at: float | None = None,
+        submission: Sequence[datetime] | None = None,
     ) -> None:
         pass
 
@@ -110,6 +114,8 @@ class BaseExecutor(Executor):
         self._lock = threading.Lock()
         #: Runs in progress as asyncio tasks (for cancellation); each removes itself.
         self._coroutines: set[asyncio.Task[Any]] = set()
+        #: task id -> submissions waiting for a free instance (``overlap`` buffer_*).
+        self._buffered: dict[str, deque[tuple[Task, list[datetime]]]] = {}
 
     def start(self, scheduler: SchedulerHandle, alias: str) -> None:
         """Called on the scheduler's loop when the scheduler starts (or adds this executor)."""
@@ -173,17 +179,37 @@ class BaseExecutor(Executor):
     def submit(self, task: Task, run_times: list[datetime]) -> None:
         """Run ``task`` once for each of ``run_times`` (in order).
 
-        Raises :class:`MaxInstancesReachedError` when the task already runs
-        ``task.max_instances`` times at once.
+        When the task already runs ``task.max_instances`` times at once, its ``overlap``
+        decides: ``skip`` raises :class:`MaxInstancesReachedError`; ``buffer_one`` keeps this
+        submission until an instance ends (one at most: a second one is skipped);
+        ``buffer_all`` keeps every one, in order; ``cancel_other`` cancels the running
+        coroutine instances and keeps this one to start as soon as they end (threads and
+        processes cannot be cancelled: then it waits like ``buffer_one``); ``allow_all`` starts
+        it anyway (``max_instances`` does not apply).
         """
         limit = task.max_instances if isinstance(task.max_instances, int) else 1
         with self._lock:
             running = self._instances.get(task.id, 0)
             if running >= limit:
-                raise MaxInstancesReachedError(task.id, limit)
-            self._instances[task.id] = running + 1
-            if not running:
-                self._since[task.id] = (time.time(), task.name)
+                overlap = task.overlap
+                if overlap != "allow_all":
+                    if overlap not in ("buffer_one", "buffer_all", "cancel_other"):
+                        raise MaxInstancesReachedError(task.id, limit)
+                    waiting = self._buffered.get(task.id)
+                    if waiting is None:
+                        waiting = self._buffered[task.id] = deque()
+                    elif waiting and overlap != "buffer_all":
+                        raise MaxInstancesReachedError(task.id, limit)
+                    waiting.append((task, run_times))
+                    running = -1
+            if running >= 0:
+                self._instances[task.id] = running + 1
+                if not running:
+                    self._since[task.id] = (time.time(), task.name)
+        if running < 0:
+            if task.overlap == "cancel_other":
+                self.cancel_task(task.id)
+            return
         try:
             self.do_submit(task, run_times)
         except BaseException:
@@ -201,7 +227,8 @@ class BaseExecutor(Executor):
 
     def finish_instance(self, task_id: str) -> None:
         """Count a run of ``task_id`` as finished: the end of a :meth:`submit` (all its run
-        times) or of a :meth:`start_instance`; frees one of its ``max_instances``."""
+        times) or of a :meth:`start_instance`; frees one of its ``max_instances`` (and starts
+        a submission buffered by ``overlap``, if one waits)."""
         with self._lock:
             running = self._instances.get(task_id, 0) - 1
             if running > 0:
@@ -209,6 +236,46 @@ class BaseExecutor(Executor):
             else:
                 self._instances.pop(task_id, None)
                 self._since.pop(task_id, None)
+            waiting = self._buffered.get(task_id)
+        if waiting:
+            loop = self.scheduler.event_loop if self.scheduler is not None else None
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._start_buffered, task_id)
+                except RuntimeError:  # the loop closed: the buffered runs are dropped
+                    pass
+
+    def _start_buffered(self, task_id: str) -> None:
+        """On the scheduler's loop: start the oldest submission waiting for ``task_id``."""
+        with self._lock:
+            waiting = self._buffered.get(task_id)
+            if not waiting:
+                return
+            task, run_times = waiting[0]
+            limit = task.max_instances if isinstance(task.max_instances, int) else 1
+            running = self._instances.get(task_id, 0)
+            if running >= limit:
+                return  # taken meanwhile; the next finish_instance tries again
+            waiting.popleft()
+            if not waiting:
+                del self._buffered[task_id]
+            self._instances[task_id] = running + 1
+            if not running:
+                self._since[task_id] = (time.time(), task.name)
+        try:
+            self.do_submit(task, run_times)
+        except Exception:
+            self.logger.exception("Starting a buffered run of task %s failed", task_label(task))
+            self.finish_instance(task_id)
+
+    def cancel_task(self, task_id: str) -> int:
+        """Cancel the coroutine runs of ``task_id`` in progress (``overlap="cancel_other"``);
+        returns how many. Threads and processes cannot be cancelled."""
+        cancelled = 0
+        for running in list(self._coroutines):
+            if running.get_name() == f"asyncz:{task_id}" and running.cancel():
+                cancelled += 1
+        return cancelled
 
     #: The names these had before (executors written for earlier versions call them).
     claim = start_instance
@@ -234,9 +301,14 @@ class BaseExecutor(Executor):
         return_value: Any = None,
         exception: BaseException | None = None,
         traceback: str | None = None,
+        *,
+        started_at: float | None = None,
+        submission: Sequence[datetime] | None = None,
     ) -> None:
-        """Report one finished run: a log line, then ``reporter.finished`` (TASK_EXECUTED /
-        TASK_ERROR and the ``asyncz_task_after_run`` hook)."""
+        """Report one finished run: a log line, then ``reporter.finished`` (its history
+        record, TASK_EXECUTED / TASK_ERROR / TASK_TIMEOUT and the ``asyncz_task_after_run``
+        hook). ``started_at`` (``time.time()`` when the callable was called) and
+        ``submission`` (the ``run_times`` given to :meth:`submit`) go to the record."""
         if exception is not None:
             if traceback is None:
                 traceback = format_traceback(exception)
@@ -251,43 +323,135 @@ class BaseExecutor(Executor):
             )
         elif self.logger.isEnabledFor(logging.INFO):
             self.logger.info("Task %s executed successfully", task_label(task))
-        self.reporter.finished(task, run_time, return_value, exception, traceback)
+        self.reporter.finished(
+            task,
+            run_time,
+            return_value,
+            exception,
+            traceback,
+            started_at=started_at,
+            submission=submission,
+        )
 
     def run_sync(self, task: Task, run_times: list[datetime]) -> None:
-        """Run a submission on the current (worker) thread; reports and releases."""
+        """Run a submission on the current (worker) thread; reports and releases.
+
+        With a ``timeout``, a run still going at the deadline is reported as timed out then
+        (a thread cannot be stopped: it runs on, its result is discarded when it ends, and
+        its instance stays counted until then)."""
         reporter = self.reporter
+        timeout = task.timeout
         try:
             for run_time in run_times:
+                if isinstance(timeout, float):
+                    self._run_sync_timed(task, run_time, run_times, timeout)
+                    continue
                 reporter.started(task, run_time)
+                started = time.time()
                 try:
                     value = call_task(task.fn, task.args, task.kwargs)  # type: ignore[arg-type]
                 except BaseException as exc:
-                    self.run_finished(task, run_time, exception=exc)
+                    self.run_finished(
+                        task, run_time, exception=exc, started_at=started, submission=run_times
+                    )
                     if not isinstance(exc, Exception):
                         raise
                 else:
-                    self.run_finished(task, run_time, return_value=value)
+                    self.run_finished(
+                        task, run_time, value, started_at=started, submission=run_times
+                    )
         finally:
             self.finish_instance(task.id)
 
+    def _run_sync_timed(
+        self, task: Task, run_time: datetime, run_times: list[datetime], timeout: float
+    ) -> None:
+        lock = threading.Lock()
+        ended = [False]
+        self.reporter.started(task, run_time)
+        started = time.time()
+
+        def expire() -> None:
+            with lock:
+                if ended[0]:
+                    return
+                ended[0] = True
+            self.run_finished(
+                task,
+                run_time,
+                exception=TaskTimeoutError(task.id, timeout),
+                started_at=started,
+                submission=run_times,
+            )
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = call_task(task.fn, task.args, task.kwargs)  # type: ignore[arg-type]
+        except BaseException as exc:
+            error = exc
+        finally:
+            timer.cancel()
+        with lock:
+            late, ended[0] = ended[0], True
+        if late:
+            self.logger.warning(
+                "Task %s ended %.3f s after its timeout of %g s; its result is discarded",
+                task_label(task),
+                time.time() - started - timeout,
+                timeout,
+            )
+        else:
+            self.run_finished(
+                task, run_time, value, error, started_at=started, submission=run_times
+            )
+        if error is not None and not isinstance(error, Exception):
+            raise error
+
     async def run_coroutine(self, task: Task, run_times: list[datetime]) -> None:
         """Run a submission of a coroutine function on the current loop; reports and
-        releases (a cancelled run is reported, then the cancellation goes on)."""
+        releases (a cancelled run is reported, then the cancellation goes on). With a
+        ``timeout``, the run is cancelled at the deadline (the coroutine sees
+        ``CancelledError``) and reported as timed out."""
         reporter = self.reporter
         fn: Callable[..., Coroutine[Any, Any, Any]] = task.fn  # type: ignore[assignment]
+        timeout = task.timeout
         try:
             for run_time in run_times:
                 reporter.started(task, run_time)
+                started = time.time()
+                deadline = None
+                if isinstance(timeout, float):
+                    deadline = _Deadline(timeout)
                 try:
                     kwargs = task.kwargs
-                    value = await (fn(*task.args, **kwargs) if kwargs else fn(*task.args))
+                    coro = fn(*task.args, **kwargs) if kwargs else fn(*task.args)
+                    value = await (coro if deadline is None else deadline.run(coro))
                 except asyncio.CancelledError as exc:
-                    self.run_finished(task, run_time, exception=exc)
+                    if deadline is not None and deadline.expired:
+                        self.run_finished(
+                            task,
+                            run_time,
+                            exception=TaskTimeoutError(task.id, deadline.timeout),
+                            started_at=started,
+                            submission=run_times,
+                        )
+                        continue
+                    self.run_finished(
+                        task, run_time, exception=exc, started_at=started, submission=run_times
+                    )
                     raise
                 except Exception as exc:
-                    self.run_finished(task, run_time, exception=exc)
+                    self.run_finished(
+                        task, run_time, exception=exc, started_at=started, submission=run_times
+                    )
                 else:
-                    self.run_finished(task, run_time, return_value=value)
+                    self.run_finished(
+                        task, run_time, value, started_at=started, submission=run_times
+                    )
         finally:
             self.finish_instance(task.id)
             if self._coroutines:
@@ -296,6 +460,36 @@ class BaseExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"
+
+
+class _Deadline:
+    """Cancels the current asyncio task (the run) after ``timeout`` seconds; ``expired``
+    tells a timeout from any other cancellation."""
+
+    __slots__ = ("expired", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.expired = False
+
+    async def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        current = asyncio.current_task()
+        assert current is not None
+        handle = asyncio.get_running_loop().call_later(self.timeout, self._expire, current)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if self.expired:
+                uncancel = getattr(current, "uncancel", None)
+                if uncancel is not None:  # Python 3.11+: the cancellation is handled here
+                    uncancel()
+            raise
+        finally:
+            handle.cancel()
+
+    def _expire(self, task: asyncio.Task[Any]) -> None:
+        self.expired = True
+        task.cancel()
 
 
 def is_coroutine_function(fn: Any) -> bool:

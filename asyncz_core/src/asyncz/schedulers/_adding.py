@@ -141,6 +141,13 @@ class AddingMixin:
         fn: Callable[..., Any] | str | None = None,
         misfire_grace_time: float | None | UnsetType = UNSET,
         tags: Iterable[str] | None = None,
+        timeout: float | None | UnsetType = UNSET,
+        retries: int | UnsetType = UNSET,
+        retry_delay: float | UnsetType = UNSET,
+        retry_backoff: float | UnsetType = UNSET,
+        retry_max_delay: float | None | UnsetType = UNSET,
+        retry_jitter: float | UnsetType = UNSET,
+        overlap: str | UnsetType = UNSET,
         **trigger_args: Any,
     ) -> Task:
         """Schedule a callable (or a :class:`Task`); without one, return a decorator.
@@ -148,7 +155,8 @@ class AddingMixin:
         ``trigger`` is a trigger instance or an alias whose options follow as keyword
         arguments (``add_task(fn, "interval", minutes=2)``). ``next_run_time=None`` adds the
         task paused. Before :meth:`start` the task is pending and is committed to its store
-        when the scheduler starts. Returns the :class:`Task`.
+        when the scheduler starts. Returns the :class:`Task`. The run policies (``timeout``,
+        ``retries`` and ``retry_*``, ``overlap``) are described in docs/tasks.md.
         """
         if fn_or_task is None:
             fn_or_task = fn
@@ -184,6 +192,13 @@ class AddingMixin:
             replace_existing=replace_existing,
             misfire_grace_time=misfire_grace_time,
             tags=tags,
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_max_delay=retry_max_delay,
+            retry_jitter=retry_jitter,
+            overlap=overlap,
             scheduler=self._as_scheduler(),
             **trigger_args,
         )

@@ -16,7 +16,7 @@ audience does not stop the others, nor the run.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from asyncz import events as ev
 if TYPE_CHECKING:
     import pluggy
 
+    from asyncz.schedulers._runs import RunKeeper
     from asyncz.schedulers.base import BaseScheduler
     from asyncz.tasks import Task
 
@@ -46,7 +47,16 @@ class Dispatcher:
     from worker threads.
     """
 
-    __slots__ = ("_active", "_callers", "_listeners", "_lock", "_mask", "_pm", "_scheduler")
+    __slots__ = (
+        "_active",
+        "_callers",
+        "_listeners",
+        "_lock",
+        "_mask",
+        "_pm",
+        "_runs",
+        "_scheduler",
+    )
 
     def __init__(self, scheduler: BaseScheduler) -> None:
         self._scheduler = scheduler
@@ -58,6 +68,9 @@ class Dispatcher:
         self._callers: dict[str, Any] = {}
         #: The hot hooks that have at least one implementation (see :meth:`refresh_hooks`).
         self._active: frozenset[str] = frozenset()
+        #: History and retries (schedulers/_runs.py), set by the scheduler once it has its
+        #: settings.
+        self._runs: RunKeeper | None = None
 
     # -- listeners -------------------------------------------------------------------------
     def add_listener(self, callback: Listener, mask: int = ev.ALL_EVENTS) -> None:
@@ -141,15 +154,40 @@ class Dispatcher:
         value: Any = None,
         exception: BaseException | None = None,
         traceback: str | None = None,
+        *,
+        started_at: float | None = None,
+        submission: Sequence[datetime] | None = None,
     ) -> None:
-        """The run of ``task`` for ``run_time`` ended: ``TASK_EXECUTED`` with ``value``, or
+        """The run of ``task`` for ``run_time`` ended: its history record and retry
+        (schedulers/_runs.py), then ``TASK_EXECUTED`` with ``value``, ``TASK_TIMEOUT`` or
         ``TASK_ERROR`` with ``exception`` and its formatted ``traceback``; then the
-        ``asyncz_task_after_run`` hook."""
-        code = ev.TASK_EXECUTED if exception is None else ev.TASK_ERROR
+        ``asyncz_task_after_run`` hook (with the outcome)."""
+        runs = self._runs
+        if runs is not None:
+            outcome, attempt, source = runs.finished(
+                task, run_time, value, exception, traceback, started_at, submission
+            )
+        else:
+            from asyncz.schedulers._runs import outcome_of
+
+            outcome, attempt, source = outcome_of(exception), 1, "scheduler"
+        if exception is None:
+            code = ev.TASK_EXECUTED
+        else:
+            code = ev.TASK_TIMEOUT if outcome == "timeout" else ev.TASK_ERROR
         if code & self._mask or _EVENT_HOOK in self._active:
             self.dispatch(
                 ev.TaskExecutionEvent(
-                    code, task.id, task.store_alias, run_time, value, exception, traceback
+                    code,
+                    task.id,
+                    task.store_alias,
+                    run_time,
+                    value,
+                    exception,
+                    traceback,
+                    outcome,
+                    attempt,
+                    source,
                 )
             )
         if _AFTER_HOOK in self._active:
@@ -160,6 +198,7 @@ class Dispatcher:
                 run_time=run_time,
                 return_value=value,
                 exception=exception,
+                outcome=outcome,
             )
 
     # -- what stores report ----------------------------------------------------------------

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from asyncz.nodes import NodeInfo
     from asyncz.schedulers._coordination import Coordinator
     from asyncz.schedulers._processing import Processor
+    from asyncz.schedulers._runs import RunKeeper
     from asyncz.schedulers.base import SchedulerState
     from asyncz.stores.base import BaseStore
     from asyncz.triggers.base import BaseTrigger
@@ -81,6 +82,9 @@ class ManagementMixin:
         def _submit(
             self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
         ) -> bool: ...
+        async def _with_last_runs(self, infos: list[TaskInfo]) -> list[TaskInfo]: ...
+
+        _runs: RunKeeper
 
     # =====================================================================================
     # finding tasks
@@ -146,10 +150,23 @@ class ManagementMixin:
     async def update_task_async(
         self, task_id: Task | str, store: str | None = None, **changes: Any
     ) -> Task:
+        return await self._update(task_id, store, changes)
+
+    async def _update(
+        self,
+        task_id: Task | str,
+        store: str | None,
+        changes: dict[str, Any],
+        also: Callable[[Task], None] | None = None,
+    ) -> Task:
+        """Apply ``changes`` (and ``also``, for what is not an option) to the stored task,
+        compare-and-set, read again and retried when another writer came first."""
         task_id = self._task_id(task_id)
         for attempt in range(WRITE_ATTEMPTS):
             task, alias = await self._find(task_id, store)
             task._modify(**changes)
+            if also is not None:
+                also(task)
             self._resolve_naive(task)
             if alias is None:
                 return task
@@ -203,12 +220,29 @@ class ManagementMixin:
         """Give a task a new trigger (instance, or alias plus options) and next run time."""
         return self._block_on(self.reschedule_task_async(task_id, store, trigger, **trigger_args))
 
-    async def pause_task_async(self, task_id: Task | str, store: str | None = None) -> Task:
-        return await self.update_task_async(task_id, store, next_run_time=None)
+    async def pause_task_async(
+        self, task_id: Task | str, store: str | None = None, *, note: str | None = None
+    ) -> Task:
+        if note is not None and not isinstance(note, str):
+            raise TypeError(f"note must be a string, not {note!r}")
+        now = datetime.now(utc)
 
-    def pause_task(self, task_id: Task | str, store: str | None = None) -> Task:
-        """Pause a task: it stays in its store with no next run time."""
-        return self._block_on(self.pause_task_async(task_id, store))
+        def noted(task: Task) -> None:
+            task.pause_note = note
+            task.paused_at = now
+
+        task = await self._update(task_id, store, {"next_run_time": None}, noted)
+        if task._submitted:
+            self._runs.note(task, task.store_alias, "paused", note)
+        return task
+
+    def pause_task(
+        self, task_id: Task | str, store: str | None = None, *, note: str | None = None
+    ) -> Task:
+        """Pause a task: it stays in its store with no next run time. ``note`` (why, who)
+        is kept with the time in the task (``TaskInfo.pause_note`` / ``paused_at``) and in
+        a ``paused`` history record. Runs the task owed (retries) are dropped."""
+        return self._block_on(self.pause_task_async(task_id, store, note=note))
 
     async def resume_task_async(self, task_id: Task | str, store: str | None = None) -> Task | None:
         task_id = self._task_id(task_id)
@@ -224,7 +258,7 @@ class ManagementMixin:
         if next_time is None:
             await self.delete_task_async(task_id, alias)
             return None
-        return await self.update_task_async(task_id, alias, next_run_time=next_time)
+        return await self._update(task_id, alias, {"next_run_time": next_time}, _unnoted)
 
     def resume_task(self, task_id: Task | str, store: str | None = None) -> Task | None:
         """Resume a paused task; one whose trigger has no fire time left is removed."""
@@ -351,7 +385,9 @@ class ManagementMixin:
     # =====================================================================================
     async def get_task_info_async(self, task_id: str, store: str | None = None) -> TaskInfo | None:
         task = await self.get_task_async(task_id, store)
-        return self._with_runs(task.snapshot()) if task is not None else None
+        if task is None:
+            return None
+        return (await self._with_last_runs([self._with_runs(task.snapshot())]))[0]
 
     def _with_runs(self, info: TaskInfo) -> TaskInfo:
         """``info`` with the runs of the task in progress in this scheduler."""
@@ -391,6 +427,7 @@ class ManagementMixin:
                     f"Unknown schedule_state {schedule_state!r}; valid states: {valid}"
                 ) from None
         infos = [self._with_runs(task.snapshot()) for task in await self.get_tasks_async(store)]
+        infos = await self._with_last_runs(infos)
         if self.running:
             for alias in [store] if store is not None else list(self._stores):
                 target = self.lookup_store(alias)
@@ -545,6 +582,11 @@ class ManagementMixin:
                 entry.update(state="unreachable", since=outage[0], reason=outage[1])
             status[alias] = entry
         return status
+
+
+def _unnoted(task: Task) -> None:
+    task.pause_note = None
+    task.paused_at = None
 
 
 def _sort_value(info: TaskInfo, key: str) -> Any:

@@ -35,6 +35,7 @@ from asyncz import events as ev
 from asyncz.exceptions import MaxInstancesReachedError, StoreUnavailableError
 from asyncz.schedulers._state import SchedulerState
 from asyncz.stores.base import BaseStore, PersistentStore, call, unavailable
+from asyncz.tasks.runs import PendingRun, Submission, reschedule, take_due
 from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from asyncz._timer import PreciseTimer
     from asyncz.locks import FileLock
     from asyncz.schedulers._coordination import Coordinator
+    from asyncz.schedulers._runs import RunKeeper
     from asyncz.schedulers.base import BaseScheduler
 
 __all__ = ["BATCH_SIZE", "LOCK_POLL_INTERVAL", "LOCK_RETRY", "LOCK_WAIT", "Processor"]
@@ -65,6 +67,12 @@ _RUNNING = SchedulerState.STATE_RUNNING
 
 class Processor:
     """The processing loop of one scheduler: wake-up, sleep, passes, due runs, submission."""
+
+    #: History records of runs that do not start (schedulers/_runs.py); set by the scheduler
+    #: with its settings.
+    _runs: RunKeeper
+    #: The time a pass submits its due runs at (their history's ``submitted_at``).
+    pass_time: datetime | None = None
 
     def __init__(self, scheduler: BaseScheduler) -> None:
         self._scheduler = scheduler
@@ -335,7 +343,7 @@ class Processor:
             if deferred:
                 submitted = datetime.now(utc)  # after the write-back round trips
                 for task, run_times in deferred:
-                    self._submit_due(task, alias, run_times, submitted)
+                    self._submit_runs(task, alias, run_times, submitted)
             if len(due) < BATCH_SIZE or scheduler.state != _RUNNING:
                 break
         if scheduler.state != _RUNNING:
@@ -370,23 +378,73 @@ class Processor:
         finished: list[Task],
         deferred: list[tuple[Task, list[datetime]]] | None = None,
     ) -> None:
-        run_times, next_time = self._run_times(task, now)
+        if task.pending_runs:
+            # Runs the task owes (retries): due ones are submitted with their attempt and
+            # source, the rest stay stored; the trigger's schedule is kept in scheduled_next.
+            start = task.scheduled_next
+            owed = take_due(task, now)
+        else:
+            start = task.next_run_time if isinstance(task.next_run_time, datetime) else None
+            owed = None
+        run_times, next_time = self._run_times(task, now, start)
+        if owed:
+            for run in owed:
+                submission = Submission([run.run_time], now, run.source, run.attempt)
+                if deferred is not None:
+                    deferred.append((task, submission))
+                else:
+                    self._submit_runs(task, store_alias, submission, now)
         if run_times:
             if deferred is not None:
                 deferred.append((task, run_times))
             else:
                 self._submit_due(task, store_alias, run_times, now)
-        task.next_run_time = next_time
-        if next_time is None:
+            if next_time is None and not task.pending_runs and task.retries:
+                self._guard(task, run_times[-1], now)
+        elif owed and next_time is None and not task.pending_runs:
+            last = owed[-1]
+            if isinstance(task.retries, int) and last.attempt <= task.retries:
+                self._guard(task, last.run_time, now, last.attempt)
+        if task.pending_runs:
+            reschedule(task, next_time)
+        else:
+            task.scheduled_next = None
+            task.next_run_time = next_time
+        if task.next_run_time is None:
             finished.append(task)
         else:
             updates.append(task)
 
-    def _run_times(self, task: Task, now: datetime) -> tuple[list[datetime], datetime | None]:
-        """Every due run time of ``task`` up to ``now`` and the first one after it."""
+    def _guard(self, task: Task, run_time: datetime, now: datetime, attempt: int = 1) -> None:
+        """A task whose trigger has no fire time left, submitted with retries left, stays
+        stored until its run ends: a *guard* retry is kept pending (due after the run's
+        ``timeout``, or an hour, plus the lease). The node that ran it replaces the guard by
+        the real retry, or removes it (and the task) when the run succeeded; if that node
+        dies, the guard comes due and another node runs the next attempt."""
+        timeout = task.timeout if isinstance(task.timeout, float) else 3600.0
+        guard = timeout + self._scheduler.settings.coordination.lease
+        task.pending_runs = (
+            PendingRun(run_time, now + timedelta(seconds=guard), attempt + 1, "retry"),
+        )
+
+    def _submit_runs(
+        self, task: Task, store_alias: str, run_times: list[datetime], now: datetime
+    ) -> None:
+        """Submit runs of a pass: owed runs (retries) as they are, the trigger's due run
+        times through coalesce and misfire (:meth:`_submit_due`)."""
+        if type(run_times) is Submission and run_times.source != "scheduler":
+            self.submit(task, store_alias, run_times, run_times.source, 0)
+        else:
+            self._submit_due(task, store_alias, run_times, now)
+
+    def _run_times(
+        self, task: Task, now: datetime, start: datetime | None
+    ) -> tuple[list[datetime], datetime | None]:
+        """Every due run time of ``task``'s trigger from ``start`` up to ``now`` and the first
+        one after it."""
         run_times: list[datetime] = []
         trigger = task.trigger
-        when = task.next_run_time if isinstance(task.next_run_time, datetime) else None
+        when = start
         tz = self._scheduler.trigger_timezone
         while when is not None and when <= now:
             # A task that missed many runs keeps only the latest ones; older ones are folded.
@@ -413,13 +471,22 @@ class Processor:
             if self._events.wants(ev.TASK_MISSED):
                 for run_time in missed:
                     self._events.dispatch(
-                        ev.TaskExecutionEvent(ev.TASK_MISSED, task.id, store_alias, run_time)
+                        ev.TaskExecutionEvent(
+                            ev.TASK_MISSED, task.id, store_alias, run_time, outcome="missed"
+                        )
                     )
+            self._runs.not_run(task, store_alias, missed, "missed")
             self._report_dropped(task, store_alias, run_times, missed, folded, now)
         elif folded:
             self._report_dropped(task, store_alias, run_times, [], folded, now)
+        if folded:
+            self._runs.not_run(task, store_alias, run_times[:folded], "coalesced")
         if runnable:
-            self.submit(task, store_alias, runnable, "scheduler", folded)
+            self.pass_time = now
+            try:
+                self.submit(task, store_alias, runnable, "scheduler", folded)
+            finally:
+                self.pass_time = None
 
     def _report_dropped(
         self,
@@ -474,6 +541,13 @@ class Processor:
                 task.executor,
             )
             return False
+        if type(run_times) is not Submission and (self._runs.enabled or task.retries):
+            # Carries the attempt, source and submission time to the run's history record.
+            when = self.pass_time or datetime.now(utc)
+            if source == "scheduler":
+                run_times = Submission.of(run_times, when)
+            else:
+                run_times = Submission(run_times, when, source)
         try:
             executor.submit(task, run_times)
         except MaxInstancesReachedError:
@@ -483,6 +557,8 @@ class Processor:
                 task.max_instances,
             )
             code = ev.TASK_MAX_INSTANCES
+            attempt = run_times.attempt if type(run_times) is Submission else 1
+            self._runs.not_run(task, store_alias, run_times, "skipped", source, attempt)
         except Exception:
             scheduler.logger.exception(
                 "Submitting task %s to executor %r failed", task_label(task), task.executor

@@ -39,8 +39,10 @@ from asyncz.executors.base import BaseExecutor
 from asyncz.schedulers._adding import AddingMixin
 from asyncz.schedulers._coordination import Coordinator
 from asyncz.schedulers._dispatch import Dispatcher
+from asyncz.schedulers._history_api import HistoryMixin
 from asyncz.schedulers._management import ManagementMixin
 from asyncz.schedulers._processing import Processor
+from asyncz.schedulers._runs import RunKeeper
 from asyncz.schedulers._state import ClassicLogging, SchedulerState
 from asyncz.stores.base import (
     BaseStore,
@@ -63,7 +65,7 @@ __all__ = ["BaseScheduler", "ClassicLogging", "SchedulerState"]
 T = TypeVar("T")
 
 
-class BaseScheduler(AddingMixin, ManagementMixin):
+class BaseScheduler(AddingMixin, ManagementMixin, HistoryMixin):
     """The scheduler core, shared by :class:`~asyncz.schedulers.asyncio.AsyncIOScheduler`
     and :class:`~asyncz.schedulers.asyncio.NativeAsyncIOScheduler`.
 
@@ -159,6 +161,10 @@ class BaseScheduler(AddingMixin, ManagementMixin):
         from asyncz.tasks.options import DEFAULTABLE
 
         self.task_defaults: dict[str, Any] = {name: getattr(defaults, name) for name in DEFAULTABLE}
+        # History records and retries of runs (asyncz.history.*).
+        self._runs = runs = RunKeeper(self)
+        self._dispatcher._runs = runs
+        self._processor._runs = runs
         loggers_class: Any = settings.loggers_class or ClassicLogging
         if isinstance(loggers_class, str):
             loggers_class = import_ref(loggers_class)
@@ -484,6 +490,10 @@ class BaseScheduler(AddingMixin, ManagementMixin):
     async def _stop_components(self, wait: bool) -> None:
         for executor in self._executors.values():
             executor.shutdown(wait=wait)
+        try:
+            await self._runs.close()  # retries written, history flushed, before the stores stop
+        except Exception:
+            self.logger.exception("Writing the last history records failed")
         await self._stop_stores(list(self._stores.values()))
 
     async def _stop_stores(self, stores: list[BaseStore]) -> None:

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from asyncz.settings.models import (
     DEFAULT_PREFIX,
     CoordinationSettings,
+    HistorySettings,
     TaskDeclaration,
     TaskDefaults,
 )
@@ -62,6 +63,8 @@ def describe(settings: AsynczSettings, *, mask_secrets: bool = True) -> list[dic
         add(("task_defaults", name), getattr(settings.task_defaults, name))
     for name in CoordinationSettings.model_fields:
         add(("coordination", name), getattr(settings.coordination, name))
+    for name in HistorySettings.model_fields:
+        add(("history", name), getattr(settings.history, name))
     for name in ("lock_path", "startup_delay", "shutdown_timeout"):
         add((name,), getattr(settings, name))
     rows.append(

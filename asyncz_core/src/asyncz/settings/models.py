@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "AsynczSettings",
     "CoordinationSettings",
+    "HistorySettings",
     "Origin",
     "TaskDeclaration",
     "TaskDefaults",
@@ -161,6 +162,18 @@ TriggerEntry = Annotated[Any, PlainValidator(lambda v: _validate_entry(v, what="
 LoggersClass = Annotated[type | None, PlainValidator(_validate_loggers_class)]
 
 
+def _validate_timeout(value: Any) -> float | None:
+    """Seconds > 0; ``None``/``"none"`` means no limit."""
+    seconds = _validate_grace(value)
+    if seconds == 0:
+        raise ValueError("expected a number of seconds > 0 or None, got 0")
+    return seconds
+
+
+Timeout = Annotated[float | None, PlainValidator(_validate_timeout)]
+Overlap = Literal["skip", "buffer_one", "buffer_all", "cancel_other", "allow_all"]
+
+
 def _rename_mistrigger(data: Any) -> Any:
     """Accept the aliases of task options (Asyncz's spelling ``mistrigger_grace_time`` for
     ``misfire_grace_time``: :data:`asyncz.tasks.options.ALIASES`)."""
@@ -190,6 +203,20 @@ class TaskDefaults(BaseModel):
     max_instances: int = Field(default=1, ge=1)
     #: Seconds a run may be late and still happen; ``None`` means no limit.
     misfire_grace_time: GraceTime = 1.0
+    #: Seconds a run may take before it is stopped (outcome ``timeout``); ``None``: no limit.
+    timeout: Timeout = None
+    #: Extra attempts of a run that failed or timed out.
+    retries: int = Field(default=0, ge=0)
+    #: Seconds before the first retry ...
+    retry_delay: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    #: ... multiplied by this for each further one ...
+    retry_backoff: float = Field(default=2.0, ge=1, allow_inf_nan=False)
+    #: ... up to this many seconds (``None``: no limit) ...
+    retry_max_delay: GraceTime = 3600.0
+    #: ... plus up to this many seconds of random delay.
+    retry_jitter: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    #: What happens when a run is due while earlier runs still run (docs/tasks.md).
+    overlap: Overlap = "skip"
     #: Default zone of the tasks' triggers; ``None`` means the scheduler's ``timezone``.
     timezone: OptionalTimeZone = None
 
@@ -231,6 +258,19 @@ class CoordinationSettings(BaseModel):
         return self.heartbeat_interval or self.lease / 4
 
 
+class HistorySettings(BaseModel):
+    """Run history: one record per run in its task's store (see docs/history.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Record runs at all.
+    enabled: bool = True
+    #: Seconds a record is kept (7 days).
+    max_age: float = Field(default=7 * 86400.0, gt=0, allow_inf_nan=False)
+    #: Records kept per task (the newest).
+    max_per_task: int = Field(default=100, ge=1)
+
+
 class TaskDeclaration(BaseModel):
     """One task of the ``tasks`` table, as ``asyncz run`` adds it (the table key is its id).
 
@@ -253,6 +293,13 @@ class TaskDeclaration(BaseModel):
     coalesce: bool | None = None
     max_instances: int | None = Field(default=None, ge=1)
     misfire_grace_time: GraceTime = None
+    timeout: Timeout = None
+    retries: int | None = Field(default=None, ge=0)
+    retry_delay: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    retry_backoff: float | None = Field(default=None, ge=1, allow_inf_nan=False)
+    retry_max_delay: GraceTime = None
+    retry_jitter: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    overlap: Overlap | None = None
     replace_existing: bool = True
 
     @model_validator(mode="before")
@@ -341,6 +388,8 @@ class AsynczSettings(BaseSettings):
     identity: str | None = None
     #: How nodes sharing a store coordinate: ``lease``, ``heartbeat_interval``.
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
+    #: Run history: ``enabled``, ``max_age`` (seconds), ``max_per_task``.
+    history: HistorySettings = Field(default_factory=HistorySettings)
     #: Seconds one call to a store that does network I/O may take before it counts as an
     #: outage (a frozen server); ``None`` (``"none"``) or 0 waits for ever.
     store_timeout: GraceTime = 10.0

@@ -60,7 +60,9 @@ if TYPE_CHECKING:
 
     from asyncz.abc import SchedulerHandle
     from asyncz.nodes import NodeInfo
+    from asyncz.stores._history import RunRing
     from asyncz.tasks import Task
+    from asyncz.tasks.runs import RunRecord
 
 __all__ = [
     "BaseStore",
@@ -145,6 +147,12 @@ class BaseStore(Store):
     #: it submits their runs, and heartbeats. ``False``: the store is private to one process
     #: and those methods are the plain ones below, built on the rest of the contract.
     coordinated: ClassVar[bool] = False
+
+    #: ``True`` for a store that keeps run history in its backend (it survives a restart and
+    #: is shared by the nodes); ``False``: the records are kept in a bounded ring in this
+    #: store instance's memory (:mod:`asyncz.stores._history`), which is what the methods
+    #: ``add_runs`` ... ``prune_runs`` below do.
+    keeps_history: ClassVar[bool] = False
 
     #: Names of the contract methods this class implements as plain (synchronous) functions;
     #: they run on the store's worker thread (see the module documentation).
@@ -302,6 +310,37 @@ class BaseStore(Store):
     async def get_nodes(self) -> list[NodeInfo]:
         records = self._node_records()
         return [records[identity] for identity in sorted(records)]
+
+    # -- run history, kept in memory ------------------------------------------------------------
+    # A store that keeps history in its backend overrides all four (and keeps_history = True).
+    def _run_ring(self) -> RunRing:
+        ring: RunRing | None = self.__dict__.get("_asyncz_runs")
+        if ring is None:
+            from asyncz.stores._history import RunRing
+
+            ring = self.__dict__["_asyncz_runs"] = RunRing()
+        return ring
+
+    async def add_runs(self, records: Sequence[RunRecord]) -> None:
+        self._run_ring().add(records)
+
+    async def get_runs(
+        self,
+        task_id: str | None = None,
+        *,
+        limit: int | None = 50,
+        since: datetime | None = None,
+        outcome: str | Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        return self._run_ring().get(task_id, limit, since, outcome)
+
+    async def get_last_runs(
+        self, task_ids: Sequence[str], outcomes: Sequence[str]
+    ) -> dict[str, RunRecord]:
+        return self._run_ring().last(task_ids, outcomes)
+
+    async def prune_runs(self, now: datetime, max_age: float, max_per_task: int) -> None:
+        self._run_ring().prune(now, max_age, max_per_task)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from asyncz._util import UNSET
+
 if TYPE_CHECKING:
+    from asyncz.tasks.runs import PendingRun
     from asyncz.tasks.task import Task
 
-__all__ = ["ScheduleState", "TaskInfo", "TaskLabel", "task_label"]
+__all__ = ["LastRun", "ScheduleState", "TaskInfo", "TaskLabel", "snapshot", "task_label"]
 
 
 class ScheduleState(str, enum.Enum):
@@ -29,6 +32,16 @@ class ScheduleState(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """The latest run of a task in its history: how it ended, when, and how long it took."""
+
+    outcome: str
+    time: datetime
+    duration: float | None = None
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,25 @@ class TaskInfo:
     #: Since when it has been running without a break; ``None`` when it is not running.
     running_since: datetime | None = None
     tags: frozenset[str] = frozenset()
+    # -- run policies (docs/tasks.md)
+    timeout: float | None = None
+    retries: int | None = None
+    retry_delay: float | None = None
+    retry_backoff: float | None = None
+    retry_max_delay: float | None = None
+    retry_jitter: float | None = None
+    overlap: str | None = None
+    #: Runs the task owes (retries waiting for their time), earliest first.
+    pending_runs: tuple[PendingRun, ...] = ()
+    #: The note and time of ``pause_task(..., note=...)`` while the task is paused.
+    pause_note: str | None = None
+    paused_at: datetime | None = None
+    #: The latest run in the task's history (``None``: none recorded, or history is off).
+    last_run: LastRun | None = None
+
+    @property
+    def last_outcome(self) -> str | None:
+        return self.last_run.outcome if self.last_run is not None else None
 
     @property
     def paused(self) -> bool:
@@ -80,8 +112,56 @@ class TaskInfo:
             self.store,
             self.schedule_state.value,
             *sorted(self.tags),
+            f"last:{self.last_run.outcome}" if self.last_run is not None else None,
+            self.pause_note,
         )
         return "\n".join(p for p in parts if p).lower()
+
+
+def _set(value: Any) -> Any:
+    return None if value is UNSET else value
+
+
+def snapshot(task: Task, state: ScheduleState | None = None) -> TaskInfo:
+    """An immutable :class:`TaskInfo` of ``task`` as it is now (``Task.snapshot``)."""
+    if state is None:
+        if not task._submitted:
+            state = ScheduleState.PENDING
+        elif task.next_run_time is None:
+            state = ScheduleState.PAUSED
+        else:
+            state = ScheduleState.SCHEDULED
+    trigger = task.trigger
+    next_run = task.next_run_time if isinstance(task.next_run_time, datetime) else None
+    return TaskInfo(
+        id=task.id,
+        name=task.name,
+        callable_name=getattr(task.fn, "__qualname__", None) if task.fn else None,
+        callable_reference=task.fn_reference,
+        trigger_alias=getattr(trigger, "alias", None) if trigger else None,
+        trigger_name=type(trigger).__name__ if trigger else None,
+        trigger_description=str(trigger) if trigger else None,
+        executor=task.executor,
+        store=task.store_alias,
+        next_run_time=next_run,
+        schedule_state=state,
+        coalesce=task.coalesce if isinstance(task.coalesce, bool) else None,
+        max_instances=task.max_instances if isinstance(task.max_instances, int) else None,
+        misfire_grace_time=_set(task.misfire_grace_time),
+        args=tuple(task.args),
+        kwargs=dict(task.kwargs),
+        tags=task.tags,
+        timeout=_set(task.timeout),
+        retries=_set(task.retries),
+        retry_delay=_set(task.retry_delay),
+        retry_backoff=_set(task.retry_backoff),
+        retry_max_delay=_set(task.retry_max_delay),
+        retry_jitter=_set(task.retry_jitter),
+        overlap=_set(task.overlap),
+        pending_runs=tuple(sorted(task.pending_runs, key=lambda p: p.due)),
+        pause_note=task.pause_note if task.next_run_time is None else None,
+        paused_at=task.paused_at if task.next_run_time is None else None,
+    )
 
 
 class TaskLabel:

@@ -30,6 +30,7 @@ __all__ = [
     "NAMES",
     "NONE_IS_VALUE",
     "OPTIONS",
+    "OVERLAP_POLICIES",
     "TaskOption",
     "fold_aliases",
     "given",
@@ -124,6 +125,66 @@ def check_next_run_time(value: Any) -> datetime | None:
     return value
 
 
+def _seconds(name: str, value: Any, *, minimum: float = 0.0, strict: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != value  # NaN
+        or value in (float("inf"), float("-inf"))
+        or (value <= minimum if strict else value < minimum)
+    ):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ValueError(f"{name} must be a finite number {bound}, not {value!r}")
+    return float(value)
+
+
+def check_timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    return _seconds("timeout (seconds, or None for no limit)", value, strict=True)
+
+
+def check_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"retries must be an integer >= 0 (extra attempts), not {value!r}")
+    return value
+
+
+def check_retry_delay(value: Any) -> float:
+    return _seconds("retry_delay (seconds)", value)
+
+
+def check_retry_backoff(value: Any) -> float:
+    return _seconds("retry_backoff (a multiplier)", value, minimum=1.0)
+
+
+def check_retry_max_delay(value: Any) -> float | None:
+    if value is None:
+        return None
+    return _seconds("retry_max_delay (seconds, or None for no limit)", value)
+
+
+def check_retry_jitter(value: Any) -> float:
+    return _seconds("retry_jitter (seconds)", value)
+
+
+#: What happens when a run is due while earlier runs of the task still run (see
+#: docs/tasks.md, "Overlap"): Temporal's overlap policies.
+OVERLAP_POLICIES: tuple[str, ...] = (
+    "skip",
+    "buffer_one",
+    "buffer_all",
+    "cancel_other",
+    "allow_all",
+)
+
+
+def check_overlap(value: Any) -> str:
+    if value not in OVERLAP_POLICIES:
+        raise ValueError(f"overlap must be one of {', '.join(OVERLAP_POLICIES)}; not {value!r}")
+    return str(value)
+
+
 # -- the table ------------------------------------------------------------------------------
 OPTIONS: tuple[TaskOption, ...] = (
     TaskOption("fn", "fn", shown=False),  # shown as callable_name / callable_reference
@@ -147,6 +208,20 @@ OPTIONS: tuple[TaskOption, ...] = (
         defaultable=True,
         aliases=("mistrigger_grace_time",),
     ),
+    # Run policies (docs/tasks.md, "Run policies").
+    TaskOption("timeout", "timeout", check_timeout, none_is_value=True, defaultable=True),
+    TaskOption("retries", "retries", check_retries, defaultable=True),
+    TaskOption("retry_delay", "retry_delay", check_retry_delay, defaultable=True),
+    TaskOption("retry_backoff", "retry_backoff", check_retry_backoff, defaultable=True),
+    TaskOption(
+        "retry_max_delay",
+        "retry_max_delay",
+        check_retry_max_delay,
+        none_is_value=True,
+        defaultable=True,
+    ),
+    TaskOption("retry_jitter", "retry_jitter", check_retry_jitter, defaultable=True),
+    TaskOption("overlap", "overlap", check_overlap, defaultable=True),
     TaskOption("replace_existing", "replace_existing", bool, persisted=False, shown=False),
     TaskOption("tags", "tags", check_tags, declarable=False),  # `asyncz run` sets its own
 )

@@ -33,7 +33,14 @@ from asyncz.tasks.options import (
     check_kwargs,
     check_max_instances,
     check_next_run_time,
+    check_overlap,
+    check_retries,
+    check_retry_backoff,
+    check_retry_delay,
+    check_retry_jitter,
+    check_retry_max_delay,
     check_tags,
+    check_timeout,
     fold_aliases,
 )
 from asyncz.triggers import create_trigger
@@ -41,11 +48,14 @@ from asyncz.triggers.base import BaseTrigger, UnknownOptionError
 
 if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
+    from asyncz.tasks.runs import PendingRun
 
 __all__ = ["STATE_VERSION", "ScheduleState", "Task", "TaskInfo", "TaskLabel", "task_label"]
 
 #: Version of the dict produced by :meth:`Task.__getstate__` (stored by persistent stores).
-STATE_VERSION = 1
+#: 2 added the run policies, pending runs and the pause note; states of version 1 restore
+#: with the policies' defaults.
+STATE_VERSION = 2
 
 
 class Task:
@@ -72,10 +82,21 @@ class Task:
         "misfire_grace_time",
         "name",
         "next_run_time",
+        "overlap",
+        "pause_note",
+        "paused_at",
+        "pending_runs",
         "replace_existing",
+        "retries",
+        "retry_backoff",
+        "retry_delay",
+        "retry_jitter",
+        "retry_max_delay",
         "revision",
+        "scheduled_next",
         "store_alias",
         "tags",
+        "timeout",
         "trigger",
     )
 
@@ -87,6 +108,21 @@ class Task:
     max_instances: int | UnsetType
     misfire_grace_time: float | None | UnsetType
     tags: frozenset[str]
+    timeout: float | None | UnsetType
+    retries: int | UnsetType
+    retry_delay: float | UnsetType
+    retry_backoff: float | UnsetType
+    retry_max_delay: float | None | UnsetType
+    retry_jitter: float | UnsetType
+    overlap: str | UnsetType
+    #: Runs the task owes (retries), kept in its stored state until submitted; while there
+    #: are some, ``next_run_time`` is the earliest of their ``due`` and ``scheduled_next``
+    #: (the trigger's own next fire time). See :mod:`asyncz.tasks.runs`.
+    pending_runs: tuple[PendingRun, ...]
+    scheduled_next: datetime | None
+    #: Set by ``pause_task(..., note=...)``; cleared on resume.
+    pause_note: str | None
+    paused_at: datetime | None
     #: The stored task's revision when it was read from a coordinated store (0: not read from
     #: one); every write moves it, and a write at an old revision is refused. Not part of
     #: the task's state: the store keeps it beside the payload.
@@ -108,6 +144,13 @@ class Task:
         max_instances: int | UnsetType = UNSET,
         misfire_grace_time: float | None | UnsetType = UNSET,
         mistrigger_grace_time: float | None | UnsetType = UNSET,
+        timeout: float | None | UnsetType = UNSET,
+        retries: int | UnsetType = UNSET,
+        retry_delay: float | UnsetType = UNSET,
+        retry_backoff: float | UnsetType = UNSET,
+        retry_max_delay: float | None | UnsetType = UNSET,
+        retry_jitter: float | UnsetType = UNSET,
+        overlap: str | UnsetType = UNSET,
         replace_existing: bool = False,
         scheduler: BaseScheduler | None = None,
         tags: Iterable[str] | None = None,
@@ -142,6 +185,19 @@ class Task:
         self.misfire_grace_time = (
             UNSET if misfire_grace_time is UNSET else check_grace_time(misfire_grace_time)
         )
+        self.timeout = UNSET if timeout is UNSET else check_timeout(timeout)
+        self.retries = UNSET if retries is UNSET else check_retries(retries)
+        self.retry_delay = UNSET if retry_delay is UNSET else check_retry_delay(retry_delay)
+        self.retry_backoff = UNSET if retry_backoff is UNSET else check_retry_backoff(retry_backoff)
+        self.retry_max_delay = (
+            UNSET if retry_max_delay is UNSET else check_retry_max_delay(retry_max_delay)
+        )
+        self.retry_jitter = UNSET if retry_jitter is UNSET else check_retry_jitter(retry_jitter)
+        self.overlap = UNSET if overlap is UNSET else check_overlap(overlap)
+        self.pending_runs = ()
+        self.scheduled_next = None
+        self.pause_note = None
+        self.paused_at = None
         self.trigger = None
         if trigger is not None or trigger_args:
             self.trigger = _make_trigger(trigger, trigger_args)
@@ -203,6 +259,15 @@ class Task:
                 setattr(self, option.attr, option.check(value) if option.check else value)
         if {"fn", "args", "kwargs"} & changes.keys():
             self._check_arguments()
+        if "next_run_time" in changes and self.pending_runs:
+            when = self.next_run_time
+            if when is None:  # paused: the runs it owed are dropped (docs/tasks.md)
+                self.pending_runs = ()
+                self.scheduled_next = None
+            elif isinstance(when, datetime) and when.tzinfo is not None:
+                from asyncz.tasks.runs import reschedule
+
+                reschedule(self, when)
 
     # -- decorator mode ---------------------------------------------------------------------
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -289,36 +354,9 @@ class Task:
 
     def snapshot(self, state: ScheduleState | None = None) -> TaskInfo:
         """An immutable :class:`TaskInfo` of this task as it is now."""
-        if state is None:
-            if not self._submitted:
-                state = ScheduleState.PENDING
-            elif self.next_run_time is None:
-                state = ScheduleState.PAUSED
-            else:
-                state = ScheduleState.SCHEDULED
-        trigger = self.trigger
-        next_run = self.next_run_time if isinstance(self.next_run_time, datetime) else None
-        return TaskInfo(
-            id=self.id,
-            name=self.name,
-            callable_name=getattr(self.fn, "__qualname__", None) if self.fn else None,
-            callable_reference=self.fn_reference,
-            trigger_alias=getattr(trigger, "alias", None) if trigger else None,
-            trigger_name=type(trigger).__name__ if trigger else None,
-            trigger_description=str(trigger) if trigger else None,
-            executor=self.executor,
-            store=self.store_alias,
-            next_run_time=next_run,
-            schedule_state=state,
-            coalesce=self.coalesce if isinstance(self.coalesce, bool) else None,
-            max_instances=self.max_instances if isinstance(self.max_instances, int) else None,
-            misfire_grace_time=(
-                None if self.misfire_grace_time is UNSET else self.misfire_grace_time
-            ),
-            args=tuple(self.args),
-            kwargs=dict(self.kwargs),
-            tags=self.tags,
-        )
+        from asyncz.tasks.info import snapshot
+
+        return snapshot(self, state)
 
     # -- Asyncz spelling ---------------------------------------------------------------------
     @property
@@ -383,59 +421,16 @@ class Task:
 
     # -- persistence -------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        """Plain data for persistent stores; the callable is stored by reference. ``tags``
-        appear only when there are some (older states without them restore unchanged)."""
-        from asyncz.triggers import trigger_to_data
+        """Plain data for persistent stores (:func:`asyncz.tasks._state.task_state`); the
+        callable is stored by reference."""
+        from asyncz.tasks._state import task_state
 
-        if self.fn_reference is None:
-            raise ValueError(
-                f"Task {self.id!r}: {self.fn!r} has no importable 'module:qualname' reference, "
-                "so it cannot be stored persistently"
-            )
-        state = {
-            "version": STATE_VERSION,
-            "id": self.id,
-            "name": self.name,
-            "fn": self.fn_reference,
-            "args": tuple(self.args),
-            "kwargs": dict(self.kwargs),
-            "trigger": trigger_to_data(self.trigger) if self.trigger is not None else None,
-            "executor": self.executor,
-            "coalesce": self.coalesce,
-            "max_instances": self.max_instances,
-            "misfire_grace_time": self.misfire_grace_time,
-            "next_run_time": self.next_run_time,
-        }
-        if self.tags:
-            state["tags"] = sorted(self.tags)
-        return state
+        return task_state(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from asyncz.triggers import trigger_from_data
+        from asyncz.tasks._state import restore_state
 
-        version = state.get("version")
-        if version != STATE_VERSION:
-            raise ValueError(f"unsupported task state version {version!r}")
-        self._scheduler = None
-        self._submitted = True
-        self.revision = 0
-        self.id = state["id"]
-        self.name = state["name"]
-        self.fn_reference = state["fn"]
-        self.fn = ref_to_callable(state["fn"])
-        self.args = tuple(state["args"])
-        self.kwargs = dict(state["kwargs"]) if state["kwargs"] else NO_KWARGS
-        trigger = state["trigger"]
-        self.trigger = trigger_from_data(trigger) if trigger is not None else None
-        self.executor = state["executor"]
-        self.store_alias = "default"
-        self.replace_existing = False
-        self.coalesce = state["coalesce"]
-        self.max_instances = state["max_instances"]
-        self.misfire_grace_time = state["misfire_grace_time"]
-        self.next_run_time = state["next_run_time"]
-        tags = state.get("tags")
-        self.tags = check_tags(tags)
+        restore_state(self, state)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Task):

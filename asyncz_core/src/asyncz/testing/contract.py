@@ -5,7 +5,8 @@
 :mod:`~asyncz.testing.persistence` (serialization, unrestorable tasks),
 :mod:`~asyncz.testing.with_scheduler` (a scheduler on top of the store) and
 :mod:`~asyncz.testing.coordination` (several nodes on one store: claims, leases and
-fencing). The helpers live
+fencing) and :mod:`~asyncz.testing.history` (run history: written, ordered, filtered,
+pruned, kept across a restart). The helpers live
 in :mod:`asyncz.testing.helpers` and are re-exported here.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from asyncz.testing.coordination import CoordinationContract
 from asyncz.testing.helpers import MISSING_FUNCTION, assert_same_task, make_task, wait_until
+from asyncz.testing.history import HistoryContract
 from asyncz.testing.persistence import PersistenceContract
 from asyncz.testing.store_api import StoreApiContract
 from asyncz.testing.with_scheduler import SchedulerContract
@@ -20,7 +22,13 @@ from asyncz.testing.with_scheduler import SchedulerContract
 __all__ = ["MISSING_FUNCTION", "StoreContract", "assert_same_task", "make_task", "wait_until"]
 
 
-class StoreContract(StoreApiContract, PersistenceContract, SchedulerContract, CoordinationContract):
+class StoreContract(
+    StoreApiContract,
+    PersistenceContract,
+    SchedulerContract,
+    CoordinationContract,
+    HistoryContract,
+):
     """The behaviour every asyncz store must have. Subclass it in a ``Test*`` class and
     implement :meth:`make_store`; every ``test_*`` method then runs against your store.
 
