@@ -27,7 +27,8 @@ def test_pause_resume_reschedule_remove_on_a_running_node(deployment: Deployment
     assert late == [], f"the node ran tick {len(late)} time(s) more than 1 s after the pause"
     shown = json.loads(deployment.cli("tasks", "show", "tick", "--json").output)
     assert shown["task"]["schedule_state"] == "paused"
-    assert "paused-note:db migration" in shown["task"]["tags"]
+    assert shown["task"]["pause_note"] == "db migration"
+    assert shown["task"]["paused_at"] is not None
 
     # Resume: it runs again, and the note is gone.
     result = deployment.cli("tasks", "resume", "tick")
@@ -37,6 +38,7 @@ def test_pause_resume_reschedule_remove_on_a_running_node(deployment: Deployment
     shown = json.loads(deployment.cli("tasks", "show", "tick", "--json").output)
     assert shown["task"]["schedule_state"] == "scheduled"
     assert shown["task"]["tags"] == ["asyncz-run"]
+    assert shown["task"]["pause_note"] is None
 
     # Reschedule: a new trigger, which the node follows.
     result = deployment.cli("tasks", "reschedule", "tick", "interval", "seconds=60")

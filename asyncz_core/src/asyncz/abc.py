@@ -306,8 +306,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def release_tasks(self, node: str, tasks: Sequence[Task]) -> list[Task]:
         """Write back tasks claimed by ``node`` and end their claims, in one round trip where
-        the backend allows it: a task with a next run time is stored as given (its revision
-        moves), one without (``next_run_time is None``: finished) is deleted. A task is
+        the backend allows it: a task is stored as given (its revision moves), except one
+        that is finished (:func:`asyncz.stores.base.is_finished`: no next run time and not
+        paused), which is deleted. A task is
         written only while ``node`` still holds it at the revision it was claimed at;
         returns the tasks that were written, in the given order (a refused one was changed
         by a management call, or claimed by another node after the lease lapsed: its runs

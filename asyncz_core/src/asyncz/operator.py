@@ -133,26 +133,20 @@ class OperatorScheduler(NativeAsyncIOScheduler):
         stored with the task, and whichever node claims the task next runs it and records
         it in the history. Returns the run's scheduled time (its history record's
         ``scheduled_run_time``). The task's own schedule is kept."""
-        import importlib
-
         from asyncz.exceptions import StaleTaskError
         from asyncz.schedulers._management import WRITE_ATTEMPTS
-
-        try:  # durable pending runs: issue 14 (branch runs-core)
-            runs: Any = importlib.import_module("asyncz.tasks.runs")
-        except ImportError:
-            raise OperatorError(
-                "this version of asyncz has no pending runs: a node cannot be asked to run a task"
-            ) from None
-        PendingRun, reschedule, trigger_next = runs.PendingRun, runs.reschedule, runs.trigger_next
+        from asyncz.tasks.runs import PendingRun, reschedule, trigger_next
 
         for attempt in range(WRITE_ATTEMPTS):
             task, alias = await self._find(task_id, store)
             assert alias is not None  # an operator keeps no pending tasks
             now = datetime.now(utc)
             upcoming = trigger_next(task)
-            pending = getattr(task, "pending_runs", ())
-            task.pending_runs = (*pending, PendingRun(now, now, 1, "manual"))  # type: ignore[attr-defined]
+            if upcoming is None and task.paused_at is None:
+                # Paused (no next fire time): say so, so that the node that takes the run
+                # keeps the task paused rather than removing it as finished.
+                task.paused_at = now
+            task.pending_runs = (*task.pending_runs, PendingRun(now, now, 1, "manual"))
             reschedule(task, upcoming)
             target = self.lookup_store(alias)
             try:
@@ -168,7 +162,7 @@ class OperatorScheduler(NativeAsyncIOScheduler):
         """Whether a node took the run :meth:`request_run_async` asked for (it is no longer
         pending in the stored task, or the task is gone)."""
         task = await self.get_task_async(task_id, store)
-        pending = getattr(task, "pending_runs", ()) if task is not None else ()
+        pending = task.pending_runs if task is not None else ()
         return not any(p.source == "manual" and p.run_time == run_time for p in pending)
 
     def _submit(

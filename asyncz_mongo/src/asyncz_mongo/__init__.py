@@ -72,7 +72,7 @@ from asyncz.exceptions import (
     TaskRestoreError,
 )
 from asyncz.nodes import NODE_RETENTION, NodeInfo
-from asyncz.stores.base import PersistentStore
+from asyncz.stores.base import PersistentStore, is_finished
 from asyncz_mongo._watch import ChangeWatcher
 
 if TYPE_CHECKING:
@@ -495,7 +495,7 @@ class MongoDBStore(PersistentStore):
         operations: list[UpdateOne | DeleteOne] = []
         for task in tasks:
             fence = {"_id": task.id, "revision": task.revision, "lease_owner": node}
-            if task.next_run_time is None:
+            if is_finished(task):
                 deletes.append(task)
                 operations.append(DeleteOne(fence))
             else:

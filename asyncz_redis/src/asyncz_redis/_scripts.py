@@ -200,8 +200,9 @@ return out
 )
 
 # KEYS: tasks, run_times, revisions, claims, the node's claimed set. ARGV: node, channel,
-# then (id, revision, payload, score | "") quadruples. Writes a task only while ``node``
-# holds it at ``revision`` (no score: deletes it), and ends the claim. Returns per task the
+# then (id, revision, payload, score | "" | "-") quadruples. Writes a task only while
+# ``node`` holds it at ``revision`` (no score: deletes it; "-": keeps it paused), and ends
+# the claim. Returns per task the
 # new revision, 0 when deleted, -1 when refused.
 RELEASE = (
     _COMMON
@@ -225,6 +226,10 @@ for i = 3, #ARGV, 4 do
       redis.call('ZREM', KEYS[2], id)
       redis.call('HDEL', KEYS[3], id)
       out[#out + 1] = 0
+    elseif score == '-' then
+      redis.call('HSET', KEYS[1], id, ARGV[i + 2])
+      redis.call('ZREM', KEYS[2], id)
+      out[#out + 1] = redis.call('HINCRBY', KEYS[3], id, 1)
     else
       redis.call('HSET', KEYS[1], id, ARGV[i + 2])
       redis.call('ZADD', KEYS[2], score, id)

@@ -22,7 +22,7 @@ from asyncz.exceptions import (
     TaskRestoreError,
 )
 from asyncz.nodes import NODE_RETENTION, NodeInfo
-from asyncz.stores.base import PersistentStore
+from asyncz.stores.base import PersistentStore, is_finished
 from asyncz_redis import _scripts
 from asyncz_redis._changes import ChangeListener
 
@@ -440,7 +440,9 @@ class RedisStore(PersistentStore):
             return []
         args: list[Any] = [node, self.changes_channel]
         for task in tasks:
-            args += (task.id, str(task.revision), self.encode_task(task), _score(task))
+            # No score deletes the task; "-" keeps it paused (asked to run while paused).
+            score = "" if is_finished(task) else (_score(task) or "-")
+            args += (task.id, str(task.revision), self.encode_task(task), score)
         keys = [*self._task_keys, self._claimed_key(node)]
         try:
             results = await self._release(keys=keys, args=args)

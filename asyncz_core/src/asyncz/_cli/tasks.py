@@ -32,11 +32,7 @@ if TYPE_CHECKING:
     from asyncz.tasks.info import TaskInfo
     from asyncz.triggers.base import BaseTrigger
 
-__all__ = ["NOTE_TAG", "tasks"]
-
-#: ``tasks pause --note`` keeps the note as a tag ``paused-note:<text>`` on the task (stored
-#: with it, shown by ``tasks show``); ``tasks resume`` removes it.
-NOTE_TAG = "paused-note:"
+__all__ = ["tasks"]
 
 SORT_KEYS = ("id", "name", "next_run_time", "schedule_state", "executor", "store", "trigger")
 STATES = ("scheduled", "paused", "pending", "unrestorable")
@@ -330,7 +326,7 @@ def add_task(
 
 @tasks.command("pause")
 @click.argument("task_id", metavar="ID")
-@click.option("--note", default=None, help="Why (kept on the task as a tag until resumed).")
+@click.option("--note", default=None, help="Why (kept with the pause time until resumed).")
 @operator_options
 @json_option
 def pause_task(
@@ -339,12 +335,8 @@ def pause_task(
     """Pause a task: no node runs it until it is resumed."""
 
     async def write(op: OperatorScheduler) -> TaskInfo:
-        changes: dict[str, Any] = {"next_run_time": None}
-        if note:
-            current = await find_info(op, task_id, store)
-            kept = [t for t in current.tags if not t.startswith(NOTE_TAG)]
-            changes["tags"] = [*kept, f"{NOTE_TAG}{' '.join(note.split())}"]
-        return (await op.update_task_async(task_id, store, **changes)).snapshot()
+        text = " ".join(note.split()) if note else None
+        return (await op.pause_task_async(task_id, store, note=text)).snapshot()
 
     _done(as_json, "paused", session(config_file, store, write), task_id)
 
@@ -358,10 +350,7 @@ def resume_task(task_id: str, config_file: Path | None, store: str | None, as_js
     removed)."""
 
     async def write(op: OperatorScheduler) -> TaskInfo | None:
-        current = await find_info(op, task_id, store)
-        if any(t.startswith(NOTE_TAG) for t in current.tags):
-            kept = [t for t in current.tags if not t.startswith(NOTE_TAG)]
-            await op.update_task_async(task_id, store, tags=kept)
+        await find_info(op, task_id, store)  # an unknown id is one line, exit 1
         task = await op.resume_task_async(task_id, store)
         return task.snapshot() if task is not None else None
 

@@ -410,10 +410,10 @@ class Processor:
         else:
             task.scheduled_next = None
             task.next_run_time = next_time
-        if task.next_run_time is None:
-            finished.append(task)
+        if task.next_run_time is None and task.paused_at is None:
+            finished.append(task)  # no fire time left, nothing owed: done
         else:
-            updates.append(task)
+            updates.append(task)  # scheduled, or paused (a run was asked of a paused task)
 
     def _guard(self, task: Task, run_time: datetime, now: datetime, attempt: int = 1) -> None:
         """A task whose trigger has no fire time left, submitted with retries left, stays

@@ -72,6 +72,7 @@ __all__ = [
     "call",
     "call_sync",
     "detach_io_loop",
+    "is_finished",
     "run_inline",
     "unavailable",
 ]
@@ -104,6 +105,13 @@ def _coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
         return await awaitable
 
     return wait()
+
+
+def is_finished(task: Task) -> bool:
+    """Whether :meth:`~asyncz.abc.Store.release_tasks` must delete ``task``: it has no next
+    run time and is not paused (a paused task that a node ran on request is written back,
+    still paused)."""
+    return task.next_run_time is None and task.paused_at is None
 
 
 class BaseStore(Store):
@@ -284,11 +292,11 @@ class BaseStore(Store):
 
     async def release_tasks(self, node: str, tasks: Sequence[Task]) -> list[Task]:
         """Write every task back (:meth:`update_tasks`, finished ones :meth:`delete_tasks`)."""
-        keep = [task for task in tasks if task.next_run_time is not None]
+        keep = [task for task in tasks if not is_finished(task)]
         if keep:
             await self.update_tasks(keep)
         if len(keep) < len(tasks):
-            await self.delete_tasks([task.id for task in tasks if task.next_run_time is None])
+            await self.delete_tasks([task.id for task in tasks if is_finished(task)])
         return list(tasks)
 
     def _node_records(self) -> dict[str, NodeInfo]:

@@ -69,7 +69,7 @@ from asyncz.stores._files import (
     write_atomic,
     write_node,
 )
-from asyncz.stores.base import PersistentStore
+from asyncz.stores.base import PersistentStore, is_finished
 
 if TYPE_CHECKING:
     from asyncz.abc import SchedulerHandle
@@ -506,8 +506,7 @@ class FileStore(PersistentStore):
         if not tasks:
             return []
         encoded = [
-            (file_name(t.id), self.encode_task(t) if t.next_run_time is not None else None, t)
-            for t in tasks
+            (file_name(t.id), None if is_finished(t) else self.encode_task(t), t) for t in tasks
         ]
         written: list[Task] = []
         with self._thread_lock, self._exclusive() as change:

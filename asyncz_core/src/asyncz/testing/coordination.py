@@ -156,6 +156,23 @@ class CoordinationContract(StoreHarness):
         again = self.call(other.acquire_due_tasks("node-b", self.at(121), 30.0, 10), other)
         assert [t.id for t in again] == [claimed[0].id]
 
+    def test_a_paused_task_written_back_stays_paused(
+        self, store: BaseStore, other: BaseStore
+    ) -> None:
+        # A node ran a paused task on an operator's request: the write-back keeps it paused.
+        self._add_due(store, 1)
+        now = self.at(60)
+        [claimed] = self.call(store.acquire_due_tasks("node-a", now, 30.0, 10))
+        claimed.next_run_time = None
+        claimed.paused_at = now
+        assert len(self.call(store.release_tasks("node-a", [claimed]))) == 1
+        found = self.call(other.lookup_task(claimed.id), other)
+        assert found is not None
+        assert found.next_run_time is None
+        assert found.paused_at == now
+        later = now + timedelta(days=1)
+        assert self.call(other.acquire_due_tasks("node-b", later, 30.0, 10), other) == []
+
     def test_a_stale_write_back_is_refused(self, store: BaseStore, other: BaseStore) -> None:
         self._add_due(store, 1)
         now = self.at(60)

@@ -73,7 +73,7 @@ def notifying(dml: Any, channel: str, payload: str) -> sa.Select[Any]:
 
 def release_sql(table: sa.Table, preparer: Any) -> sa.TextClause:
     """One statement for a whole write-back: every task of the batch is written (or deleted
-    when it has no next run time) only where ``:node`` holds it at the revision it was
+    when it is finished: ``keep`` false) only where ``:node`` holds it at the revision it was
     claimed at; returns ``(id, revision)`` of the written ones (revision NULL for a deleted
     one) and, when a task was kept, sends the notification once."""
     t = preparer.format_table(table)
@@ -82,8 +82,9 @@ def release_sql(table: sa.Table, preparer: Any) -> sa.TextClause:
         WITH batch AS (
             SELECT * FROM unnest(
                 CAST(:ids AS text[]), CAST(:revisions AS bigint[]),
-                CAST(:payloads AS bytea[]), CAST(:times AS float8[])
-            ) AS b(id, rev, payload, nrt)
+                CAST(:payloads AS bytea[]), CAST(:times AS float8[]),
+                CAST(:keeps AS boolean[])
+            ) AS b(id, rev, payload, nrt, keep)
         ),
         kept AS (
             UPDATE {t} AS t
@@ -92,13 +93,13 @@ def release_sql(table: sa.Table, preparer: Any) -> sa.TextClause:
                 lease_owner = NULL, lease_until = NULL, broken = NULL
             FROM batch AS b
             WHERE t.id = b.id AND t.revision = b.rev AND t.lease_owner = :node
-              AND b.nrt IS NOT NULL
+              AND b.keep
             RETURNING t.id, t.revision
         ),
         gone AS (
             DELETE FROM {t} AS t USING batch AS b
             WHERE t.id = b.id AND t.revision = b.rev AND t.lease_owner = :node
-              AND b.nrt IS NULL
+              AND NOT b.keep
             RETURNING t.id
         )
         SELECT id, revision FROM kept

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from asyncz.exceptions import ConflictingIdError, StaleTaskError, TaskLookupError
+from asyncz.stores.base import is_finished
 from asyncz.nodes import NODE_RETENTION, NodeInfo
 from asyncz_sqlalchemy import _postgres as pg
 from asyncz_sqlalchemy._base import SQLStoreBase, stamp
@@ -392,14 +393,16 @@ class SQLAlchemyStore(SQLStoreBase):
         :func:`asyncz_sqlalchemy._postgres.release_sql`."""
         times = [stamp(task.next_run_time) for task in tasks]
         kept = [when for when in times if when is not None]
+        keeps = [not is_finished(task) for task in tasks]
         params = {
             "ids": [task.id for task in tasks],
             "revisions": [task.revision for task in tasks],
             "payloads": [
-                self.encode_task(task) if when is not None else b""
-                for task, when in zip(tasks, times, strict=True)
+                self.encode_task(task) if keep else b""
+                for task, keep in zip(tasks, keeps, strict=True)
             ],
             "times": times,
+            "keeps": keeps,
             "node": node,
             "format_version": FORMAT_VERSION,
             "channel": self.channel,
@@ -427,8 +430,8 @@ class SQLAlchemyStore(SQLStoreBase):
             )
             held.update((r.id, (r.revision, r.lease_owner)) for r in await conn.execute(query))
         ours = [task for task in tasks if held.get(task.id) == (task.revision, node)]
-        kept = [task for task in ours if task.next_run_time is not None]
-        gone = [task.id for task in ours if task.next_run_time is None]
+        kept = [task for task in ours if not is_finished(task)]
+        gone = [task.id for task in ours if is_finished(task)]
         if kept:
             await self._write_many(conn, kept)
         for start in range(0, len(gone), _CHUNK):
