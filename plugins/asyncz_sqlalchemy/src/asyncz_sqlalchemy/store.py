@@ -30,8 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from asyncz.exceptions import ConflictingIdError, StaleTaskError, TaskLookupError
-from asyncz.stores.base import is_finished
 from asyncz.nodes import NODE_RETENTION, NodeInfo
+from asyncz.stores.base import is_finished
 from asyncz_sqlalchemy import _postgres as pg
 from asyncz_sqlalchemy._base import SQLStoreBase, stamp
 from asyncz_sqlalchemy._engine import async_url
