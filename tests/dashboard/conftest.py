@@ -7,39 +7,19 @@ The browser tests (test_dashboard_browser.py) use the CLI tests' deployment inst
 
 from __future__ import annotations
 
-import textwrap
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))  # dash_helpers
+
+from dash_helpers import EVIL_ID, client_for, write_config
+
 from asyncz.operator import open_operator
 from asyncz.testing import functions
-
-TOKEN = "t0ken-for-the-dashboard-tests"
-#: An id that is also markup: every page must show it escaped.
-EVIL_ID = '<script>alert("id")</script>'
-
-
-def write_config(directory: Path, dashboard: str = f'token = "{TOKEN}"') -> Path:
-    config = directory / "asyncz.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            timezone = "UTC"
-
-            [stores.default]
-            type = "sqlalchemy"
-            database = "sqlite:///{directory / "tasks.db"}"
-
-            [dashboard]
-            """
-        )
-        + dashboard
-        + "\n"
-    )
-    return config
 
 
 @pytest.fixture
@@ -65,27 +45,7 @@ async def app(config: Path) -> AsyncIterator[object]:
         await dashboard.aclose()
 
 
-def client_for(app: object, host: str = "127.0.0.1") -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(host, 50000))  # type: ignore[arg-type]
-    return httpx.AsyncClient(transport=transport, base_url="http://dash.test")
-
-
 @pytest.fixture
 async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(app) as found:
         yield found
-
-
-async def log_in(client: httpx.AsyncClient, token: str = TOKEN) -> str:
-    """Log in through the form; return the session's CSRF token (read from a page)."""
-    page = await client.get("/login")
-    csrf = csrf_of(page.text)
-    response = await client.post("/login", data={"csrf": csrf, "token": token, "next": "/tasks"})
-    assert response.status_code == 303, response.text
-    return csrf_of((await client.get("/tasks")).text)
-
-
-def csrf_of(html: str) -> str:
-    marker = 'name="csrf" value="'
-    start = html.index(marker) + len(marker)
-    return html[start : html.index('"', start)]
