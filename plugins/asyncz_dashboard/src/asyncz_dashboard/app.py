@@ -16,6 +16,7 @@ dashboard uses that running scheduler instead and leaves its life to its owner.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -88,6 +89,7 @@ class Dashboard:
             lstrip_blocks=True,
         )
         self.templates.filters["when"] = _when
+        self.templates.filters["json"] = lambda value: json.dumps(_data.jsonable(value))
         self.templates.globals["pages"] = PAGES
         self.templates.globals["query"] = _query
         self.routes: dict[tuple[str, str], Handler] = {
