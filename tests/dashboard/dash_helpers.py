@@ -50,3 +50,8 @@ def csrf_of(html: str) -> str:
     marker = 'name="csrf" value="'
     start = html.index(marker) + len(marker)
     return html[start : html.index('"', start)]
+
+
+def fail() -> None:
+    """A task that fails with markup in its message (it must come back escaped)."""
+    raise RuntimeError("<b>disk</b> full")

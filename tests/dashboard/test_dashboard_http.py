@@ -3,6 +3,7 @@ escaping, security headers, the actions, the JSON API, settings, and mounting in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
@@ -370,3 +371,45 @@ async def test_mounts_in_starlette(config: Path) -> None:
             assert (await client.get("/ops/static/dashboard.css")).status_code == 200
     finally:
         await dashboard.aclose()
+
+
+# -- in the application's own scheduler, with its history -----------------------------------------
+async def test_in_the_applications_scheduler_runs_and_history(tmp_path: Path) -> None:
+    """``create_dashboard(scheduler)``: the application's running scheduler is a node; "run
+    now" runs the task in it, and its history (kept in its memory) shows the error and the
+    traceback, escaped."""
+    from asyncz.dashboard import create_dashboard
+    from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
+
+    scheduler = NativeAsyncIOScheduler(config_file=str(write_config(tmp_path)))
+    await scheduler.start()
+    try:
+        await scheduler.add_task_async("dash_helpers:fail", "interval", hours=1, id="boom")
+        dashboard = create_dashboard(scheduler)
+        async with client_for(dashboard) as client:
+            csrf = await log_in(client)
+            response = await client.post("/task/run", data={"csrf": csrf, "id": "boom"})
+            assert response.status_code == 303
+            assert response.headers["location"] == "/task?id=boom&done=ran"
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            runs: list[dict[str, object]] = []
+            for _ in range(100):
+                runs = (await client.get("/api/runs?outcome=error", headers=auth)).json()["runs"]
+                if runs:
+                    break
+                await asyncio.sleep(0.05)
+            assert [(r["task_id"], r["source"], r["error_type"]) for r in runs] == [
+                ("boom", "manual", "RuntimeError")
+            ]
+            page = (await client.get("/runs?outcome=error")).text
+            assert "RuntimeError: &lt;b&gt;disk&lt;/b&gt; full" in page
+            assert 'class="traceback"' in page and "in fail" in page
+            assert "<b>disk" not in page
+            task_page = (await client.get("/task?id=boom")).text
+            assert "RuntimeError" in task_page
+            assert "only this scheduler&#39;s runs are shown" in task_page
+            await client.post("/task/pause", data={"csrf": csrf, "id": "boom", "note": "broken"})
+            paused = (await client.get("/api/runs?outcome=paused", headers=auth)).json()["runs"]
+            assert [(r["task_id"], r["note"]) for r in paused] == [("boom", "broken")]
+    finally:
+        await scheduler.shutdown()

@@ -152,7 +152,7 @@ class OperatorScheduler(NativeAsyncIOScheduler):
             now = datetime.now(utc)
             upcoming = trigger_next(task)
             pending = getattr(task, "pending_runs", ())
-            task.pending_runs = (*pending, PendingRun(now, now, 1, "manual"))  # type: ignore[attr-defined]
+            task.pending_runs = (*pending, PendingRun(now, now, 1, "manual"))
             reschedule(task, upcoming)
             target = self.lookup_store(alias)
             try:

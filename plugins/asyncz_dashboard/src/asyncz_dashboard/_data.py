@@ -1,9 +1,9 @@
 """What the pages and the JSON API show, read from the operator's public API.
 
 Each function takes the open scheduler (an :class:`~asyncz.operator.OperatorScheduler`, or
-an application's own running scheduler) and returns plain data. Run history
-(``get_task_runs_async``) and pause notes are used where the installed asyncz has them;
-without them the pages say "no history".
+an application's own running scheduler) and returns plain data. The run history is read
+with ``get_task_runs_async``; a store that keeps it only in each node's memory
+(``keeps_history = False``) is named on the pages, whose runs cannot be shown here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import inspect
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ __all__ = [
     "STATES",
     "TaskQuery",
     "has_history",
+    "history_note",
     "jsonable",
     "nodes",
     "parse_trigger_options",
@@ -38,8 +38,8 @@ __all__ = [
 
 SORT_KEYS = ("id", "name", "next_run_time", "schedule_state", "executor", "store", "trigger")
 STATES = ("scheduled", "paused", "pending", "unrestorable")
-#: Where a pause note is kept when the installed asyncz has no ``pause_task(note=)``: a tag,
-#: as ``asyncz tasks pause --note`` keeps it (removed on resume).
+#: ``asyncz tasks pause --note`` keeps its note as a tag: shown as the pause note, removed on
+#: resume as the CLI does.
 NOTE_TAG = "paused-note:"
 
 
@@ -108,6 +108,20 @@ async def tasks(op: Any, query: TaskQuery) -> list[Any]:
 
 def has_history(op: Any) -> bool:
     return hasattr(op, "get_task_runs_async")
+
+
+def history_note(op: Any) -> str | None:
+    """What the pages say about the stores whose history lives in each node's memory
+    (``keeps_history = False``): an operator reads none of their runs; an application's own
+    scheduler reads its own runs only."""
+    private = [a for a, s in op.stores.items() if not getattr(s, "keeps_history", False)]
+    if not private:
+        return None
+    names = ", ".join(private)
+    stores = f"Store {names} keeps" if len(private) == 1 else f"Stores {names} keep"
+    if hasattr(op, "request_run_async"):  # an operator: no runs of its own
+        return f"{stores} run history only in each node's memory: runs there are not shown here."
+    return f"{stores} run history in each node's memory: only this scheduler's runs are shown."
 
 
 async def runs(
@@ -210,17 +224,9 @@ async def timeline_runs(
 
 # -- actions ---------------------------------------------------------------------------------
 async def pause(op: Any, task_id: str, store: str | None, note: str | None) -> Any:
-    """Pause with an optional note: the core's ``pause_task(note=)`` where it has one, else
-    the note as a tag (as ``asyncz tasks pause --note``)."""
+    """Pause with an optional note (kept with the task and in a ``paused`` history record)."""
     note = " ".join(note.split()) if note else None
-    if "note" in inspect.signature(op.pause_task_async).parameters:
-        return await op.pause_task_async(task_id, store, note=note)
-    changes: dict[str, Any] = {"next_run_time": None}
-    if note:
-        current = await find_task(op, task_id, store)
-        kept = [t for t in (current.tags if current else ()) if not t.startswith(NOTE_TAG)]
-        changes["tags"] = [*kept, f"{NOTE_TAG}{note}"]
-    return await op.update_task_async(task_id, store, **changes)
+    return await op.pause_task_async(task_id, store, note=note)
 
 
 async def resume(op: Any, task_id: str, store: str | None) -> Any:

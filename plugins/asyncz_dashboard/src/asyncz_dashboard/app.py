@@ -220,6 +220,7 @@ class Dashboard:
             current=request.path.strip("/").split("/")[0],
             read_only=self.settings.read_only,
             flash=FLASH.get(request.query.get("done", "")),
+            history_note=_data.history_note(self._scheduler) if self._scheduler else None,
             **context,
         )
         return Response(html, status)
@@ -411,10 +412,8 @@ def _limit(request: Request) -> int:
 
 
 def _outcomes() -> tuple[str, ...]:
-    try:
-        from asyncz.tasks.runs import OUTCOMES  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return ("success", "error", "missed")
+    from asyncz.tasks.runs import OUTCOMES
+
     return tuple(OUTCOMES)
 
 
