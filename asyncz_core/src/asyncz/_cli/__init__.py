@@ -1,4 +1,5 @@
-"""The operator commands of ``asyncz``: ``tasks``, ``runs``, ``nodes``, ``preview``, ``doctor``.
+"""The operator commands of ``asyncz``: ``tasks``, ``runs``, ``nodes``, ``preview``, ``doctor``,
+``dashboard``.
 
 Data path: the command's options -> :func:`asyncz._cli.common.session` (the deployment's
 configuration read as the application reads it, its stores opened by an
@@ -18,9 +19,10 @@ __all__ = ["add_commands"]
 
 
 def add_commands(group: click.Group) -> None:
+    from asyncz._cli.dashboard import dashboard
     from asyncz._cli.doctor import doctor
     from asyncz._cli.inspect import nodes, preview, runs
     from asyncz._cli.tasks import tasks
 
-    for command in (tasks, runs, nodes, preview, doctor):
+    for command in (tasks, runs, nodes, preview, doctor, dashboard):
         group.add_command(command)

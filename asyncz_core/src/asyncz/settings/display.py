@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from asyncz.settings.models import (
     DEFAULT_PREFIX,
     CoordinationSettings,
+    DashboardSettings,
     HistorySettings,
     TaskDeclaration,
     TaskDefaults,
@@ -65,6 +66,8 @@ def describe(settings: AsynczSettings, *, mask_secrets: bool = True) -> list[dic
         add(("coordination", name), getattr(settings.coordination, name))
     for name in HistorySettings.model_fields:
         add(("history", name), getattr(settings.history, name))
+    for name in DashboardSettings.model_fields:
+        add(("dashboard", name), getattr(settings.dashboard, name))
     for name in ("lock_path", "startup_delay", "shutdown_timeout"):
         add((name,), getattr(settings, name))
     rows.append(

@@ -28,6 +28,7 @@ from asyncz.settings.models import (
     DEFAULT_PREFIX,
     AsynczSettings,
     CoordinationSettings,
+    DashboardSettings,
     HistorySettings,
     Origin,
     TaskDeclaration,
@@ -124,6 +125,8 @@ def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
         model = CoordinationSettings
     elif len(loc) == 1 and loc[0] == "history":
         model = HistorySettings
+    elif len(loc) == 1 and loc[0] == "dashboard":
+        model = DashboardSettings
     elif len(loc) == 2 and loc[0] == "tasks":
         model = TaskDeclaration
     else:

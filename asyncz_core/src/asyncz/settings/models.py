@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "AsynczSettings",
     "CoordinationSettings",
+    "DashboardSettings",
     "HistorySettings",
     "Origin",
     "TaskDeclaration",
@@ -271,6 +272,57 @@ class HistorySettings(BaseModel):
     max_per_task: int = Field(default=100, ge=1)
 
 
+class DashboardSettings(BaseModel):
+    """The web dashboard (``asyncz dashboard``, ``create_dashboard()``; docs/operations.md).
+
+    Auth is required: a ``token`` (sent as ``Authorization: Bearer``, or typed in the login
+    form) and/or ``username`` + ``password`` (HTTP basic auth, or the login form). Without
+    either the dashboard refuses to start, unless ``disable_auth`` is true: then it answers
+    only requests from this machine (loopback), and ``asyncz dashboard`` only binds there.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: A secret of at least 16 characters (``ASYNCZ_DASHBOARD__TOKEN``).
+    token: SecretStr | None = None
+    #: Basic auth (and login form) user; needs ``password``.
+    username: str | None = None
+    password: SecretStr | None = None
+    #: No auth: only for a dashboard that answers requests from this machine alone.
+    disable_auth: bool = False
+    #: Key that signs session cookies and CSRF tokens; unset: a random key per process
+    #: (sessions end when it restarts). Set the same one on dashboards behind one address.
+    session_secret: SecretStr | None = None
+    #: Seconds a login lasts.
+    session_lifetime: float = Field(default=12 * 3600.0, gt=0, le=30 * 86400)
+    #: Pages and the JSON API only: every action is refused (403) and not offered.
+    read_only: bool = False
+
+    @field_validator("token", "password", "session_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (a shorter secret is guessable)")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or ":" in value):
+            raise ValueError("must be a non-empty name without ':'")
+        return value
+
+    @model_validator(mode="after")
+    def _user_and_password(self) -> DashboardSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both, or neither")
+        return self
+
+    @property
+    def auth_configured(self) -> bool:
+        return self.token is not None or self.username is not None
+
+
 class TaskDeclaration(BaseModel):
     """One task of the ``tasks`` table, as ``asyncz run`` adds it (the table key is its id).
 
@@ -397,6 +449,8 @@ class AsynczSettings(BaseSettings):
     logger_name: str | None = None
     #: The class that creates loggers (``asyncz.schedulers.base.ClassicLogging`` by default).
     loggers_class: LoggersClass = None
+    #: The web dashboard: auth, sessions (``asyncz.dashboard.token`` ...).
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     #: Key that signs pickled tasks (``ASYNCZ_SECRET_KEY``).
     secret_key: SecretStr | None = None
     #: Task id -> declaration, for ``asyncz run``.
