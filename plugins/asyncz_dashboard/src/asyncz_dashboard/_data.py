@@ -38,9 +38,6 @@ __all__ = [
 
 SORT_KEYS = ("id", "name", "next_run_time", "schedule_state", "executor", "store", "trigger")
 STATES = ("scheduled", "paused", "pending", "unrestorable")
-#: ``asyncz tasks pause --note`` keeps its note as a tag: shown as the pause note, removed on
-#: resume as the CLI does.
-NOTE_TAG = "paused-note:"
 
 
 def jsonable(value: Any) -> Any:
@@ -166,10 +163,7 @@ async def task_detail(op: Any, task_id: str, store: str | None) -> dict[str, Any
         return None
     upcoming = await preview(op, info.id, 10, info.store) if info.reason is None else []
     history = await runs(op, info.id, store=info.store, limit=50) if info.store else []
-    note = getattr(info, "pause_note", None) or next(
-        (t[len(NOTE_TAG) :] for t in info.tags if t.startswith(NOTE_TAG)), None
-    )
-    return {"task": info, "next_runs": upcoming, "runs": history, "pause_note": note}
+    return {"task": info, "next_runs": upcoming, "runs": history, "pause_note": info.pause_note}
 
 
 async def nodes(op: Any) -> list[dict[str, Any]]:
@@ -230,10 +224,6 @@ async def pause(op: Any, task_id: str, store: str | None, note: str | None) -> A
 
 
 async def resume(op: Any, task_id: str, store: str | None) -> Any:
-    current = await find_task(op, task_id, store)
-    if current is not None and any(t.startswith(NOTE_TAG) for t in current.tags):
-        kept = [t for t in current.tags if not t.startswith(NOTE_TAG)]
-        await op.update_task_async(task_id, store, tags=kept)
     return await op.resume_task_async(task_id, store)
 
 
