@@ -558,14 +558,22 @@ class MongoDBStore(PersistentStore):
         return written
 
     async def heartbeat(self, node: NodeInfo) -> None:
-        """Record the node, extend its claims and prune old records (concurrently)."""
+        """Record the node, extend its claims and prune old records (concurrently).
+
+        Only claims with less than half a lease left are extended (to ``beat + lease``):
+        heartbeats come every quarter lease, so no live node's claim lapses, and a pass
+        shorter than half a lease costs no rewrite of the documents it holds (each is a
+        write on the server)."""
         collection = await self._collection()
         beat = node.last_heartbeat.timestamp()
         until = beat + node.lease
         await asyncio.gather(
             self._record(node),
             collection.update_many(
-                {"lease_owner": node.identity, "lease_until": {"$lt": until, "$ne": None}},
+                {
+                    "lease_owner": node.identity,
+                    "lease_until": {"$lt": beat + node.lease / 2, "$ne": None},
+                },
                 {"$set": {"lease_until": until, "due_at": until}},
             ),
             self._nodes().delete_many({"ends_at": {"$lt": beat - NODE_RETENTION}}),
