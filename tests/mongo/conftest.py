@@ -49,8 +49,10 @@ def _mongoeco_python() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def start_mongoeco() -> TemporaryMongoeco:
-    server = TemporaryMongoeco(_mongoeco_python())
+def start_mongoeco(*, persistent: bool = True) -> TemporaryMongoeco:
+    """A started mongoeco server; ``persistent=False``: its in-memory engine (documents lost
+    on restart, each write about 3x cheaper than on its SQLite engine)."""
+    server = TemporaryMongoeco(_mongoeco_python(), persistent=persistent)
     try:
         server.start()
     except MongoUnavailable as exc:

@@ -23,7 +23,7 @@ from asyncz import events as ev
 from asyncz.exceptions import ConfigurationError, ConflictingIdError
 from asyncz.registry import create
 from asyncz.schedulers.asyncio import AsyncIOScheduler
-from asyncz.stores.base import BaseStore, LoopThread, call
+from asyncz.stores.base import BaseStore, LoopThread, attach_io_loop, call
 from asyncz.testing import MISSING_FUNCTION, assert_same_task, functions, make_task, wait_until
 from asyncz_mongo import FALLBACK_POLL, MongoDBStore
 from asyncz_mongo.testing import TemporaryMongoeco
@@ -398,6 +398,67 @@ def test_a_partly_refused_write_back_tells_which_were_written(harness: Harness) 
     assert stored["p0"]["next_run_time"] == at(500).timestamp()
     assert stored["p1"]["next_run_time"] == at(1).timestamp()  # the operator's write
     assert stored["p3"]["lease_owner"] == "node-b"  # not deleted: node-b holds it
+
+
+class AfterWriteBack(monitoring.CommandListener):
+    """Runs ``action`` (once, blocking the store's I/O loop) when a write-back's first
+    command has succeeded, before the store reads back which of its writes landed."""
+
+    def __init__(self) -> None:
+        self.action: Any = None
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        action, self.action = self.action, None
+        if action is not None and event.command_name == "update":
+            action()
+        elif action is not None:
+            self.action = action
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_write_that_landed_is_told_even_if_another_node_wrote_the_task_since(
+    harness: Harness,
+) -> None:
+    # node-a writes back p0 (lands) and p1 (refused: node-b took it over); before node-a
+    # reads back which landed, node-b claims p0 (due again) and writes it back too. node-a's
+    # write of p0 landed: its runs must be submitted, not reported refused.
+    hook = AfterWriteBack()
+    store = harness.store(event_listeners=[hook])
+    # node-b on an I/O loop of its own: it acts while node-a's I/O loop waits for it.
+    other_io = LoopThread("node-b-io")
+    other = MongoDBStore(database=DATABASE, collection=harness.collection, url=harness.url)
+    attach_io_loop(other, other_io.start())
+    try:
+        harness.run(other.start(harness.host, "default"), other)
+        harness.run(store.add_tasks([make_task(f"p{i}", at(i)) for i in range(2)]), store)
+        [p0] = harness.run(store.acquire_due_tasks("node-a", at(10), 60.0, 1), store)
+        [p1] = harness.run(store.acquire_due_tasks("node-a", at(10), 1.0, 1), store)
+        taken = harness.run(other.acquire_due_tasks("node-b", at(12), 60.0, 9), other)
+        assert [t.id for t in taken] == ["p1"]
+
+        def node_b_writes_p0() -> None:
+            [again] = harness.run(other.acquire_due_tasks("node-b", at(30), 60.0, 9), other)
+            assert again.id == "p0"
+            again.next_run_time = at(40)
+            assert harness.run(other.release_tasks("node-b", [again]), other) == [again]
+
+        hook.action = node_b_writes_p0
+        p0.next_run_time = at(20)
+        p1.next_run_time = at(20)
+        written = harness.run(store.release_tasks("node-a", [p0, p1]), store)
+        assert hook.action is None  # node-b did write p0 in between
+        assert [t.id for t in written] == ["p0"]
+        stored = harness.raw().find_one({"_id": "p0"})
+        assert stored is not None
+        assert stored["next_run_time"] == at(40).timestamp()
+    finally:
+        harness.run(other.shutdown(), other)
+        other_io.stop()
 
 
 def test_a_lapsed_claim_nobody_took_is_still_written_back(harness: Harness) -> None:

@@ -14,7 +14,8 @@ One document per task, keyed by the task id::
         "due_at": 1767225600.0,          # next_run_time, or lease_until while claimed
         "lease_owner": null,             # the node (scheduler identity) holding a claim
         "lease_until": null,             # when that claim lapses
-        "token": null,                   # random id of the last claim or write-back
+        "token": null,                   # random id of the last claim
+        "writes": ["..."],               # the last few write-back tokens (after one)
     }
 
 The store is *coordinated* (several schedulers, "nodes", share the collection). A node
@@ -27,7 +28,8 @@ third query reads back the documents carrying the token (payload and revision as
 A batch costs three round trips however many tasks it holds. A write-back is one
 ``bulk_write`` of ``UpdateOne`` / ``DeleteOne`` filtered by ``_id``, ``revision`` and
 ``lease_owner`` (refused when a management write or another node came first); when its
-counts say some were refused, the write-back token tells which. A claim whose node died
+counts say some were refused, a read of the documents whose ``writes`` hold its token
+tells which (exact even when another node wrote a task in between). A claim whose node died
 lapses by itself: its ``due_at`` (the lease end) comes due. Node records live in
 ``<collection>.nodes``.
 
@@ -93,6 +95,9 @@ _CLAIM_ATTEMPTS = 4
 #: Under contention a node reads this many times the candidates it wants and claims a random
 #: sample of them, so that nodes claiming at once mostly pick different documents.
 _SPREAD = 4
+#: Write-back tokens a document keeps (``writes``): a partly refused write-back reads them
+#: back to tell which of its writes landed, even when other nodes wrote the task since.
+_WRITES_KEPT = 8
 #: Poll interval (seconds) of a store whose server has no change streams, unless set.
 FALLBACK_POLL = 1.0
 
@@ -500,8 +505,12 @@ class MongoDBStore(PersistentStore):
                 operations.append(DeleteOne(fence))
             else:
                 updates.append(task)
-                fields = {**self._fields(task), "token": token}
-                operations.append(UpdateOne(fence, {"$set": fields, "$inc": {"revision": 1}}))
+                change = {
+                    "$set": self._fields(task),
+                    "$inc": {"revision": 1},
+                    "$push": {"writes": {"$each": [token], "$slice": -_WRITES_KEPT}},
+                }
+                operations.append(UpdateOne(fence, change))
         result = await collection.bulk_write(operations, ordered=False)
         if result.matched_count == len(updates) and result.deleted_count == len(deletes):
             written = {id(task) for task in tasks}
@@ -521,13 +530,18 @@ class MongoDBStore(PersistentStore):
         result: Any,
     ) -> set[int]:
         """Which writes of a partly refused write-back were applied: an update left its
-        token; a delete left nothing, which is ours when the count of deletions says so."""
-        ids = [task.id for task in (*updates, *deletes)]
-        stored = {
-            doc["_id"]: doc.get("token")
-            async for doc in collection.find({"_id": {"$in": ids}}, {"token": 1})
-        }
-        written = {id(task) for task in updates if stored.get(task.id) == token}
+        token among the document's last write-back tokens (``writes``, kept even if other
+        nodes wrote the task since); a delete left nothing, which is ours when the count of
+        deletions says so."""
+        mine: set[str] = set()
+        if updates:
+            query = {"_id": {"$in": [task.id for task in updates]}, "writes": token}
+            mine = {doc["_id"] async for doc in collection.find(query, {"_id": 1})}
+        written = {id(task) for task in updates if task.id in mine}
+        if not deletes:
+            return written
+        cursor = collection.find({"_id": {"$in": [task.id for task in deletes]}}, {"_id": 1})
+        stored = {doc["_id"] async for doc in cursor}
         gone = [task for task in deletes if task.id not in stored]
         if result.deleted_count == len(gone):
             written.update(id(task) for task in gone)
@@ -544,14 +558,22 @@ class MongoDBStore(PersistentStore):
         return written
 
     async def heartbeat(self, node: NodeInfo) -> None:
-        """Record the node, extend its claims and prune old records (concurrently)."""
+        """Record the node, extend its claims and prune old records (concurrently).
+
+        Only claims with less than half a lease left are extended (to ``beat + lease``):
+        heartbeats come every quarter lease, so no live node's claim lapses, and a pass
+        shorter than half a lease costs no rewrite of the documents it holds (each is a
+        write on the server)."""
         collection = await self._collection()
         beat = node.last_heartbeat.timestamp()
         until = beat + node.lease
         await asyncio.gather(
             self._record(node),
             collection.update_many(
-                {"lease_owner": node.identity, "lease_until": {"$lt": until, "$ne": None}},
+                {
+                    "lease_owner": node.identity,
+                    "lease_until": {"$lt": beat + node.lease / 2, "$ne": None},
+                },
                 {"$set": {"lease_until": until, "due_at": until}},
             ),
             self._nodes().delete_many({"ends_at": {"$lt": beat - NODE_RETENTION}}),
