@@ -20,7 +20,7 @@ Scenarios (every one bounded in time; every node and server is stopped at the en
   APScheduler 4: ``acquire_schedules``). The tasks it held are written to a file first;
   takeover = how late their fire times ran on the other nodes (within lease + a little:
   asyncz's bound). The run continues for lease + 6 s after the window.
-* ``round-trips``: 1 node, 100 tasks every second, store calls and backend round trips
+* ``round-trips``: 1 node, 100 tasks every second, the default lease (10 s), store calls and backend round trips
   counted in the node (store methods wrapped on the instance; Redis: commands/pipelines sent
   by redis-py; SQL: statements, BEGIN, COMMIT from SQLAlchemy's engine events), for this
   tree (coordinated stores: acquire + release) and for commit 84fdcc2 (before coordination:
@@ -215,10 +215,11 @@ class Harness:
     def run(
         self, lib: str, kind: str, scenario: str, nodes: int, n: int, *, window: float = 0,
         kill_at: float | None = None, count: bool = False, old: bool = False,
+        lease: float | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        lease = self.args.lease
+        lease = lease or self.args.lease
         lead = self.args.lead if lib == "asyncz" else self.args.lead + n * 0.004
-        for attempt in range(2):
+        for _attempt in range(2):
             result = self._run_once(lib, kind, scenario, nodes, n, window, kill_at, count, old,
                                     lease, lead)  # fmt: skip
             if result.get("error") or result.get("started_in_time", True):
@@ -301,7 +302,9 @@ class Harness:
         time.sleep(0.1)
         stats = [next((x["stats"] for x in got if "stats" in x), None) for got in lines]
         records, _ = _read(work, nodes)
-        held = json.loads((work / "held.json").read_text()) if (work / "held.json").exists() else None
+        held = (
+            json.loads((work / "held.json").read_text()) if (work / "held.json").exists() else None
+        )
         result = analyse(scenario, records, n, t0, window, held, lease, stats, stopped_at)
         result.update(lib=lib, store=kind, scenario=scenario, nodes=nodes, n=n, lease=lease,
                       version=loaded.get("version"), loading_s=round(loaded["seconds"], 2),
@@ -483,7 +486,7 @@ def render_section(results: dict[str, Any]) -> str:
         lines.append("")
     rts = [r for r in runs if r.get("scenario") == "round-trips" and "calls" in r]
     if rts:
-        lines += ["### What coordination costs per pass (1 node, 100 tasks due each second)", "",
+        lines += ["### What coordination costs per pass (1 node, 100 tasks due each second, lease 10 s)", "",
                   "Store calls and backend round trips (Redis: commands or pipelines sent; SQL: "
                   "statements + BEGIN + COMMIT) per pass that found due tasks; every store call "
                   "of the window is counted, heartbeats and wake-ups included.", "",
@@ -550,18 +553,19 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         for kind in lib_stores:
             if not only or "burst" in only:
                 for nodes in (1, 2, 3):
-                    steps.append(dict(lib=lib, kind=kind, scenario="burst", nodes=nodes,
-                                      n=burst_n))  # fmt: skip
+                    steps.append({"lib": lib, "kind": kind, "scenario": "burst", "nodes": nodes,
+                                      "n": burst_n})  # fmt: skip
             if not only or "steady" in only:
-                steps.append(dict(lib=lib, kind=kind, scenario="steady", nodes=3, n=100,
-                                  window=window))  # fmt: skip
+                steps.append({"lib": lib, "kind": kind, "scenario": "steady", "nodes": 3, "n": 100,
+                                  "window": window})  # fmt: skip
             if not only or "kill" in only:
-                steps.append(dict(lib=lib, kind=kind, scenario="kill", nodes=3, n=100,
-                                  window=window, kill_at=kill_at))  # fmt: skip
+                steps.append({"lib": lib, "kind": kind, "scenario": "kill", "nodes": 3, "n": 100,
+                                  "window": window, "kill_at": kill_at})  # fmt: skip
             if lib == "asyncz" and (not only or "round-trips" in only):
                 for old in (False, True):
-                    steps.append(dict(lib=lib, kind=kind, scenario="round-trips", nodes=1,
-                                      n=100, window=5 if quick else 10, count=True, old=old))  # fmt: skip
+                    steps.append({"lib": lib, "kind": kind, "scenario": "round-trips", "nodes": 1,
+                                      "n": 100, "window": 5 if quick else 10, "count": True, "old": old,
+                                      "lease": 10.0})  # fmt: skip
     return steps
 
 
