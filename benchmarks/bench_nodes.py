@@ -225,6 +225,8 @@ class Harness:
             if result.get("error") or result.get("started_in_time", True):
                 break
             lead *= 2  # the nodes were not all up before the first due instant: once more
+        if "error" in result:
+            result.update(lib=lib, store=kind, scenario=scenario, nodes=nodes, n=n)
         label = f"{lib}{' @' + OLD_COMMIT if old else ''} {kind} {scenario} x{nodes}"
         brief = result.get("error") or {
             k: result[k] for k in ("runs", "duplicates", "lost", "fires_per_s", "takeover_s",
@@ -308,7 +310,7 @@ class Harness:
         result = analyse(scenario, records, n, t0, window, held, lease, stats, stopped_at)
         result.update(lib=lib, store=kind, scenario=scenario, nodes=nodes, n=n, lease=lease,
                       version=loaded.get("version"), loading_s=round(loaded["seconds"], 2),
-                      started_in_time=ready < t0 - 0.2)  # fmt: skip
+                      started_in_time=ready < t0 - 0.2, ready_minus_due_s=round(ready - t0, 2))  # fmt: skip
         if old:
             result["tree"] = OLD_COMMIT
         if any(p.returncode not in (0, -signal.SIGKILL) for p in procs):
@@ -444,7 +446,7 @@ def render_section(results: dict[str, Any]) -> str:
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
         for r in burst:
             if "error" in r and "runs" not in r:
-                lines.append(f"| {r['lib']} | {r['store']} | {r['nodes']} | {r['n']:,} | "
+                lines.append(f"| {r['lib']} | {r['store']} | {r['nodes']} | {r.get('n', 0):,} | "
                              f"{r['error']} ||||||| ")  # fmt: skip
                 continue
             lines.append(
@@ -508,6 +510,12 @@ def render_section(results: dict[str, Any]) -> str:
                 f"{busy} | {total_calls:.2f} | {total_trips:.2f} | {detail} |"
             )
         lines.append("")
+    late = [r for r in runs if r.get("started_in_time") is False]
+    if late:
+        lines += ["Not a fair start (the nodes were up only after the first due instant, even "
+                  "with the lead doubled; figures kept as measured): "
+                  + "; ".join(f"{r['lib']} {r['store']} {r['scenario']} ×{r['nodes']} (loading "
+                              f"took {r.get('loading_s')} s)" for r in late) + ".", ""]  # fmt: skip
     errors = [r for r in runs if r.get("node_errors")]
     notes = results.get("notes", [])
     if any(r.get("timed_out") for r in burst):
