@@ -489,7 +489,13 @@ def render(results: dict[str, Any]) -> str:
         for script, data in benches.items():
             lines.append(f"- `{script}`: `{json.dumps(data)}`")
     lines += ["", LIMITS, "", WAKEUP, "", NOTES]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    nodes = BENCH / "results" / "nodes.json"
+    if nodes.exists():  # kept when the doc is rewritten: written by benchmarks/bench_nodes.py
+        from bench_nodes import render_section
+
+        text += "\n" + render_section(json.loads(nodes.read_text()))
+    return text
 
 
 LIMITS = """## What bounds some figures
