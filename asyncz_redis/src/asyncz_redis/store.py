@@ -25,6 +25,7 @@ from asyncz.nodes import NODE_RETENTION, NodeInfo
 from asyncz.stores.base import PersistentStore
 from asyncz_redis import _scripts
 from asyncz_redis._changes import ChangeListener
+from asyncz_redis._history import RedisHistory
 
 if TYPE_CHECKING:
     from asyncz.abc import SchedulerHandle
@@ -64,7 +65,7 @@ def _payload(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-class RedisStore(PersistentStore):
+class RedisStore(RedisHistory, PersistentStore):
     """Tasks in Redis: payloads in the hash ``tasks_key`` (id -> serialized task) and due
     times in the sorted set ``run_times_key`` (id -> POSIX timestamp: the next run time, or
     the end of the lease while a node holds the task; paused tasks absent). Beside them, keys
@@ -93,6 +94,7 @@ class RedisStore(PersistentStore):
 
     uses_io_loop = True
     coordinated: ClassVar[bool] = True
+    keeps_history: ClassVar[bool] = True
     kind = "redis"
     connection_errors = (redis.ConnectionError, redis.TimeoutError)
 
@@ -151,6 +153,7 @@ class RedisStore(PersistentStore):
         #: is releasing, every claim it holds. Any other node's first acquire ends its
         #: leftover claims (see _scripts.ACQUIRE), which heartbeats would extend forever.
         self._settled: set[str] = set()
+        self._history_keys()
 
     def _claimed_key(self, node: str) -> str:
         """The set of the ids ``node`` holds."""
@@ -239,8 +242,9 @@ class RedisStore(PersistentStore):
         await client.ping()
         # Loaded up front, so that every operation is one EVALSHA even on a fresh server.
         scripts = (self._add, self._update, self._due, self._next, self._acquire)
+        history = self._history_scripts(client)
         async with client.pipeline(transaction=False) as pipe:
-            for script in (*scripts, self._release, self._heartbeat, self._leave):
+            for script in (*scripts, self._release, self._heartbeat, self._leave, *history):
                 pipe.script_load(script.script)
             await pipe.execute()
         await self._check_persistence(client)
