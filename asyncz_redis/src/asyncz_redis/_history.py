@@ -46,8 +46,15 @@ _DATES = tuple(
     if name in ("scheduled_run_time", "submitted_at", "started_at", "finished_at")
 )
 _FIELDS = len(RunRecord._fields)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 _COMMON = """
+local function sliced(command, key, items, width)  -- one call per slice (unpack has a limit)
+  local step = 1000 * width
+  for i = 1, #items, step do
+    redis.call(command, key, unpack(items, i, math.min(i + step - 1, #items)))
+  end
+end
 local function bodies(hash, refs)  -- HMGET in slices (unpack has a limit)
   local out = {}
   for i = 1, #refs, 1000 do
@@ -58,20 +65,37 @@ local function bodies(hash, refs)  -- HMGET in slices (unpack has a limit)
 end
 """
 
-# KEYS: bodies, by_time, tasks, dirty, then the per-task set of each record. ARGV: (task id,
-# ref, score, body) of each record.
-ADD_RUNS = """
+# KEYS: bodies, by_time, tasks, dirty, then the set of each task that has records in the
+# batch. ARGV, for each of those tasks: its id, its record count, then (ref, score, body) of
+# each record. Few calls per batch: HSET / ZADD / SADD take many members at once.
+ADD_RUNS = (
+    _COMMON
+    + """
+local fields, times, ids, j = {}, {}, {}, 1
 for i = 5, #KEYS do
-  local j = (i - 5) * 4
-  local task, ref, score = ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]
-  redis.call('HSET', KEYS[1], ref, ARGV[j + 4])
-  redis.call('ZADD', KEYS[2], score, ref)
-  redis.call('ZADD', KEYS[i], score, ref)
-  redis.call('SADD', KEYS[3], task)
-  redis.call('SADD', KEYS[4], task)
+  local count = tonumber(ARGV[j + 1])
+  ids[#ids + 1] = ARGV[j]
+  j = j + 2
+  local own = {}
+  for _ = 1, count do
+    local ref, score = ARGV[j], ARGV[j + 1]
+    fields[#fields + 1] = ref
+    fields[#fields + 1] = ARGV[j + 2]
+    times[#times + 1] = score
+    times[#times + 1] = ref
+    own[#own + 1] = score
+    own[#own + 1] = ref
+    j = j + 3
+  end
+  sliced('ZADD', KEYS[i], own, 2)
 end
-return #KEYS - 4
+sliced('HSET', KEYS[1], fields, 2)
+sliced('ZADD', KEYS[2], times, 2)
+sliced('SADD', KEYS[3], ids, 1)
+sliced('SADD', KEYS[4], ids, 1)
+return #fields / 2
 """
+)
 
 # KEYS: an index (by_time or a task's set), bodies. ARGV: lowest score ("-inf": any), limit
 # (-1: all), then the outcomes wanted (none: any). Bodies newest first.
@@ -177,7 +201,7 @@ def encode_run(record: RunRecord) -> str:
         value = values[i]
         if value is not None:
             values[i] = value.isoformat()
-    return json.dumps(values, separators=(",", ":"))
+    return _dumps(values)
 
 
 def decode_run(body: bytes | str) -> RunRecord:
@@ -227,13 +251,17 @@ class RedisHistory:
         head = [self.runs_key, self.runs_by_time_key, *self._runs_sets]
         prefix = self.runs_task_prefix
         for start in range(0, len(records), ADD_CHUNK):
-            keys = list(head)
-            args: list[Any] = []
+            by_task: dict[str, list[Any]] = {}
             for record in records[start : start + ADD_CHUNK]:
-                keys.append(prefix + record.task_id)
-                args += (record.task_id, run_ref(record), repr(record.time.timestamp()))
-                args.append(encode_run(record))
-            calls.append((keys, args))
+                task_id = record.task_id
+                own = by_task.get(task_id)
+                if own is None:
+                    own = by_task[task_id] = []
+                own += (run_ref(record), repr(record.time.timestamp()), encode_run(record))
+            args: list[Any] = []
+            for task_id, own in by_task.items():
+                args += (task_id, len(own) // 3, *own)
+            calls.append(([*head, *(prefix + task_id for task_id in by_task)], args))
         if len(calls) == 1:
             keys, args = calls[0]
             await self._add_runs(keys=keys, args=args)
