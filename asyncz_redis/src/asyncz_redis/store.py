@@ -26,6 +26,7 @@ from asyncz.stores.base import PersistentStore
 from asyncz_redis import _scripts
 from asyncz_redis._changes import ChangeListener
 from asyncz_redis._history import RedisHistory
+from asyncz_redis._server import warn_without_persistence
 
 if TYPE_CHECKING:
     from asyncz.abc import SchedulerHandle
@@ -44,13 +45,6 @@ def _score(task: Task) -> str:
 def _run_time_order(task: Task) -> datetime:
     when = task.next_run_time
     return when if isinstance(when, datetime) else _NEVER
-
-
-def _config_value(reply: Any, name: str) -> str:
-    """A value of a CONFIG GET reply (keys are bytes without decode_responses)."""
-    items = {_text(k): v for k, v in dict(reply).items()}
-    value = items.get(name)
-    return _text(value) if value is not None else ""
 
 
 def _new_generation() -> str:
@@ -247,28 +241,8 @@ class RedisStore(RedisHistory, PersistentStore):
             for script in (*scripts, self._release, self._heartbeat, self._leave, *history):
                 pipe.script_load(script.script)
             await pipe.execute()
-        await self._check_persistence(client)
+        await warn_without_persistence(client, self)
         await self._check_marker(client)
-
-    async def _check_persistence(self, client: Redis) -> None:
-        """Warn when the server would lose every task on a restart (no RDB snapshots and
-        no append-only file); a server that refuses CONFIG is given the benefit of the doubt."""
-        try:
-            save = await client.config_get("save")
-            appendonly = await client.config_get("appendonly")
-        except redis.ResponseError as exc:
-            self.logger.debug("Cannot check the persistence of %s: %s", self.address(), exc)
-            return
-        snapshots = _config_value(save, "save").strip()
-        aof = _config_value(appendonly, "appendonly")
-        if not snapshots and aof.strip().lower() != "yes":
-            self.logger.warning(
-                'Store %r: the Redis server at %s runs without persistence (save "", '
-                "appendonly no): a restart of the server loses every task. See 'Durability' in "
-                "docs/stores.md",
-                self.alias,
-                self.address(),
-            )
 
     async def _check_marker(self, client: Redis) -> None:
         fresh = _new_generation()
