@@ -25,6 +25,8 @@ from asyncz.nodes import NODE_RETENTION, NodeInfo
 from asyncz.stores.base import PersistentStore, is_finished
 from asyncz_redis import _scripts
 from asyncz_redis._changes import ChangeListener
+from asyncz_redis._history import RedisHistory
+from asyncz_redis._server import warn_without_persistence
 
 if TYPE_CHECKING:
     from asyncz.abc import SchedulerHandle
@@ -45,13 +47,6 @@ def _run_time_order(task: Task) -> datetime:
     return when if isinstance(when, datetime) else _NEVER
 
 
-def _config_value(reply: Any, name: str) -> str:
-    """A value of a CONFIG GET reply (keys are bytes without decode_responses)."""
-    items = {_text(k): v for k, v in dict(reply).items()}
-    value = items.get(name)
-    return _text(value) if value is not None else ""
-
-
 def _new_generation() -> str:
     return f"{uuid.uuid4().hex} {datetime.now(timezone.utc).isoformat()}"
 
@@ -64,7 +59,7 @@ def _payload(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-class RedisStore(PersistentStore):
+class RedisStore(RedisHistory, PersistentStore):
     """Tasks in Redis: payloads in the hash ``tasks_key`` (id -> serialized task) and due
     times in the sorted set ``run_times_key`` (id -> POSIX timestamp: the next run time, or
     the end of the lease while a node holds the task; paused tasks absent). Beside them, keys
@@ -93,6 +88,7 @@ class RedisStore(PersistentStore):
 
     uses_io_loop = True
     coordinated: ClassVar[bool] = True
+    keeps_history: ClassVar[bool] = True
     kind = "redis"
     connection_errors = (redis.ConnectionError, redis.TimeoutError)
 
@@ -151,6 +147,7 @@ class RedisStore(PersistentStore):
         #: is releasing, every claim it holds. Any other node's first acquire ends its
         #: leftover claims (see _scripts.ACQUIRE), which heartbeats would extend forever.
         self._settled: set[str] = set()
+        self._history_keys()
 
     def _claimed_key(self, node: str) -> str:
         """The set of the ids ``node`` holds."""
@@ -239,32 +236,13 @@ class RedisStore(PersistentStore):
         await client.ping()
         # Loaded up front, so that every operation is one EVALSHA even on a fresh server.
         scripts = (self._add, self._update, self._due, self._next, self._acquire)
+        history = self._history_scripts(client)
         async with client.pipeline(transaction=False) as pipe:
-            for script in (*scripts, self._release, self._heartbeat, self._leave):
+            for script in (*scripts, self._release, self._heartbeat, self._leave, *history):
                 pipe.script_load(script.script)
             await pipe.execute()
-        await self._check_persistence(client)
+        await warn_without_persistence(client, self)
         await self._check_marker(client)
-
-    async def _check_persistence(self, client: Redis) -> None:
-        """Warn when the server would lose every task on a restart (no RDB snapshots and
-        no append-only file); a server that refuses CONFIG is given the benefit of the doubt."""
-        try:
-            save = await client.config_get("save")
-            appendonly = await client.config_get("appendonly")
-        except redis.ResponseError as exc:
-            self.logger.debug("Cannot check the persistence of %s: %s", self.address(), exc)
-            return
-        snapshots = _config_value(save, "save").strip()
-        aof = _config_value(appendonly, "appendonly")
-        if not snapshots and aof.strip().lower() != "yes":
-            self.logger.warning(
-                'Store %r: the Redis server at %s runs without persistence (save "", '
-                "appendonly no): a restart of the server loses every task. See 'Durability' in "
-                "docs/stores.md",
-                self.alias,
-                self.address(),
-            )
 
     async def _check_marker(self, client: Redis) -> None:
         fresh = _new_generation()
