@@ -182,11 +182,11 @@ def test_configuration_dictionary_at_construction(page_stores: dict[str, Any]) -
         assert type(scheduler.stores["default"]).__mro__[1].__name__ == "RedisStore"
         assert scheduler.stores["default"].database == 0
         assert scheduler.executors["pool"].max_workers == 20
-        assert scheduler.task_defaults == {
-            "coalesce": False,
-            "max_instances": 3,
-            "misfire_grace_time": 1.0,
-        }
+        defaults = scheduler.task_defaults
+        assert (defaults["coalesce"], defaults["max_instances"]) == (False, 3)
+        assert defaults["misfire_grace_time"] == 1.0
+        # The run policies (issue 17) keep their defaults.
+        assert (defaults["retries"], defaults["overlap"], defaults["timeout"]) == (0, "skip", None)
         run_a_task_in_each_store(scheduler, page_stores)
 
 
