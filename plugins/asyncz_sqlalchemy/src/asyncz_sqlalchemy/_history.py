@@ -7,10 +7,11 @@ index ``(task_id, at DESC, seq DESC)`` (one task) or ``(at, seq)`` (every task).
 :meth:`~SQLHistory.get_last_runs` takes the newest record of each task in one statement: an
 index seek per task (``LATERAL`` on PostgreSQL, a correlated ``LIMIT 1`` subquery on
 SQLite). :meth:`~SQLHistory.prune_runs` deletes by age through ``(at, seq)`` and, per task,
-the rows ranked (``row_number()``) past ``max_per_task``: the whole table on the first prune
-of a store instance (or when ``max_per_task`` changed), afterwards only the tasks this
-instance wrote records of since (every node prunes what it wrote). Deletes are bounded:
-at most :data:`PRUNE_BATCH` rows per statement.
+the rows ranked (``row_number()`` over the task's index range) past ``max_per_task``: of
+every task with too many records on the first prune of a store instance (or when
+``max_per_task`` changed; one grouped pass over the index finds them), afterwards only of the
+tasks this instance wrote records of since (every node prunes what it wrote). Deletes are
+bounded: at most :data:`PRUNE_BATCH` rows per statement, for at most 1,000 tasks.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = ["PRUNE_BATCH", "SQLHistory"]
 
 #: Rows one pruning statement deletes at most (it repeats while there are more).
 PRUNE_BATCH = 5000
+#: Tasks whose records one per-task pruning statement ranks.
+_PRUNE_TASKS = 1000
 
 _UTC = timezone.utc
 _fromtimestamp = datetime.fromtimestamp
@@ -153,24 +156,34 @@ class SQLHistory(SQLStoreBase):
         t = self.runs_table
         old = sa.select(t.c.seq).where(t.c.at < now.timestamp() - max_age)
         await self._delete_bounded(old.order_by(t.c.at, t.c.seq))
-        if self._runs_swept == max_per_task:
-            touched, self._runs_touched = self._runs_touched, set()
-            if not touched:
-                return
-        else:
-            touched = None  # the whole table: first prune, or another max_per_task
-        rank = sa.func.row_number().over(
-            partition_by=t.c.task_id, order_by=(t.c.at.desc(), t.c.seq.desc())
-        )
-        ranked = sa.select(t.c.seq, rank.label("rank"))
-        if touched is not None:
-            ranked = ranked.where(self._among(t.c.task_id, sorted(touched)))
-        sub = ranked.subquery("ranked")
+        touched, self._runs_touched = self._runs_touched, set()
         try:
-            await self._delete_bounded(sa.select(sub.c.seq).where(sub.c.rank > max_per_task))
+            if self._runs_swept == max_per_task:
+                ids = sorted(touched)
+            else:
+                # First prune of this instance, or another max_per_task: every task that
+                # has too many records (one pass over the (task_id, ...) index).
+                over = (
+                    sa.select(t.c.task_id)
+                    .group_by(t.c.task_id)
+                    .having(sa.func.count() > max_per_task)
+                )
+                ids = [row.task_id for row in await self._fetch(over)]
+            rank = sa.func.row_number().over(
+                partition_by=t.c.task_id, order_by=(t.c.at.desc(), t.c.seq.desc())
+            )
+            for start in range(0, len(ids), _PRUNE_TASKS):
+                chunk = ids[start : start + _PRUNE_TASKS]
+                ranked = (
+                    sa.select(t.c.seq, rank.label("rank"))
+                    .where(self._among(t.c.task_id, chunk))
+                    .subquery("ranked")
+                )
+                await self._delete_bounded(
+                    sa.select(ranked.c.seq).where(ranked.c.rank > max_per_task)
+                )
         except BaseException:
-            if touched is not None:
-                self._runs_touched |= touched
+            self._runs_touched |= touched
             raise
         self._runs_swept = max_per_task
 
