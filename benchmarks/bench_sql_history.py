@@ -130,8 +130,12 @@ def burst(url: str, count: int, history: bool, proxy: CountingProxy | None) -> d
         if classify(sql) == "claim" and cursor.rowcount and cursor.rowcount > 0:
             claimed["batches"] += 1
 
+    def connected(dbapi_connection: Any, record: Any) -> None:
+        kinds["new_connection"] += 1
+
     sa.event.listen(store.engine.sync_engine, "before_cursor_execute", before)
     sa.event.listen(store.engine.sync_engine, "after_cursor_execute", after)
+    sa.event.listen(store.engine.sync_engine, "connect", connected)
     scheduler = AsyncIOScheduler(
         stores={"default": store}, global_config={"asyncz.history.enabled": history}
     )
@@ -186,9 +190,11 @@ def insert_cost(url: str, records: int, proxy: CountingProxy | None) -> dict[str
         for start in range(0, n, size):
             call_sync(store, store.add_runs(batch[start : start + size]))
         results[f"us_per_record_batch_{size}"] = round((time.perf_counter() - began) / n * 1e6, 1)
-    began = time.perf_counter()
-    call_sync(store, store.get_last_runs([f"t{i}" for i in range(1000)], ("success",)))
-    results["ms_get_last_runs_1000_tasks"] = round((time.perf_counter() - began) * 1e3, 1)
+    for label in ("first", "again"):  # the first call prepares the statement
+        began = time.perf_counter()
+        call_sync(store, store.get_last_runs([f"t{i}" for i in range(1000)], ("success",)))
+        elapsed = (time.perf_counter() - began) * 1e3
+        results[f"ms_get_last_runs_1000_tasks_{label}"] = round(elapsed, 1)
     began = time.perf_counter()
     call_sync(store, store.prune_runs(now + timedelta(seconds=1), 3600.0, 5))
     results["ms_prune_full_sweep"] = round((time.perf_counter() - began) * 1e3, 1)
@@ -205,7 +211,13 @@ def measure(url: str, options: Any, proxy: CountingProxy | None) -> dict[str, An
     key = "round_trips" if proxy else None
     for part in (figures["burst_history_off"], figures["burst_history_on"]):
         batches = max(1, part["claim_batches"])
-        total = part[key] if key else sum(v for k, v in part["statements"].items() if k != "begin")
+        total = (
+            part[key]
+            if key
+            else sum(
+                v for k, v in part["statements"].items() if k not in ("begin", "new_connection")
+            )
+        )
         part["per_batch"] = round(total / batches, 2)
     figures["insert"] = insert_cost(url, options.records, proxy)
     return figures
