@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
+from asyncz.tasks.runs import RunRecord
 from asyncz.testing import functions, make_task, wait_until
 from asyncz_sqlalchemy import SQLAlchemyStore
 from asyncz_sqlalchemy.testing import TemporaryPostgres
@@ -108,6 +109,10 @@ def test_a_table_of_the_previous_version_is_migrated_in_place(
         assert ["due_at"] in indexes
         tasks = call_sync(store, store.get_all_tasks())
         assert [(t.id, t.revision) for t in tasks] == [("due", 1), ("later", 1), ("paused", 1)]
+        # The run history table is new: created beside the migrated one.
+        history = [RunRecord("due", "r1", at(1), "missed", submitted_at=at(2))]
+        call_sync(store, store.add_runs(history))
+        assert call_sync(store, store.get_runs("due")) == history
         assert call_sync(store, store.get_next_run_time()) == at(1)
         claimed = call_sync(store, store.acquire_due_tasks("node", at(60), 10.0, 10))
         assert [t.id for t in claimed] == ["due", "later"]
@@ -158,6 +163,7 @@ def test_processes_starting_at_once_on_a_fresh_database_all_start(fresh_database
     try:
         assert call_sync(check, check.get_all_tasks()) == []
         assert call_sync(check, check.get_nodes()) == []
+        assert call_sync(check, check.get_runs(limit=None)) == []
     finally:
         call_sync(check, check.shutdown())
 

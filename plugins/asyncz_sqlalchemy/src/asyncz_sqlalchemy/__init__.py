@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from asyncz_sqlalchemy.schema import FORMAT_VERSION, build_table
+from asyncz_sqlalchemy.schema import FORMAT_VERSION, build_runs_table, build_table
 from asyncz_sqlalchemy.store import SQLAlchemyStore, async_url
 
-__all__ = ["FORMAT_VERSION", "SQLAlchemyStore", "async_url", "build_table"]
+__all__ = ["FORMAT_VERSION", "SQLAlchemyStore", "async_url", "build_runs_table", "build_table"]

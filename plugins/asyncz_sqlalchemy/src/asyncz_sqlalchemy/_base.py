@@ -27,7 +27,13 @@ from asyncz_sqlalchemy._sync import (
     create_sync_engine,
     sync_url,
 )
-from asyncz_sqlalchemy.schema import FORMAT_VERSION, build_nodes_table, build_table, migrate
+from asyncz_sqlalchemy.schema import (
+    FORMAT_VERSION,
+    build_nodes_table,
+    build_runs_table,
+    build_table,
+    migrate,
+)
 
 if TYPE_CHECKING:
     from asyncz.abc import SchedulerHandle
@@ -62,6 +68,7 @@ class SQLStoreBase(PersistentStore):
         url: str | URL | None = None,
         schema: str | None = None,
         nodes_tablename: str | None = None,
+        runs_tablename: str | None = None,
         poll_interval: float | str | None = "auto",
         busy_timeout: float = 30.0,
         wal: bool = True,
@@ -98,6 +105,11 @@ class SQLStoreBase(PersistentStore):
         metadata = sa.MetaData(schema=schema)
         self.table = build_table(tablename, metadata)
         self.nodes_table = build_nodes_table(nodes_tablename or f"{tablename}_nodes", metadata)
+        self.runs_table = build_runs_table(runs_tablename or f"{tablename}_runs", metadata)
+        # Tasks with records added since the last prune (their per-task retention is due),
+        # and the max_per_task the whole table was last pruned to (None: not yet).
+        self._runs_touched: set[str] = set()
+        self._runs_swept: int | None = None
         #: Tells this store's notifications from other processes'.
         self.sender = uuid.uuid4().hex
         self._owns_engine = not isinstance(database, AsyncEngine)

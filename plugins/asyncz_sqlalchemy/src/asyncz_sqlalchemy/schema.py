@@ -26,9 +26,19 @@ and one row per node (scheduler instance) in ``<tablename>_nodes``: ``identity``
 key), ``ends_at`` (POSIX timestamp when the node stopped or its lease lapsed; records older
 than :data:`asyncz.nodes.NODE_RETENTION` past it are pruned) and ``info`` (the JSON of
 :meth:`asyncz.nodes.NodeInfo.to_dict`).
+
+Run history (one row per :class:`asyncz.tasks.runs.RunRecord`, never updated) lives in
+``<tablename>_runs``: a column per record field (times as POSIX seconds, ``DOUBLE
+PRECISION``), plus ``seq`` (an identity primary key: insertion order, the tie-break of equal
+times; a record may be kept twice) and ``at``, the record's time (``finished_at``, else
+``submitted_at``, else ``scheduled_run_time``: history is ordered by it). Indexes
+``(task_id, at DESC, seq DESC)`` (a task's newest records, the per-task retention) and
+``(at, seq)`` (every task's newest, retention by age).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -38,7 +48,9 @@ __all__ = [
     "FORMAT_VERSION",
     "OBSOLETE_COLUMNS",
     "REQUIRED_COLUMNS",
+    "RUN_TIME_FIELDS",
     "build_nodes_table",
+    "build_runs_table",
     "build_table",
     "migrate",
 ]
@@ -83,6 +95,52 @@ def build_nodes_table(name: str, metadata: sa.MetaData) -> sa.Table:
         sa.Column("ends_at", sa.Double(), nullable=False),
         sa.Column("info", sa.UnicodeText(), nullable=False),
     )
+
+
+#: The fields of a run record kept as POSIX seconds (``DOUBLE PRECISION``).
+RUN_TIME_FIELDS = ("scheduled_run_time", "submitted_at", "started_at", "finished_at")
+
+
+def build_runs_table(name: str, metadata: sa.MetaData) -> sa.Table:
+    """The run history table named ``name`` (by default the task table's name + ``_runs``)."""
+    seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: the rowid
+    table = sa.Table(
+        name,
+        metadata,
+        sa.Column("seq", seq, primary_key=True, autoincrement=True),
+        sa.Column("task_id", sa.Unicode(191), nullable=False),
+        sa.Column("run_id", sa.Unicode(191), nullable=False),
+        sa.Column("at", sa.Double(), nullable=False),
+        sa.Column("scheduled_run_time", sa.Double(), nullable=False),
+        sa.Column("outcome", sa.Unicode(32), nullable=False),
+        sa.Column("submitted_at", sa.Double(), nullable=True),
+        sa.Column("started_at", sa.Double(), nullable=True),
+        sa.Column("finished_at", sa.Double(), nullable=True),
+        sa.Column("duration", sa.Double(), nullable=True),
+        sa.Column("lateness", sa.Double(), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("node", sa.UnicodeText(), nullable=True),
+        sa.Column("executor", sa.UnicodeText(), nullable=True),
+        sa.Column("source", sa.Unicode(32), nullable=False),
+        sa.Column("error_type", sa.UnicodeText(), nullable=True),
+        sa.Column("error_message", sa.UnicodeText(), nullable=True),
+        sa.Column("traceback", sa.UnicodeText(), nullable=True),
+        sa.Column("return_repr", sa.UnicodeText(), nullable=True),
+        sa.Column("note", sa.UnicodeText(), nullable=True),
+    )
+    c = table.c
+    sa.Index(_index_name(name, "task_at"), c.task_id, c.at.desc(), c.seq.desc())
+    sa.Index(_index_name(name, "at"), c.at, c.seq)
+    return table
+
+
+def _index_name(table: str, suffix: str) -> str:
+    """``ix_<table>_<suffix>``, shortened with a hash to PostgreSQL's 63 bytes."""
+    name = f"ix_{table}_{suffix}"
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha256(table.encode()).hexdigest()[:12]
+    return f"ix_{table.encode()[:40].decode(errors='ignore')}_{digest}_{suffix}"
 
 
 def migrate(conn: Connection, table: sa.Table) -> None:

@@ -33,8 +33,9 @@ from asyncz.exceptions import ConflictingIdError, StaleTaskError, TaskLookupErro
 from asyncz.nodes import NODE_RETENTION, NodeInfo
 from asyncz.stores.base import is_finished
 from asyncz_sqlalchemy import _postgres as pg
-from asyncz_sqlalchemy._base import SQLStoreBase, stamp
+from asyncz_sqlalchemy._base import stamp
 from asyncz_sqlalchemy._engine import async_url
+from asyncz_sqlalchemy._history import SQLHistory
 from asyncz_sqlalchemy.schema import FORMAT_VERSION
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ __all__ = ["SQLAlchemyStore", "async_url"]
 _CHUNK = 500
 
 
-class SQLAlchemyStore(SQLStoreBase):
+class SQLAlchemyStore(SQLHistory):
     """Keeps tasks in a SQL table (SQLite or PostgreSQL) through SQLAlchemy's async engine.
 
     ``database`` is a URL (``"sqlite:///jobs.db"``, ``"postgresql://user@host/db"``; plain
@@ -59,6 +60,8 @@ class SQLAlchemyStore(SQLStoreBase):
     * ``tablename`` / ``schema``: where the rows live; the table is created when missing, and
       a table of an earlier version of the store is migrated in place (columns added).
     * ``nodes_tablename``: the table of node records (default ``<tablename>_nodes``).
+    * ``runs_tablename``: the table of run history (default ``<tablename>_runs``; see
+      :mod:`asyncz_sqlalchemy._history`).
     * ``serializer``: ``"json"`` (default), ``"pickle"`` or a serializer instance.
     * ``poll_interval``: seconds between checks for tasks changed by *other* processes.
       ``"auto"`` (default): on PostgreSQL (asyncpg) none, the store hears of other nodes'
