@@ -12,8 +12,10 @@ epoch.
 
 Data path: ``add_runs`` (one batch) groups the records by task and, under the exclusive lock,
 appends each task's lines with one ``write`` (``O_APPEND``; a ``fsync`` per file when the
-store's ``fsync`` option is on), then sets the file's mtime to at least its newest record's
-time, so that ``mtime`` bounds every record of the file from above. Readers take no lock: a
+store's ``fsync`` option is on: the files of a batch are synced in parallel, which lets the
+file system commit them together). ``mtime + MTIME_SLACK`` bounds every record of a file from
+above: the write sets mtime to about now (the kernel's clock may lag by a tick), and an append
+of records newer than that (clocks apart, tests) sets it to their time. Readers take no lock: a
 line is complete once it ends with a newline (a half-written or crashed line does not parse
 and is skipped; the next append starts on a new line).
 
@@ -41,80 +43,135 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
 
-from asyncz.stores._files import file_name, from_micros, sync_directory, to_micros
+from asyncz.stores._files import file_name, from_micros, sync_directory
 from asyncz.tasks.runs import RunRecord
 
-__all__ = ["CHUNK", "SLACK", "FileHistory", "RunFiles", "decode_line", "encode_record"]
+__all__ = [
+    "CHUNK",
+    "SLACK",
+    "FileHistory",
+    "RunFiles",
+    "decode_line",
+    "encode_record",
+    "line_time",
+]
 
 #: Bytes read at a time from the end of a history file.
 CHUNK = 65536
 #: A file is rewritten by pruning once it holds more than ``SLACK * max_per_task`` records.
 SLACK = 2
 _SUFFIX = ".jsonl"
-_TIMES = frozenset(("scheduled_run_time", "submitted_at", "started_at", "finished_at"))
 _FIELDS = RunRecord._fields
+#: Positions of the datetime fields in a record.
+_TIME_AT = tuple(i for i, f in enumerate(_FIELDS) if f.endswith(("_time", "_at")))
+_FINISHED, _SUBMITTED, _SCHEDULED = (
+    _FIELDS.index(f) for f in ("finished_at", "submitted_at", "scheduled_run_time")
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
+#: Nanoseconds by which a record may be newer than its file's mtime (see above).
+MTIME_SLACK = 1_000_000_000
+#: Files synced at once (in parallel) when ``fsync`` is on.
+SYNC_GROUP = 256
+#: Threads that sync a batch's files.
+SYNC_WORKERS = 16
+#: Bytes of the first block read from the end of a file; each next block is four times
+#: larger, up to :data:`CHUNK`.
+FIRST_BLOCK = 4096
+
+
+def _us(when: datetime) -> int:
+    delta = when - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def encode_record(record: RunRecord) -> bytes:
-    """One JSON line (with its newline)."""
-    data: dict[str, object] = {}
-    for key, value in zip(_FIELDS, record, strict=True):
+    """One line: a JSON array of the record's time (µs), then its fields in order (times in
+    µs), trailing ``null``s left out."""
+    values: list[object] = list(record)
+    for at in _TIME_AT:
+        value = values[at]
         if value is not None:
-            data[key] = to_micros(value) if isinstance(value, datetime) else value
-    return (_dumps(data) + "\n").encode()
+            values[at] = _us(value)  # type: ignore[arg-type]
+    while values[-1] is None:
+        values.pop()
+    time_us = (
+        values[_FINISHED] if len(values) > _FINISHED and values[_FINISHED] is not None else None
+    )
+    if time_us is None:
+        time_us = values[_SUBMITTED] if values[_SUBMITTED] is not None else values[_SCHEDULED]
+    return (_dumps([time_us, *values]) + "\n").encode()
 
 
 def decode_line(line: bytes) -> RunRecord | None:
-    """The record of one line; ``None`` when it does not parse (a torn or foreign line)."""
+    """The record of one line; ``None`` when it does not parse (a torn or foreign line). A
+    line with more fields than this version knows keeps the known ones."""
     try:
-        data = _loads(line)
-        for key in _TIMES.intersection(data):
-            data[key] = from_micros(data[key])
-        try:
-            return RunRecord(**data)
-        except TypeError:  # a field this version does not know: leave it out
-            return RunRecord.from_data(data)
+        values = _loads(line)
+        if type(values) is not list or len(values) < 5 or type(values[1]) is not str:
+            return None
+        values = values[1 : 1 + len(_FIELDS)]
+        for at in _TIME_AT:
+            if at < len(values) and values[at] is not None:
+                values[at] = from_micros(values[at])
+        return RunRecord(*values)
     except (ValueError, TypeError, OverflowError):
         return None
 
 
+def line_time(line: bytes) -> int | None:
+    """The time (µs) at the head of a line, without decoding it; ``None`` for a torn line."""
+    if not line.endswith(b"]"):
+        return None
+    try:
+        return int(line[1 : line.index(b",")])
+    except ValueError:
+        return None
+
+
 def _time_us(record: RunRecord) -> int:
-    return to_micros(record.time)
+    return _us(record.time)
 
 
 def _time(record: RunRecord) -> datetime:
     return record.time
 
 
-def _tail(fd: int, size: int) -> Iterator[list[RunRecord]]:
-    """The records of a file, a block at a time from its end; each block in file order. An
-    unterminated last line (an append in progress, or torn by a crash) is left out."""
+def _first(item: tuple[int, object]) -> int:
+    return item[0]
+
+
+def _tail(fd: int, size: int) -> Iterator[list[bytes]]:
+    """The lines of a file, a block at a time from its end (:data:`FIRST_BLOCK` bytes, then
+    larger); each block in file order. An unterminated last line (an append in progress, or
+    torn by a crash) is left out."""
     end = size
     carry = b""
+    step = FIRST_BLOCK
+    last = True
     while end > 0:
-        start = max(0, end - CHUNK)
+        start = max(0, end - step)
+        step = min(step * 4, CHUNK)
         data = os.pread(fd, end - start, start) + carry
-        if end == size:  # the last block: drop an unterminated line
-            cut = data.rfind(b"\n") + 1
-            data = data[:cut]
+        if last:  # drop an unterminated line
+            data = data[: data.rfind(b"\n") + 1]
+            last = False
+        end = start
         if start > 0:
             first = data.find(b"\n")
             if first < 0:
-                carry, end = data, start
+                carry = data
                 continue
             carry, data = data[: first + 1], data[first + 1 :]
-        else:
-            carry = b""
-        end = start
-        block = [r for r in map(decode_line, data.splitlines()) if r is not None]
-        if block:
-            yield block
+        lines = data.splitlines()
+        if lines:
+            yield lines
 
 
 class _Count:
@@ -137,6 +194,7 @@ class RunFiles:
         self._lock_fd: int | None = None
         self._counts: dict[str, _Count] = {}
         self._retention: tuple[tuple[int, int], int | None] = ((0, 0), None)
+        self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
         with self._lock:
@@ -144,6 +202,9 @@ class RunFiles:
             if fd is not None:
                 os.close(fd)
             self._counts.clear()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -181,34 +242,56 @@ class RunFiles:
                 if at > newest[name]:
                     newest[name] = at
         created = False
+        names = list(lines)
         with self._exclusive():
-            for name, chunk in lines.items():
-                created |= self._append(name, b"".join(chunk), len(chunk), newest[name])
+            for start in range(0, len(names), SYNC_GROUP):
+                fds: list[int] = []
+                try:
+                    for name in names[start : start + SYNC_GROUP]:
+                        chunk = lines[name]
+                        fd, new = self._append(name, b"".join(chunk), len(chunk), newest[name])
+                        fds.append(fd)
+                        created |= new
+                    if self.fsync:
+                        self._sync(fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
             if created and self.fsync:
                 sync_directory(self.directory)
 
-    def _append(self, name: str, data: bytes, count: int, newest_ns: int) -> bool:
-        """Append ``data`` (``count`` lines) to a task's file; ``True`` when it was created."""
+    def _append(self, name: str, data: bytes, count: int, newest_ns: int) -> tuple[int, bool]:
+        """Append ``data`` (``count`` lines) to a task's file; returns the open file and
+        whether it was created."""
         fd = os.open(self._path(name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             st = os.fstat(fd)
             if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
                 data = b"\n" + data  # a torn line (a crash mid-append) stays on its own
+            bound = max(st.st_mtime_ns, newest_ns)
+            now_ns = time.time_ns()
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            # mtime bounds every record of the file from above (readers rely on it).
-            stamp = max(st.st_mtime_ns, newest_ns, time.time_ns())
-            os.utime(fd, ns=(stamp, stamp))
-            if self.fsync:
-                os.fdatasync(fd)
-        finally:
+            if bound > now_ns + MTIME_SLACK // 2:
+                os.utime(fd, ns=(bound, bound))  # keep mtime an upper bound of the records
+        except BaseException:
             os.close(fd)
+            raise
         known = self._counts.get(name)
         if known is not None and known.ino == st.st_ino and known.size == st.st_size:
             known.size += len(data)
             known.lines += count
-        return st.st_size == 0
+        return fd, st.st_size == 0
+
+    def _sync(self, fds: list[int]) -> None:
+        if len(fds) == 1:
+            os.fdatasync(fds[0])
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(SYNC_WORKERS, thread_name_prefix="asyncz-history")
+        for _ in self._pool.map(os.fdatasync, fds):
+            pass
 
     # -- reading ------------------------------------------------------------------------------
     def _keep(self) -> int | None:
@@ -232,39 +315,60 @@ class RunFiles:
         self,
         path: str,
         limit: int | None,
-        since: datetime | None,
+        since_us: int | None,
         outcomes: Sequence[str] | None,
         keep: int | None,
+        above_us: int | None = None,
     ) -> list[RunRecord]:
-        """The matching records of one file, newest first, at most ``limit``."""
+        """The matching records of one file, newest first, at most ``limit``; with
+        ``above_us`` only those newer than that. Lines are decoded only when their time
+        qualifies and (with ``outcomes``) to check the outcome, else only when returned."""
+        low = -1 << 63
+        if since_us is not None:
+            low = since_us - 1
+        if above_us is not None and above_us > low:
+            low = above_us
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return []
         seen = 0
-        matches: list[RunRecord] = []
+        found: list[tuple[int, bytes | RunRecord]] = []
         try:
             for block in _tail(fd, os.fstat(fd).st_size):
                 if keep is not None and seen + len(block) > keep:
                     block = block[len(block) - (keep - seen) :]
                 seen += len(block)
-                older = True
-                for record in block:
-                    if since is not None and record.time < since:
-                        continue
-                    older = False
-                    if outcomes is None or record.outcome in outcomes:
-                        matches.append(record)
+                timed = [(t, line) for line in block if (t := line_time(line)) is not None]
+                timed = [item for item in timed if item[0] > low]
+                timed.sort(key=_first, reverse=True)
+                for t, line in timed:
+                    if outcomes is not None:
+                        record = decode_line(line)
+                        if record is None or record.outcome not in outcomes:
+                            continue
+                        found.append((t, record))
+                    else:
+                        found.append((t, line))
+                    if limit is not None and len(found) >= limit:
+                        break
                 if (
                     (keep is not None and seen >= keep)
-                    or (limit is not None and len(matches) >= limit)
-                    or (since is not None and older)
+                    or (limit is not None and len(found) >= limit)
+                    or (low >= 0 and not timed)
                 ):
                     break
         finally:
             os.close(fd)
-        matches.sort(key=_time, reverse=True)
-        return matches if limit is None else matches[:limit]
+        found.sort(key=_first, reverse=True)
+        records: list[RunRecord] = []
+        for _, item in found:
+            decoded = decode_line(item) if isinstance(item, bytes) else item
+            if decoded is not None:
+                records.append(decoded)
+                if limit is not None and len(records) >= limit:
+                    break
+        return records
 
     def get(
         self,
@@ -275,26 +379,29 @@ class RunFiles:
     ) -> list[RunRecord]:
         outcomes = (outcome,) if isinstance(outcome, str) else outcome
         keep = self._keep()
+        since_us = None if since is None else _us(since)
         if task_id is not None:
-            found = self._read(self._path(file_name(task_id)), limit, since, outcomes, keep)
+            found = self._read(self._path(file_name(task_id)), limit, since_us, outcomes, keep)
             return [r for r in found if r.task_id == task_id]
-        # Every task: the files newest mtime first; mtime bounds each file's records.
+        # Every task: the files newest mtime first; mtime (+ slack) bounds their records.
         files: list[tuple[int, str]] = []
         with contextlib.suppress(FileNotFoundError), os.scandir(self.directory) as listing:
             for item in listing:
                 if item.name.endswith(_SUFFIX) and not item.name.startswith("."):
                     with contextlib.suppress(FileNotFoundError):
-                        files.append((item.stat().st_mtime_ns, item.path))
+                        files.append((item.stat().st_mtime_ns + MTIME_SLACK, item.path))
         files.sort(reverse=True)
-        since_ns = None if since is None else to_micros(since) * 1000
+        since_ns = None if since_us is None else since_us * 1000
         best: list[tuple[int, int, RunRecord]] = []  # a min-heap of the newest `limit`
         order = 0
-        for mtime_ns, path in files:
-            if since_ns is not None and mtime_ns < since_ns:
+        for bound_ns, path in files:
+            if since_ns is not None and bound_ns < since_ns:
                 break
-            if limit is not None and len(best) >= limit and mtime_ns < best[0][0] * 1000:
+            full = limit is not None and len(best) >= limit
+            if full and bound_ns < best[0][0] * 1000:
                 break
-            for record in self._read(path, limit, since, outcomes, keep):
+            above = best[0][0] if full else None
+            for record in self._read(path, limit, since_us, outcomes, keep, above):
                 order += 1
                 entry = (_time_us(record), order, record)
                 if limit is None or len(best) < limit:
@@ -320,7 +427,7 @@ class RunFiles:
         """Remove the files whose records are all older than ``max_age``; rewrite those that
         hold a record that old or more than ``SLACK * max_per_task`` records. Returns the
         number of files removed or rewritten."""
-        cutoff_us = to_micros(now) - round(max_age * 1_000_000)
+        cutoff_us = _us(now) - round(max_age * 1_000_000)
         changed = 0
         with self._exclusive():
             self._write_retention(max_per_task)
@@ -334,7 +441,7 @@ class RunFiles:
                     st = item.stat()
                 except FileNotFoundError:
                     continue
-                if st.st_mtime_ns < cutoff_us * 1000:  # every record is older
+                if st.st_mtime_ns + MTIME_SLACK < cutoff_us * 1000:  # every record is older
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(item.path)
                     changed += 1
@@ -371,9 +478,8 @@ class RunFiles:
         if start and known is not None:
             known.size, known.lines = start + len(data), known.lines + lines
             return known
-        first = data.partition(b"\n")[0]
-        head = decode_line(first) if first else None
-        count = _Count(st.st_ino, len(data), lines, None if head is None else _time_us(head))
+        head = line_time(data.partition(b"\n")[0])
+        count = _Count(st.st_ino, len(data), lines, head)
         self._counts[name] = count
         return count
 
