@@ -1,15 +1,5 @@
 """Run history of the file store (:mod:`asyncz.stores.file`): JSON lines, one file per task.
 
-Layout, under the store's directory::
-
-    runs/.lock             flock'ed by every writer (appends and rewrites)
-    runs/.retention        {"max_per_task": n}: the limit of the last prune (read-time trim)
-    runs/<name>.jsonl      the records of one task, one JSON object a line, in append order
-
-``<name>`` is :func:`~asyncz.stores._files.file_name` of the task id. A line holds the
-record's fields (:data:`RunRecord._fields`) that are not ``None``; times are µs since the
-epoch.
-
 Data path: ``add_runs`` (one batch) groups the records by task and, under the exclusive lock,
 appends each task's lines with one ``write`` (``O_APPEND``; a ``fsync`` per file when the
 store's ``fsync`` option is on: the files of a batch are synced in parallel, which lets the
@@ -19,9 +9,21 @@ of records newer than that (clocks apart, tests) sets it to their time. Readers 
 line is complete once it ends with a newline (a half-written or crashed line does not parse
 and is skipped; the next append starts on a new line).
 
-``get_runs`` of one task reads its file backwards in :data:`CHUNK` blocks until it has enough
-records (``limit``, ``since``); of every task, it visits the files newest ``mtime`` first and
-stops when no file left can hold a newer record. Records are ordered by their time within what
+Layout, under the store's directory::
+
+    runs/.lock             flock'ed by every writer (appends and rewrites)
+    runs/.retention        {"max_per_task": n}: the limit of the last prune (read-time trim)
+    runs/<name>.jsonl      the records of one task, one JSON array a line, in append order
+
+``<name>`` is :func:`~asyncz.stores._files.file_name` of the task id. A line is
+``[<record time, µs>, <the record's fields in order>...]`` (times in µs since the epoch,
+trailing ``null``s left out; see :func:`encode_record`), so a reader sorts and filters on
+the leading time and decodes only the records it returns.
+
+``get_runs`` of one task reads its file backwards (:data:`FIRST_BLOCK` bytes, then larger
+blocks up to :data:`CHUNK`) until it has enough records (``limit``, ``since``); of every task,
+it visits the files newest ``mtime`` first and stops when no file left can hold a newer
+record. Records are ordered by their time within what
 is read; a file is in append order, which is time order up to the flush delay between nodes.
 
 ``prune_runs`` is cheap when nothing is due: it stats each file and keeps, per file, its line
