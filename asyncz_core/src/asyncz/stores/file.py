@@ -10,6 +10,8 @@ Layout of ``directory``::
     .lock            lock file; its first 8 bytes count every change (the generation)
     tasks/<name>     one file per task: a one-line JSON header, then the serialized task
     nodes/<name>.json  one record per node (scheduler) that heartbeats here
+    runs/<name>.jsonl  run history: the records of one task, a JSON line each
+                     (:mod:`asyncz.stores._file_history`)
 
 ``<name>`` is :func:`file_name` of the task id (or node identity). The header (see
 :mod:`asyncz.stores._files`: next run time, revision, and the claim while a node holds the
@@ -52,6 +54,7 @@ from asyncz.exceptions import (
     TaskLookupError,
     TaskRestoreError,
 )
+from asyncz.stores._file_history import FileHistory, RunFiles
 from asyncz.stores._files import (
     Change,
     Entry,
@@ -83,7 +86,7 @@ _STALE_TEMP_SECONDS = 3600.0
 _LAST_NAME = "\U0010ffff"  # sorts after every file name
 
 
-class FileStore(PersistentStore):
+class FileStore(FileHistory, PersistentStore):
     """Tasks in ``directory``, one file each, surviving restarts and shared by processes.
 
     ``serializer``: ``"json"`` (default), ``"pickle"`` or a serializer instance.
@@ -123,6 +126,7 @@ class FileStore(PersistentStore):
         self.tasks_dir = self.directory / "tasks"
         self.nodes_dir = self.directory / "nodes"
         self.fsync = bool(fsync)
+        self._runs = RunFiles(self.directory / "runs", self.fsync)
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._generation: int | None = None  # generation the index reflects; None = stale
@@ -148,6 +152,7 @@ class FileStore(PersistentStore):
             fd, self._lock_fd = self._lock_fd, None
             if fd is not None:
                 os.close(fd)
+            self._runs.close()
             self._generation = None
             self._entries.clear()
             self._order.clear()
@@ -162,7 +167,9 @@ class FileStore(PersistentStore):
 
     def _remove_stale_temporaries(self) -> None:
         horizon = time.time() - _STALE_TEMP_SECONDS
-        for directory in (self.tasks_dir, self.nodes_dir):
+        for directory in (self.tasks_dir, self.nodes_dir, self._runs.directory):
+            if not directory.is_dir():
+                continue
             with os.scandir(directory) as entries:
                 for entry in entries:
                     if entry.name.startswith(".tmp-"):
