@@ -81,7 +81,9 @@ def test_reads_list_show_preview_nodes_doctor(deployment: Deployment) -> None:
     result = deployment.cli("tasks", "show", "tick")
     assert result.exit_code == 0, result.output
     assert "callable:      jobs:tick" in result.output
-    assert result.output.count("\n  20") == 5  # the next five runs
+    upcoming = result.output.split("next runs:")[1].split("last runs")[0]
+    assert upcoming.count("\n  20") == 5  # the next five runs
+    assert "success" in result.output.split("last runs:")[1]  # from the run history
 
     data = json.loads(deployment.cli("preview", "tick", "-n", "10", "--json").output)
     assert len(data["run_times"]) == 10

@@ -12,17 +12,17 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from asyncz.schedulers.inspection import jsonable
 
 if TYPE_CHECKING:
     from asyncz.operator import OperatorScheduler
@@ -203,28 +203,6 @@ def quiet_logs(level: int = logging.CRITICAL) -> None:
 
 
 # -- output ------------------------------------------------------------------------------------
-def jsonable(value: Any) -> Any:
-    """Plain JSON data: datetimes in ISO 8601, enums by value, sets sorted, dataclasses as
-    dicts."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a NamedTuple (RunRecord)
-        return jsonable(value._asdict())
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted(jsonable(v) for v in value)
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
-
-
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(jsonable(data), indent=2))
 

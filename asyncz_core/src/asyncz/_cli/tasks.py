@@ -30,6 +30,7 @@ from asyncz._cli.common import (
 if TYPE_CHECKING:
     from asyncz.operator import OperatorScheduler
     from asyncz.tasks.info import TaskInfo
+    from asyncz.tasks.runs import RunRecord
     from asyncz.triggers.base import BaseTrigger
 
 __all__ = ["tasks"]
@@ -104,19 +105,6 @@ def list_tasks(
     table(columns, [_row(info) for info in infos])
 
 
-async def find_info(op: OperatorScheduler, task_id: str, store: str | None) -> TaskInfo:
-    """The task's snapshot, an unrestorable one included; TaskLookupError when absent."""
-    from asyncz.exceptions import TaskLookupError
-
-    info = await op.get_task_info_async(task_id, store)
-    if info is not None:
-        return info
-    for candidate in await op.get_task_infos_async(store, schedule_state="unrestorable"):
-        if candidate.id == task_id:
-            return candidate
-    raise TaskLookupError(task_id, store)
-
-
 @tasks.command("show")
 @click.argument("task_id", metavar="ID")
 @click.option("-n", "count", default=5, show_default=True, type=click.IntRange(0, 1000))
@@ -128,7 +116,7 @@ def show_task(
     """One task: its options, its next COUNT runs and its last runs."""
 
     async def read(op: OperatorScheduler) -> dict[str, Any]:
-        info = await find_info(op, task_id, store)
+        info = await op.find_task_info_async(task_id, store)
         upcoming: list[Any] = []
         if info.reason is None:
             # The synchronous preview waits for the store: on a thread, not on this loop.
@@ -178,14 +166,22 @@ async def last_runs(op: OperatorScheduler, info: TaskInfo, limit: int = 5) -> li
     return runs
 
 
-def run_line(run: Any) -> str:
-    """One run of the history as a line."""
-    data = jsonable(run)
-    if not isinstance(data, dict):
-        return str(data)
-    parts = [str(data.get(k)) for k in ("started_at", "outcome", "node") if data.get(k)]
-    if data.get("error"):
-        parts.append(str(data["error"]))
+def run_line(run: RunRecord) -> str:
+    """One record of the history as a line: scheduled time, outcome, attempt, duration,
+    node, and the error when there was one."""
+    parts = [when(run.scheduled_run_time), run.outcome]
+    if run.attempt > 1:
+        parts.append(f"attempt {run.attempt}")
+    if run.duration is not None:
+        parts.append(f"{run.duration:.3f} s")
+    if run.node:
+        parts.append(run.node)
+    if run.source not in ("scheduler", None):
+        parts.append(run.source)
+    if run.error_type:
+        parts.append(f"{run.error_type}: {run.error_message or ''}".rstrip(": "))
+    if run.note:
+        parts.append(repr(run.note))
     return "  ".join(parts)
 
 
@@ -350,7 +346,7 @@ def resume_task(task_id: str, config_file: Path | None, store: str | None, as_js
     removed)."""
 
     async def write(op: OperatorScheduler) -> TaskInfo | None:
-        await find_info(op, task_id, store)  # an unknown id is one line, exit 1
+        await op.find_task_info_async(task_id, store)  # an unknown id is one line, exit 1
         task = await op.resume_task_async(task_id, store)
         return task.snapshot() if task is not None else None
 
@@ -417,7 +413,7 @@ def run_task(
     """
 
     async def act(op: OperatorScheduler) -> tuple[Any, Any]:
-        info = await find_info(op, task_id, store)
+        info = await op.find_task_info_async(task_id, store)
         if info.reason is not None or info.store is None:
             raise UserError(f"Task {task_id!r} cannot be restored: {info.reason}")
         alive = [n.identity for n in await op.get_nodes_async(info.store) if n.alive]

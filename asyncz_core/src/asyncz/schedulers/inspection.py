@@ -10,11 +10,13 @@ working where code treats them as what they were before (a mapping, a list).
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-__all__ = ["RunPreview", "SchedulerInfo"]
+__all__ = ["RunPreview", "SchedulerInfo", "jsonable"]
 
 
 class SchedulerInfo(Mapping[str, Any]):
@@ -85,3 +87,26 @@ class RunPreview(list[datetime]):
     @property
     def run_times(self) -> tuple[datetime, ...]:
         return tuple(self)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data, for the CLI's ``--json`` and the dashboard's API:
+    dataclasses (``TaskInfo``) and named tuples (``RunRecord``) as objects, datetimes in ISO
+    8601, enums by value, sets sorted; anything else by its ``repr``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a NamedTuple (RunRecord)
+        return jsonable(value._asdict())
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(jsonable(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)

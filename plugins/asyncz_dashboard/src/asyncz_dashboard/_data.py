@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from asyncz.schedulers.inspection import jsonable
 from asyncz.timeutil import utc
 
 __all__ = [
@@ -38,27 +38,6 @@ __all__ = [
 
 SORT_KEYS = ("id", "name", "next_run_time", "schedule_state", "executor", "store", "trigger")
 STATES = ("scheduled", "paused", "pending", "unrestorable")
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON data: datetimes in ISO 8601, enums by value, sets sorted, records as dicts."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    if isinstance(value, tuple) and hasattr(value, "_asdict"):
-        return jsonable(value._asdict())
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted(jsonable(v) for v in value)
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,13 +120,12 @@ async def runs(
 
 async def find_task(op: Any, task_id: str, store: str | None) -> Any:
     """The task's snapshot, an unrestorable one included; ``None`` when absent."""
-    info = await op.get_task_info_async(task_id, store)
-    if info is not None:
-        return info
-    for candidate in await op.get_task_infos_async(store, schedule_state="unrestorable"):
-        if candidate.id == task_id:
-            return candidate
-    return None
+    from asyncz.exceptions import TaskLookupError
+
+    try:
+        return await op.find_task_info_async(task_id, store)
+    except TaskLookupError:
+        return None
 
 
 async def preview(op: Any, task_id: str, count: int, store: str | None) -> list[datetime]:
