@@ -64,7 +64,7 @@ def test_the_runs_collection_and_its_indexes(harness: Harness) -> None:
 def test_a_batch_is_one_insert_and_last_runs_one_aggregation(harness: Harness) -> None:
     commands = Commands()
     store = harness.store(event_listeners=[commands])
-    records = [record(f"t{i % 30}", i, "error" if i % 7 == 0 else "success") for i in range(600)]
+    records = [record(f"t{i % 30}", i, "error" if i % 7 == 0 else "success") for i in range(120)]
     harness.run(store.get_runs(limit=1), store)  # connected and prepared
     commands.names.clear()
     harness.run(store.add_runs(records), store)
