@@ -78,8 +78,16 @@ class Node:
 class Cluster:
     """Node processes sharing the store ``spec`` (a dict for ``--store-json``)."""
 
-    def __init__(self, directory: Path, spec: dict[str, Any], prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        spec: dict[str, Any],
+        prefix: Sequence[str] = (),
+        tasks: int = TASKS,
+    ) -> None:
         self.directory = directory
+        #: Interval tasks the setup adds (``chaos-0`` ...), each due every INTERVAL.
+        self.tasks = tasks
         self.directory.mkdir(parents=True, exist_ok=True)
         self.spec = spec
         #: Put before the interpreter (``ip netns exec NAME``), for nodes on another "host".
@@ -94,7 +102,7 @@ class Cluster:
             "--store-json", json.dumps(spec),
             "--identity", identity,
             "--out", str(out),
-            "--tasks", str(TASKS),
+            "--tasks", str(self.tasks),
             "--interval", str(INTERVAL),
             "--lease", str(LEASE),
             *extra,
@@ -301,20 +309,22 @@ def expected_fire_times(start_at: float, last: float) -> list[float]:
     return [round(start_at + k * INTERVAL, 3) for k in range(max(0, count))]
 
 
-def analyse(paths: Iterable[Path], start_at: float, window_end: float) -> Analysis:
-    """Duplicates: (task, fire time) pairs run more than once, anywhere. Lost: pairs with a
-    fire time in [start_at, window_end] that no node ran."""
+def analyse(
+    paths: Iterable[Path], start_at: float, window_end: float, tasks: int = TASKS
+) -> Analysis:
+    """Duplicates: (task, fire time) pairs run more than once, anywhere. Lost: pairs of the
+    ``tasks`` tasks with a fire time in [start_at, window_end] that no node ran."""
     runs = read_runs(paths)
     counts = Counter((run.task, run.fire) for run in runs)
     duplicates = sorted((key, n) for key, n in counts.items() if n > 1)
     fires = expected_fire_times(start_at, window_end)
     lost = [
         (f"chaos-{i}", fire)
-        for i in range(TASKS)
+        for i in range(tasks)
         for fire in fires
         if (f"chaos-{i}", fire) not in counts
     ]
-    return Analysis(runs, duplicates, lost, TASKS * len(fires))
+    return Analysis(runs, duplicates, lost, tasks * len(fires))
 
 
 def submitted_pairs(node: Node) -> set[tuple[str, float]]:

@@ -9,7 +9,7 @@ Usage::
 
 ``--setup`` is the one step that adds the tasks (the test runs it once, before any node
 starts): ``--tasks`` interval tasks ``chaos-<i>``, every ``--interval`` seconds from the
-common instant ``--start-at``, ``coalesce=False`` and a large ``misfire_grace_time`` (runs
+common instant ``--start-at`` (their first run time, even if the setup ends after it), ``coalesce=False`` and a large ``misfire_grace_time`` (runs
 taken over late still run). It starts the scheduler paused, so it processes nothing.
 
 Otherwise the node starts an ``AsyncIOScheduler`` on the store (identity ``node-<N>``, lease
@@ -111,6 +111,10 @@ def setup(args: argparse.Namespace) -> None:
                 "interval",
                 seconds=args.interval,
                 start_at=start_at,
+                # Given, not computed: on adding, the trigger's first fire time is the first
+                # one after *now*, so a setup slower than the lead (a busy server) would skip
+                # the fire times that passed meanwhile, and the test count them as lost.
+                next_run_time=start_at,
                 id=f"chaos-{index}",
                 replace_existing=True,
                 coalesce=False,

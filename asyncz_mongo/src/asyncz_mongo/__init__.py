@@ -31,7 +31,7 @@ A batch costs three round trips however many tasks it holds. A write-back is one
 counts say some were refused, a read of the documents whose ``writes`` hold its token
 tells which (exact even when another node wrote a task in between). A claim whose node died
 lapses by itself: its ``due_at`` (the lease end) comes due. Node records live in
-``<collection>.nodes``.
+``<collection>.nodes``, run history in ``<collection>.runs`` (:mod:`asyncz_mongo._history`).
 
 A document that cannot be restored also carries ``"unrestorable": "<reason>"`` and keeps
 its former run time in ``"broken_next_run_time"`` (``next_run_time`` and ``due_at`` become
@@ -74,7 +74,8 @@ from asyncz.exceptions import (
     TaskRestoreError,
 )
 from asyncz.nodes import NODE_RETENTION, NodeInfo
-from asyncz.stores.base import PersistentStore, is_finished
+from asyncz.stores.base import is_finished
+from asyncz_mongo._history import RUN_INDEXES, MongoHistory
 from asyncz_mongo._watch import ChangeWatcher
 
 if TYPE_CHECKING:
@@ -118,13 +119,13 @@ def _due(stamp: float) -> Document:
     return {"$lte": stamp, "$ne": None}
 
 
-class MongoDBStore(PersistentStore):
+class MongoDBStore(MongoHistory):
     """Stores tasks in a MongoDB collection, one document per task; shared by several
     schedulers (``coordinated``).
 
     :param database: database name (not empty).
     :param collection: collection name (not empty). Node records live in the collection
-        ``<collection>.nodes`` next to it.
+        ``<collection>.nodes`` next to it, run history in ``<collection>.runs``.
     :param client: an :class:`pymongo.AsyncMongoClient` to use instead of making one. It
         is used on the store's I/O loop, which the scheduler gives it (an
         ``AsyncMongoClient`` is bound to the event loop it is first used on), so do not use
@@ -216,6 +217,7 @@ class MongoDBStore(PersistentStore):
         #: The synchronous client of add_task_sync, made on first use.
         self._sync_client: MongoClient[Any] | None = None
         self._sync_lock = threading.Lock()
+        self._init_history()
 
     def _make_client(self) -> AsyncMongoClient[Any]:
         try:
@@ -288,6 +290,10 @@ class MongoDBStore(PersistentStore):
     def _nodes(self) -> AsyncCollection[Any]:
         return self.client[self.database][f"{self.collection}.nodes"]
 
+    async def _runs(self) -> AsyncCollection[Any]:
+        await self._collection()
+        return self.client[self.database][f"{self.collection}.runs"]
+
     async def _prepare(self) -> AsyncCollection[Any]:
         collection: AsyncCollection[Any] = self.client[self.database][self.collection]
         for field in ("next_run_time", "due_at", "lease_owner"):
@@ -303,6 +309,9 @@ class MongoDBStore(PersistentStore):
                     field,
                     exc,
                 )
+        runs = self.client[self.database][f"{self.collection}.runs"]
+        for keys in RUN_INDEXES:
+            await runs.create_index(keys)
         # Documents of an earlier version (no revision, no claim fields); idempotent, so
         # stores starting at once may all run it.
         result = await collection.update_many(
