@@ -40,5 +40,10 @@ async def test_a_paused_task_run_by_request_stays_paused(tmp_path: Path) -> None
         assert task.next_run_time is None
         assert task.pause_note == "maintenance"
         assert task.pending_runs == ()
+        runs = await node.get_task_runs_async("nightly")
+        assert [(r.outcome, r.source, r.node) for r in runs] == [
+            ("success", "manual", "node"),
+            ("paused", "manual", "node"),
+        ]
     finally:
         node.shutdown()

@@ -41,7 +41,7 @@ from typing import Any
 from asyncz.exceptions import ComponentLookupError, ConfigurationError
 from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
 from asyncz.stores.base import BaseStore, PersistentStore, call
-from asyncz.tasks.task import Task, TaskInfo, task_label
+from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
 
 __all__ = ["OperatorError", "OperatorScheduler", "importable_from", "open_operator", "shared"]
@@ -127,19 +127,6 @@ class OperatorScheduler(NativeAsyncIOScheduler):
             f"an operator never runs a task in its own process (task {self._task_id(task_id)!r})"
             "; a live node runs it"
         )
-
-    async def find_task_info_async(self, task_id: str, store: str | None = None) -> TaskInfo:
-        """The snapshot of ``task_id``, an unrestorable one included (its reason set);
-        :class:`~asyncz.exceptions.TaskLookupError` when no store has it."""
-        from asyncz.exceptions import TaskLookupError
-
-        info = await self.get_task_info_async(task_id, store)
-        if info is not None:
-            return info
-        for candidate in await self.get_task_infos_async(store, schedule_state="unrestorable"):
-            if candidate.id == task_id:
-                return candidate
-        raise TaskLookupError(task_id, store)
 
     async def request_run_async(self, task_id: str, store: str | None = None) -> datetime:
         """Ask the nodes to run ``task_id`` now: a pending run (source ``"manual"``) is

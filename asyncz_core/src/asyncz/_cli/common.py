@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -178,14 +179,13 @@ def session(
     """Open the stores, run ``action(operator)``, close them; errors become one line."""
     from asyncz.operator import open_operator
 
-    quiet_logs()
-
     async def run() -> T:
         async with open_operator(config_file, store=store) as operator:
             return await action(operator)
 
     try:
-        return asyncio.run(run())
+        with quiet_logs():
+            return asyncio.run(run())
     except click.ClickException:
         raise
     except Exception as exc:
@@ -195,11 +195,19 @@ def session(
         raise error from None
 
 
-def quiet_logs(level: int = logging.CRITICAL) -> None:
-    """The scheduler's own log lines (``Added task ...``, ``Stored task ... cannot be
-    restored``) are not the command's output: what went wrong is the command's one-line
-    error."""
-    logging.getLogger("asyncz").setLevel(level)
+@contextlib.contextmanager
+def quiet_logs(level: int = logging.CRITICAL) -> Iterator[None]:
+    """While a command runs: the scheduler's own log lines (``Added task ...``, ``Stored
+    task ... cannot be restored``) are not the command's output, what went wrong is the
+    command's one-line error. The level is restored afterwards (a command run in a process
+    that goes on, such as a test, leaves its logging as it was)."""
+    logger = logging.getLogger("asyncz")
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 # -- output ------------------------------------------------------------------------------------

@@ -24,7 +24,15 @@ from typing import Any
 
 import click
 
-from asyncz._cli.common import OpCommand, emit_json, json_option, one_line, operator_options, table
+from asyncz._cli.common import (
+    OpCommand,
+    emit_json,
+    json_option,
+    one_line,
+    operator_options,
+    quiet_logs,
+    table,
+)
 
 __all__ = ["Finding", "diagnose", "doctor"]
 
@@ -270,8 +278,8 @@ def doctor(
     Exit code: 0 healthy (warnings allowed unless --strict), 1 an error, 2 a store that
     cannot be reached.
     """
-    logging.getLogger("asyncz").setLevel(logging.WARNING)
-    findings = asyncio.run(diagnose(config_file, store, timeout))
+    with quiet_logs(logging.WARNING):
+        findings = asyncio.run(diagnose(config_file, store, timeout))
     code = exit_code(findings, strict)
     if as_json:
         emit_json({"exit_code": code, "findings": findings})

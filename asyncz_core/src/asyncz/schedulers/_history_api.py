@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncz.exceptions import BackfillLimitError, SchedulerNotRunningError, TaskLookupError
 from asyncz.stores.base import call
-from asyncz.tasks.info import LastRun, TaskInfo
+from asyncz.tasks.info import LastRun, ScheduleState, TaskInfo
 from asyncz.tasks.runs import OUTCOMES, RunRecord, Submission
 from asyncz.timeutil import utc
 
@@ -53,6 +53,20 @@ class HistoryMixin:
         def _block_on(self, coro: Coroutine[Any, Any, T], store: BaseStore | None = None) -> T: ...
         def lookup_store(self, alias: str) -> BaseStore: ...
         async def _find(self, task_id: str, store: str | None) -> tuple[Task, str | None]: ...
+        async def get_task_info_async(
+            self, task_id: str, store: str | None = None
+        ) -> TaskInfo | None: ...
+        async def get_task_infos_async(
+            self,
+            store: str | None = None,
+            *,
+            schedule_state: ScheduleState | str | None = None,
+            executor: str | None = None,
+            trigger: str | None = None,
+            q: str | None = None,
+            sort_by: str = "next_run_time",
+            descending: bool = False,
+        ) -> list[TaskInfo]: ...
         def _submit(
             self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
         ) -> bool: ...
@@ -106,6 +120,23 @@ class HistoryMixin:
                 task_id, limit=limit, since=since, outcome=outcome, store=store
             )
         )
+
+    async def find_task_info_async(self, task_id: str, store: str | None = None) -> TaskInfo:
+        """The snapshot of ``task_id``, an unrestorable one included (``reason`` says why);
+        :class:`~asyncz.exceptions.TaskLookupError` when no store has it. For operators'
+        tools (the CLI, the dashboard), where a task that cannot be restored must still be
+        shown."""
+        info = await self.get_task_info_async(task_id, store)
+        if info is not None:
+            return info
+        for candidate in await self.get_task_infos_async(store, schedule_state="unrestorable"):
+            if candidate.id == task_id:
+                return candidate
+        raise TaskLookupError(task_id, store)
+
+    def find_task_info(self, task_id: str, store: str | None = None) -> TaskInfo:
+        """Synchronous twin of :meth:`find_task_info_async`."""
+        return self._block_on(self.find_task_info_async(task_id, store))
 
     async def _with_last_runs(self, infos: list[TaskInfo]) -> list[TaskInfo]:
         """``infos`` with their ``last_run`` from history (one query per store)."""
