@@ -2,14 +2,18 @@
 
 Data path: an executor reports a finished run (``reporter.finished``, the scheduler's
 :class:`~asyncz.schedulers._dispatch.Dispatcher`) -> :meth:`RunKeeper.finished` decides the
-outcome, buffers a :class:`~asyncz.tasks.runs.RunRecord` and, for a failed run with attempts
-left, writes the retry into the task's stored state (a
+outcome, buffers the values of its :class:`~asyncz.tasks.runs.RunRecord` (a plain tuple)
+and, for a failed run with attempts left, writes the retry into the task's stored state (a
 :class:`~asyncz.tasks.runs.PendingRun`, compare-and-set on the task's revision). Runs that
 never started (missed, skipped, coalesced) are recorded by the processing pass
 (:meth:`RunKeeper.not_run`). The buffer is flushed to each task's store in batches: one
 ``add_runs`` call per store and flush, at most every :data:`FLUSH_INTERVAL` seconds or every
 :data:`FLUSH_SIZE` records, and at shutdown; records are pruned every
-:data:`PRUNE_INTERVAL` seconds.
+:data:`PRUNE_INTERVAL` seconds. A store that keeps history in the in-memory ring of
+:class:`~asyncz.stores.base.BaseStore` (the memory store) takes the tuples as they are
+(``add_raw_runs``) and builds each record when it is first read; any other store gets
+records (``add_runs``), built at flush time. So the run path of a finished run costs one
+tuple and one ``time.time()``.
 
 The scheduler owns one keeper (``scheduler._runs``); it is the only writer of history.
 """
@@ -97,8 +101,9 @@ class RunKeeper:
         self.enabled = settings.enabled
         self.max_age = settings.max_age
         self.max_per_task = settings.max_per_task
-        #: (store alias, a record or the values of one: see _build), oldest first.
-        self._buffer: deque[tuple[str, RunRecord | tuple[Any, ...]]] = deque()
+        #: Oldest first: the values of a finished run (a tuple whose item 0 is its store's
+        #: alias: see _build), or (store alias, record) for the others.
+        self._buffer: deque[tuple[Any, ...]] = deque()
         self._flush_planned = False
         self._flush_soon = False
         self._last_prune = time.monotonic()
@@ -140,11 +145,10 @@ class RunKeeper:
                     traceback = "...\n" + traceback[-TRACEBACK_LIMIT:]
             elif value is not None:
                 return_repr = repr(value)[:REPR_LIMIT]
-            # The record itself is built when the buffer is flushed (_build): the run path
-            # only keeps these values.
+            # The record itself is built later (_build): the run path only keeps these values.
             self._add(
-                task.store_alias,
                 (
+                    task.store_alias,
                     task.id,
                     task.executor,
                     run_time,
@@ -180,44 +184,47 @@ class RunKeeper:
         node = self._scheduler.identity
         for run_time in run_times:
             self._add(
-                store,
-                RunRecord(
-                    task.id,
-                    self.new_run_id(),
-                    run_time,
-                    outcome,
-                    submitted_at=now,
-                    lateness=(now - run_time).total_seconds(),
-                    attempt=attempt,
-                    node=node,
-                    executor=task.executor,
-                    source=source,
-                ),
+                (
+                    store,
+                    RunRecord(
+                        task.id,
+                        self.new_run_id(),
+                        run_time,
+                        outcome,
+                        submitted_at=now,
+                        lateness=(now - run_time).total_seconds(),
+                        attempt=attempt,
+                        node=node,
+                        executor=task.executor,
+                        source=source,
+                    ),
+                )
             )
 
     def note(self, task: Task, store: str, outcome: str, note: str | None) -> None:
         """A record that is not a run (``paused``, with the operator's note)."""
         if self.enabled:
             now = datetime.now(_UTC)
-            self._add(
-                store,
-                RunRecord(
-                    task.id,
-                    self.new_run_id(),
-                    now,
-                    outcome,
-                    submitted_at=now,
-                    node=self._scheduler.identity,
-                    executor=task.executor,
-                    source="manual",
-                    note=note,
-                ),
+            record = RunRecord(
+                task.id,
+                self.new_run_id(),
+                now,
+                outcome,
+                submitted_at=now,
+                node=self._scheduler.identity,
+                executor=task.executor,
+                source="manual",
+                note=note,
             )
+            self._add((store, record))
 
     # -- the buffer ----------------------------------------------------------------------------
     def _build(self, raw: tuple[Any, ...]) -> RunRecord:
-        """The record of a finished run from the values :meth:`finished` kept."""
+        """The record of a finished run from the values :meth:`finished` kept (item 1 is the
+        task id and item 7 the end, epoch seconds: :class:`~asyncz.stores._history.RunRing`
+        reads them). Its run id is given now."""
         (
+            _alias,
             task_id,
             executor,
             run_time,
@@ -252,8 +259,8 @@ class RunKeeper:
             return_repr,
         )
 
-    def _add(self, store: str, record: RunRecord | tuple[Any, ...]) -> None:
-        self._buffer.append((store, record))
+    def _add(self, item: tuple[Any, ...]) -> None:
+        self._buffer.append(item)
         if not self._flush_planned:
             self._flush_planned = True
             self._plan(FLUSH_INTERVAL)
@@ -288,25 +295,31 @@ class RunKeeper:
         records are dropped (history never stops the runs)."""
         self._flush_planned = self._flush_soon = False
         buffer = self._buffer
-        batches: dict[str, list[RunRecord]] = {}
-        build = self._build
-        while buffer:
-            alias, item = buffer.popleft()
-            record = build(item) if type(item) is tuple else cast(RunRecord, item)
+        popleft = buffer.popleft
+        # (Executors on other threads may append meanwhile: those wait for the next flush.)
+        batches: dict[str, list[RunRecord | tuple[Any, ...]]] = {}
+        for _ in range(len(buffer)):
+            item = popleft()
+            alias = item[0]
             batch = batches.get(alias)
             if batch is None:
                 batch = batches[alias] = []
-            batch.append(record)
+            batch.append(item[1] if len(item) == 2 else item)
         stores = self._scheduler._stores
-        for alias, records in batches.items():
+        build = self._build
+        for alias, items in batches.items():
             store = stores.get(alias)
             if store is None:
                 continue
             try:
+                add_raw = getattr(store, "add_raw_runs", None)
+                if add_raw is not None and add_raw(items, build):
+                    continue  # records built when read
+                records = [build(i) if type(i) is tuple else cast(RunRecord, i) for i in items]
                 await call(store, store.add_runs(records))
             except Exception as exc:
                 self._scheduler.logger.warning(
-                    "Writing %d history record(s) to store %r failed: %s", len(records), alias, exc
+                    "Writing %d history record(s) to store %r failed: %s", len(items), alias, exc
                 )
         if time.monotonic() - self._last_prune >= PRUNE_INTERVAL:
             await self.prune()
