@@ -154,3 +154,19 @@ def test_a_submission_is_slotted_and_pickles() -> None:
     copy = pickle.loads(pickle.dumps(retry))
     assert type(copy) is Submission and copy == [now]
     assert (copy.attempt, copy.source, copy.submitted_at) == (2, "retry", now)
+
+
+async def test_batches_stay_raw_until_read() -> None:
+    store = MemoryStore()
+    scheduler = await run_some(store)
+    try:
+        scheduler.add_task(quick, "date", run_at=datetime.now(UTC), id="later")
+        deadline = time.monotonic() + 10
+        while scheduler.get_tasks():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        await scheduler._runs.flush()  # a second batch from the same recorder
+        assert [type(item) for item in store._run_ring()._records] == [tuple] * 7
+    finally:
+        scheduler.shutdown()

@@ -77,7 +77,7 @@ class RunRing:
         """Keep ``items``: records, and raw tuples that ``build`` turns into records when
         they are read. A raw tuple's item 1 is the task id and item 7 the end time (epoch
         seconds), as :meth:`prune` reads them."""
-        if self._raw and build is not self._build:
+        if self._raw and build != self._build:
             self.records()  # raw items of another recorder: built by theirs first
         self._build = build
         self._raw += len(items)
