@@ -110,6 +110,10 @@ class RunKeeper:
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._writes: set[asyncio.Future[Any]] = set()
+        if self.enabled:
+            # The in-memory ring's module, imported now rather than by the first flush (in
+            # the middle of the first burst of runs).
+            import asyncz.stores._history  # noqa: F401
 
     def new_run_id(self) -> str:
         return f"{self._prefix}-{next(self._ids):x}"
