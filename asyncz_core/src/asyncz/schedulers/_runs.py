@@ -101,9 +101,11 @@ class RunKeeper:
         self.enabled = settings.enabled
         self.max_age = settings.max_age
         self.max_per_task = settings.max_per_task
-        #: Oldest first: the values of a finished run (a tuple whose item 0 is its store's
-        #: alias: see _build), or (store alias, record) for the others.
+        #: Oldest first: the values of each finished run (a tuple whose item 0 is its store's
+        #: alias: see _build) ...
         self._buffer: deque[tuple[Any, ...]] = deque()
+        #: ... and (store alias, record) for the other records (runs that did not start).
+        self._others: deque[tuple[str, RunRecord]] = deque()
         self._flush_planned = False
         self._flush_soon = False
         self._last_prune = time.monotonic()
@@ -187,22 +189,20 @@ class RunKeeper:
         now = datetime.now(_UTC)
         node = self._scheduler.identity
         for run_time in run_times:
-            self._add(
-                (
-                    store,
-                    RunRecord(
-                        task.id,
-                        self.new_run_id(),
-                        run_time,
-                        outcome,
-                        submitted_at=now,
-                        lateness=(now - run_time).total_seconds(),
-                        attempt=attempt,
-                        node=node,
-                        executor=task.executor,
-                        source=source,
-                    ),
-                )
+            self._add_record(
+                store,
+                RunRecord(
+                    task.id,
+                    self.new_run_id(),
+                    run_time,
+                    outcome,
+                    submitted_at=now,
+                    lateness=(now - run_time).total_seconds(),
+                    attempt=attempt,
+                    node=node,
+                    executor=task.executor,
+                    source=source,
+                ),
             )
 
     def note(self, task: Task, store: str, outcome: str, note: str | None) -> None:
@@ -220,7 +220,7 @@ class RunKeeper:
                 source="manual",
                 note=note,
             )
-            self._add((store, record))
+            self._add_record(store, record)
 
     # -- the buffer ----------------------------------------------------------------------------
     def _build(self, raw: tuple[Any, ...]) -> RunRecord:
@@ -263,12 +263,25 @@ class RunKeeper:
             return_repr,
         )
 
+    def _add_record(self, store: str, record: RunRecord) -> None:
+        self._others.append((store, record))
+        self._plan_flush(len(self._buffer) + len(self._others))
+
     def _add(self, item: tuple[Any, ...]) -> None:
-        self._buffer.append(item)
+        buffer = self._buffer
+        buffer.append(item)
         if not self._flush_planned:
             self._flush_planned = True
             self._plan(FLUSH_INTERVAL)
-        elif not self._flush_soon and len(self._buffer) >= FLUSH_SIZE:
+        elif not self._flush_soon and len(buffer) >= FLUSH_SIZE:
+            self._flush_soon = True
+            self._plan(0.0)
+
+    def _plan_flush(self, waiting: int) -> None:
+        if not self._flush_planned:
+            self._flush_planned = True
+            self._plan(FLUSH_INTERVAL)
+        elif not self._flush_soon and waiting >= FLUSH_SIZE:
             self._flush_soon = True
             self._plan(0.0)
 
@@ -298,17 +311,21 @@ class RunKeeper:
         prune every :data:`PRUNE_INTERVAL` seconds. A store that fails is logged; its
         records are dropped (history never stops the runs)."""
         self._flush_planned = self._flush_soon = False
-        buffer = self._buffer
-        popleft = buffer.popleft
         # (Executors on other threads may append meanwhile: those wait for the next flush.)
+        popleft = self._buffer.popleft
+        items = [popleft() for _ in range(len(self._buffer))]
         batches: dict[str, list[RunRecord | tuple[Any, ...]]] = {}
-        for _ in range(len(buffer)):
-            item = popleft()
-            alias = item[0]
-            batch = batches.get(alias)
-            if batch is None:
-                batch = batches[alias] = []
-            batch.append(item[1] if len(item) == 2 else item)
+        if items:
+            aliases = {item[0] for item in items}
+            if len(aliases) == 1:  # the common case: one store
+                batches[aliases.pop()] = items
+            else:
+                for item in items:
+                    batches.setdefault(item[0], []).append(item)
+        others = self._others
+        for _ in range(len(others)):
+            alias, record = others.popleft()
+            batches.setdefault(alias, []).append(record)
         stores = self._scheduler._stores
         build = self._build
         for alias, items in batches.items():
