@@ -2,14 +2,18 @@
 
 Data path: an executor reports a finished run (``reporter.finished``, the scheduler's
 :class:`~asyncz.schedulers._dispatch.Dispatcher`) -> :meth:`RunKeeper.finished` decides the
-outcome, buffers a :class:`~asyncz.tasks.runs.RunRecord` and, for a failed run with attempts
-left, writes the retry into the task's stored state (a
+outcome, buffers the values of its :class:`~asyncz.tasks.runs.RunRecord` (a plain tuple)
+and, for a failed run with attempts left, writes the retry into the task's stored state (a
 :class:`~asyncz.tasks.runs.PendingRun`, compare-and-set on the task's revision). Runs that
 never started (missed, skipped, coalesced) are recorded by the processing pass
 (:meth:`RunKeeper.not_run`). The buffer is flushed to each task's store in batches: one
 ``add_runs`` call per store and flush, at most every :data:`FLUSH_INTERVAL` seconds or every
 :data:`FLUSH_SIZE` records, and at shutdown; records are pruned every
-:data:`PRUNE_INTERVAL` seconds.
+:data:`PRUNE_INTERVAL` seconds. A store that keeps history in the in-memory ring of
+:class:`~asyncz.stores.base.BaseStore` (the memory store) takes the tuples as they are
+(``add_raw_runs``) and builds each record when it is first read; any other store gets
+records (``add_runs``), built at flush time. So the run path of a finished run costs one
+tuple and one ``time.time()``.
 
 The scheduler owns one keeper (``scheduler._runs``); it is the only writer of history.
 """
@@ -97,14 +101,21 @@ class RunKeeper:
         self.enabled = settings.enabled
         self.max_age = settings.max_age
         self.max_per_task = settings.max_per_task
-        #: (store alias, a record or the values of one: see _build), oldest first.
-        self._buffer: deque[tuple[str, RunRecord | tuple[Any, ...]]] = deque()
+        #: Oldest first: the values of each finished run (a tuple whose item 0 is its store's
+        #: alias: see _build) ...
+        self._buffer: deque[tuple[Any, ...]] = deque()
+        #: ... and (store alias, record) for the other records (runs that did not start).
+        self._others: deque[tuple[str, RunRecord]] = deque()
         self._flush_planned = False
         self._flush_soon = False
         self._last_prune = time.monotonic()
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._writes: set[asyncio.Future[Any]] = set()
+        if self.enabled:
+            # The in-memory ring's module, imported now rather than by the first flush (in
+            # the middle of the first burst of runs).
+            import asyncz.stores._history  # noqa: F401
 
     def new_run_id(self) -> str:
         return f"{self._prefix}-{next(self._ids):x}"
@@ -140,11 +151,10 @@ class RunKeeper:
                     traceback = "...\n" + traceback[-TRACEBACK_LIMIT:]
             elif value is not None:
                 return_repr = repr(value)[:REPR_LIMIT]
-            # The record itself is built when the buffer is flushed (_build): the run path
-            # only keeps these values.
+            # The record itself is built later (_build): the run path only keeps these values.
             self._add(
-                task.store_alias,
                 (
+                    task.store_alias,
                     task.id,
                     task.executor,
                     run_time,
@@ -179,7 +189,7 @@ class RunKeeper:
         now = datetime.now(_UTC)
         node = self._scheduler.identity
         for run_time in run_times:
-            self._add(
+            self._add_record(
                 store,
                 RunRecord(
                     task.id,
@@ -199,25 +209,26 @@ class RunKeeper:
         """A record that is not a run (``paused``, with the operator's note)."""
         if self.enabled:
             now = datetime.now(_UTC)
-            self._add(
-                store,
-                RunRecord(
-                    task.id,
-                    self.new_run_id(),
-                    now,
-                    outcome,
-                    submitted_at=now,
-                    node=self._scheduler.identity,
-                    executor=task.executor,
-                    source="manual",
-                    note=note,
-                ),
+            record = RunRecord(
+                task.id,
+                self.new_run_id(),
+                now,
+                outcome,
+                submitted_at=now,
+                node=self._scheduler.identity,
+                executor=task.executor,
+                source="manual",
+                note=note,
             )
+            self._add_record(store, record)
 
     # -- the buffer ----------------------------------------------------------------------------
     def _build(self, raw: tuple[Any, ...]) -> RunRecord:
-        """The record of a finished run from the values :meth:`finished` kept."""
+        """The record of a finished run from the values :meth:`finished` kept (item 1 is the
+        task id and item 7 the end, epoch seconds: :class:`~asyncz.stores._history.RunRing`
+        reads them). Its run id is given now."""
         (
+            _alias,
             task_id,
             executor,
             run_time,
@@ -252,12 +263,25 @@ class RunKeeper:
             return_repr,
         )
 
-    def _add(self, store: str, record: RunRecord | tuple[Any, ...]) -> None:
-        self._buffer.append((store, record))
+    def _add_record(self, store: str, record: RunRecord) -> None:
+        self._others.append((store, record))
+        self._plan_flush(len(self._buffer) + len(self._others))
+
+    def _add(self, item: tuple[Any, ...]) -> None:
+        buffer = self._buffer
+        buffer.append(item)
         if not self._flush_planned:
             self._flush_planned = True
             self._plan(FLUSH_INTERVAL)
-        elif not self._flush_soon and len(self._buffer) >= FLUSH_SIZE:
+        elif not self._flush_soon and len(buffer) >= FLUSH_SIZE:
+            self._flush_soon = True
+            self._plan(0.0)
+
+    def _plan_flush(self, waiting: int) -> None:
+        if not self._flush_planned:
+            self._flush_planned = True
+            self._plan(FLUSH_INTERVAL)
+        elif not self._flush_soon and waiting >= FLUSH_SIZE:
             self._flush_soon = True
             self._plan(0.0)
 
@@ -287,26 +311,36 @@ class RunKeeper:
         prune every :data:`PRUNE_INTERVAL` seconds. A store that fails is logged; its
         records are dropped (history never stops the runs)."""
         self._flush_planned = self._flush_soon = False
-        buffer = self._buffer
-        batches: dict[str, list[RunRecord]] = {}
-        build = self._build
-        while buffer:
-            alias, item = buffer.popleft()
-            record = build(item) if type(item) is tuple else cast(RunRecord, item)
-            batch = batches.get(alias)
-            if batch is None:
-                batch = batches[alias] = []
-            batch.append(record)
+        # (Executors on other threads may append meanwhile: those wait for the next flush.)
+        popleft = self._buffer.popleft
+        items = [popleft() for _ in range(len(self._buffer))]
+        batches: dict[str, list[RunRecord | tuple[Any, ...]]] = {}
+        if items:
+            aliases = {item[0] for item in items}
+            if len(aliases) == 1:  # the common case: one store
+                batches[aliases.pop()] = items
+            else:
+                for item in items:
+                    batches.setdefault(item[0], []).append(item)
+        others = self._others
+        for _ in range(len(others)):
+            alias, record = others.popleft()
+            batches.setdefault(alias, []).append(record)
         stores = self._scheduler._stores
-        for alias, records in batches.items():
+        build = self._build
+        for alias, items in batches.items():
             store = stores.get(alias)
             if store is None:
                 continue
             try:
+                add_raw = getattr(store, "add_raw_runs", None)
+                if add_raw is not None and add_raw(items, build):
+                    continue  # records built when read
+                records = [build(i) if type(i) is tuple else cast(RunRecord, i) for i in items]
                 await call(store, store.add_runs(records))
             except Exception as exc:
                 self._scheduler.logger.warning(
-                    "Writing %d history record(s) to store %r failed: %s", len(records), alias, exc
+                    "Writing %d history record(s) to store %r failed: %s", len(items), alias, exc
                 )
         if time.monotonic() - self._last_prune >= PRUNE_INTERVAL:
             await self.prune()

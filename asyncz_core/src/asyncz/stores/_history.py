@@ -10,9 +10,9 @@ Data path: the scheduler's history recorder -> ``store.add_runs(records)`` (a ba
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from asyncz.tasks.runs import RunRecord
@@ -47,18 +47,56 @@ def select_runs(
 
 
 class RunRing:
-    """Records in the order they were added (which is the order runs ended), bounded."""
+    """Records in the order they were added (which is the order runs ended), bounded.
 
-    __slots__ = ("_records",)
+    The scheduler's history recorder hands the ring of a store that keeps no history of its
+    own the *raw* form of its records (:meth:`add_raw`: the values of a run, and the
+    function that builds its :class:`RunRecord`); they are built when first read
+    (:meth:`records`), so runs nobody looks at never cost a record. Pruning reads the raw
+    form directly (its task id and end time).
+    """
+
+    __slots__ = ("_build", "_raw", "_records")
 
     def __init__(self, size: int = RING_SIZE) -> None:
-        self._records: deque[RunRecord] = deque(maxlen=size)
+        #: RunRecords, and raw tuples (``type(item) is tuple``) still to be built.
+        self._records: deque[RunRecord | tuple[Any, ...]] = deque(maxlen=size)
+        #: How many raw items were added since the last build (an upper bound: the ring may
+        #: have dropped some).
+        self._raw = 0
+        self._build: Callable[[tuple[Any, ...]], RunRecord] | None = None
 
     def add(self, records: Iterable[RunRecord]) -> None:
         self._records.extend(records)
 
+    def add_raw(
+        self,
+        items: Collection[RunRecord | tuple[Any, ...]],
+        build: Callable[[tuple[Any, ...]], RunRecord],
+    ) -> None:
+        """Keep ``items``: records, and raw tuples that ``build`` turns into records when
+        they are read. A raw tuple's item 1 is the task id and item 7 the end time (epoch
+        seconds), as :meth:`prune` reads them."""
+        if self._raw and build != self._build:
+            self.records()  # raw items of another recorder: built by theirs first
+        self._build = build
+        self._raw += len(items)
+        self._records.extend(items)
+
+    def records(self) -> deque[RunRecord]:
+        """Every record, oldest first (the raw ones built now, once)."""
+        records = self._records
+        if self._raw:
+            build = self._build
+            assert build is not None
+            built = [build(item) if type(item) is tuple else item for item in records]
+            records.clear()
+            records.extend(built)
+            self._raw = 0
+        return cast("deque[RunRecord]", records)
+
     def newest_first(self) -> list[RunRecord]:
-        return sorted(self._records, key=_time, reverse=True)
+        return sorted(self.records(), key=_time, reverse=True)
 
     def get(
         self,
@@ -85,27 +123,30 @@ class RunRing:
 
     def prune(self, now: datetime, max_age: float, max_per_task: int) -> int:
         """Drop records older than ``max_age`` seconds and all but the newest
-        ``max_per_task`` of each task; returns how many were dropped."""
-        oldest = now - timedelta(seconds=max_age)
+        ``max_per_task`` of each task; returns how many were dropped. Raw items stay raw."""
+        oldest = now.timestamp() - max_age
         per_task: dict[str, int] = {}
-        kept: list[RunRecord] = []
-        for record in self.newest_first():
-            if record.time < oldest:
+        kept: list[RunRecord | tuple[Any, ...]] = []
+        items = self._records
+        for item in sorted(items, key=_epoch, reverse=True):
+            if _epoch(item) < oldest:
                 continue
-            count = per_task.get(record.task_id, 0)
+            task_id = item[1] if type(item) is tuple else cast("RunRecord", item).task_id
+            count = per_task.get(task_id, 0)
             if count >= max_per_task:
                 continue
-            per_task[record.task_id] = count + 1
-            kept.append(record)
-        dropped = len(self._records) - len(kept)
+            per_task[task_id] = count + 1
+            kept.append(item)
+        dropped = len(items) - len(kept)
         if dropped:
             kept.reverse()
-            self._records.clear()
-            self._records.extend(kept)
+            items.clear()
+            items.extend(kept)
         return dropped
 
     def clear(self) -> None:
         self._records.clear()
+        self._raw = 0
 
     def __len__(self) -> int:
         return len(self._records)
@@ -113,3 +154,10 @@ class RunRing:
 
 def _time(record: RunRecord) -> datetime:
     return record.time
+
+
+def _epoch(item: RunRecord | tuple[Any, ...]) -> float:
+    if type(item) is tuple:
+        end: float = item[7]
+        return end
+    return cast("RunRecord", item).time.timestamp()

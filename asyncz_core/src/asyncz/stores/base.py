@@ -33,7 +33,15 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Generator,
+    Iterable,
+    Sequence,
+)
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -331,6 +339,25 @@ class BaseStore(Store):
 
     async def add_runs(self, records: Sequence[RunRecord]) -> None:
         self._run_ring().add(records)
+
+    def add_raw_runs(
+        self,
+        items: Collection[RunRecord | tuple[Any, ...]],
+        build: Callable[[tuple[Any, ...]], RunRecord],
+    ) -> bool:
+        """The history recorder's fast path into the in-memory ring: keep ``items``
+        (records, and raw tuples that ``build`` turns into records when first read), without
+        building the records nobody reads. Returns False, keeping nothing, for a store that
+        takes records only through :meth:`add_runs` (it overrides it, or runs its I/O on
+        another loop): the recorder then builds them and calls :meth:`add_runs`."""
+        if (
+            type(self).add_runs is not BaseStore.add_runs
+            or self.io_loop is not None
+            or self.uses_io_loop
+        ):
+            return False
+        self._run_ring().add_raw(items, build)
+        return True
 
     async def get_runs(
         self,

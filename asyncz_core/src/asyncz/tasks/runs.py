@@ -75,15 +75,17 @@ class Submission(list[datetime]):
 
     Executors pass it on unchanged to ``run_sync`` / ``run_coroutine`` (and the reporter);
     one written before it existed sees a plain list, and its runs are recorded as first
-    attempts from the scheduler. Built with :meth:`of` on the hot path (a trigger's due
-    runs: only the submission time is set, the rest are the class defaults).
+    attempts from the scheduler. Slotted (no ``__dict__`` per submission); built with
+    :meth:`of` on the hot path (a trigger's due runs).
     """
 
+    __slots__ = ("attempt", "source", "submitted_at")
+
     #: 1 for a first run, 2, 3, ... for retries.
-    attempt: int = 1
+    attempt: int
     #: ``scheduler``, ``manual``, ``retry`` or ``backfill``.
-    source: str = "scheduler"
-    submitted_at: datetime | None = None
+    source: str
+    submitted_at: datetime | None
 
     def __init__(
         self,
@@ -94,10 +96,8 @@ class Submission(list[datetime]):
     ) -> None:
         super().__init__(run_times)
         self.submitted_at = submitted_at
-        if source != "scheduler":
-            self.source = source
-        if attempt != 1:
-            self.attempt = attempt
+        self.source = source
+        self.attempt = attempt
 
     @classmethod
     def of(cls, run_times: Iterable[datetime], submitted_at: datetime) -> Submission:
@@ -105,7 +105,12 @@ class Submission(list[datetime]):
         submission = list.__new__(cls)
         list.extend(submission, run_times)
         submission.submitted_at = submitted_at
+        submission.source = "scheduler"
+        submission.attempt = 1
         return submission
+
+    def __reduce__(self) -> Any:
+        return (Submission, (list(self), self.submitted_at, self.source, self.attempt))
 
 
 class RunRecord(NamedTuple):
