@@ -29,6 +29,9 @@ def test_pause_resume_reschedule_remove_on_a_running_node(deployment: Deployment
     assert shown["task"]["schedule_state"] == "paused"
     assert shown["task"]["pause_note"] == "db migration"
     assert shown["task"]["paused_at"] is not None
+    # The pause is in the history too, written by the CLI's process before it exits.
+    runs = json.loads(deployment.cli("runs", "tick", "--outcome", "paused", "--json").output)
+    assert [r["note"] for r in runs["runs"]] == ["db migration"]
 
     # Resume: it runs again, and the note is gone.
     result = deployment.cli("tasks", "resume", "tick")

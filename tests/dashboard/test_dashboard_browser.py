@@ -217,9 +217,7 @@ def test_dashboard_in_chromium(live: tuple[Deployment, Served], tmp_path: Path) 
                 expect(page.locator("p.notice")).to_contain_text("only in each node's memory")
             else:
                 # The manual run (the pause itself is a "paused" record of source manual).
-                manual = page.locator(
-                    "table.runs tr:has(td:text-is('manual')):has(td:text-is('success'))"
-                )
+                manual = page.locator("table.runs tr.outcome-success:has(td:text-is('manual'))")
                 for _ in range(50):
                     page.reload()
                     if manual.count():

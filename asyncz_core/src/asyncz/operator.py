@@ -103,7 +103,9 @@ class OperatorScheduler(NativeAsyncIOScheduler):
         return True
 
     async def _finish(self, wait: bool, timeout: float | None, paused: bool = False) -> None:
-        # No processing loop, no executors, no shutdown tasks, no node record to leave.
+        # No processing loop, no executors, no shutdown tasks, no node record to leave; the
+        # history records it made (a pause note) are written before the stores close.
+        await self._runs.close()
         await self._stop_stores(list(self._stores.values()))
 
     def _end(self) -> None:
