@@ -534,12 +534,13 @@ def render_section(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(doc: str, section: str) -> str:
-    """``doc`` with its "Several nodes" section replaced by ``section`` (appended if absent)."""
-    start = doc.find(SECTION + "\n")
+def splice(doc: str, section: str, heading: str = SECTION) -> str:
+    """``doc`` with its ``heading`` section ("Several nodes") replaced by ``section``
+    (appended if absent)."""
+    start = doc.find(heading + "\n")
     if start < 0:
         return doc.rstrip("\n") + "\n\n" + section
-    end = doc.find("\n## ", start + len(SECTION))
+    end = doc.find("\n## ", start + len(heading))
     rest = "" if end < 0 else doc[end + 1 :]
     return doc[:start] + section + ("\n" + rest if rest else "")
 
