@@ -232,8 +232,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("add_us_at_n", "add at n, µs/add", "{:,.1f}"),
     ("bytes_per_task", "bytes/task", "{:,.0f}"),
     ("due_1k_all_ms", "1,000 due among n: due → all run, ms", "{:,.0f}"),
-    ("get_task_infos_s", "`get_task_infos()`, s", "{:,.3f}"),
-    ("get_tasks_s", "`get_tasks()`, s", "{:,.3f}"),
+    ("get_task_infos_s", "`get_task_infos()`, s", "{:.3g}"),
+    ("get_tasks_s", "`get_tasks()`, s", "{:.3g}"),
     ("restart_to_first_run_ms", "restart: `start()` → first run, ms", "{:,.0f}"),
 ]
 
@@ -262,7 +262,9 @@ def render_section(results: dict[str, Any]) -> str:
              "|---|---:|" + "---:|" * len(COLUMNS)]  # fmt: skip
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['store']} | {r['n']:,} | {r['error']} |" + " |" * (len(COLUMNS) - 1))
+            lines.append(
+                f"| {r['store']} | {r['n']:,} | {r['error']} |" + " |" * (len(COLUMNS) - 1)
+            )
             continue
         cells = [_fmt(r.get(k), f) for k, _, f in COLUMNS]
         lines.append(f"| {r['store']} | {r['n']:,} | " + " | ".join(cells) + " |")
@@ -290,8 +292,12 @@ def main() -> None:
     parser.add_argument("--role", choices=["harness", "child"], default="harness")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--stores", default="memory,redis,postgresql,sqlite")
-    parser.add_argument("--budget", type=float, default=150.0,
-                        help="s the 1M memory run may take (estimated from 100k)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=150.0,
+        help="s the 1M memory run may take (estimated from 100k)",
+    )
     parser.add_argument("--timeout", type=float, default=400)
     parser.add_argument("--json-out", default=str(BENCH / "results" / "scale.json"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))

@@ -410,6 +410,7 @@ DETAIL: list[tuple[str, str, str, str]] = [
 ]
 DETAIL += [
     ("footprint", "import_ms", "`import` of the asyncio scheduler module, ms", "{:.0f}"),
+    ("footprint", "first_scheduler_ms", "first scheduler: construct + start, ms", "{:.0f}"),
     ("footprint", "rss_idle_mib", "resident memory, started scheduler, no task, MiB", "{:.1f}"),
     ("footprint", "rss_idle_added_mib", "of which the library (import + start), MiB", "{:.1f}"),
     ("footprint", "idle_cpu_s_per_s", "idle, no task: CPU ms per s", "{:.3f}"),
@@ -445,13 +446,14 @@ def _cell(results: dict[str, Any], sid: str, lib: str, metric: str, fmt: str,
     return text, stat["median"]
 
 
-def render(results: dict[str, Any]) -> str:
+def render(results: dict[str, Any], doc_path: str | None = None) -> str:
     libs = [lib for lib in LIBS if any(lib in v for v in results["scenarios"].values())]
     m = results["machine"]
     lines = [
         "# Benchmarks",
         "",
-        "asyncz side by side with Asyncz 0.17.2 and APScheduler 3.11.3: the same scenario code",
+        "asyncz side by side with Asyncz 0.17.2, APScheduler 3.11.3 and APScheduler 4.0.0a6: the",
+        "same scenario code",
         "(`benchmarks/scenarios.py`) runs on each library through a small adapter",
         "(`benchmarks/adapters/`), each library in its own virtual environment on the same",
         "interpreter, one fresh process per measurement. Figures are the **median** of",
@@ -460,7 +462,7 @@ def render(results: dict[str, Any]) -> str:
         "## Reproduce",
         "",
         "```",
-        "nox -s bench                  # full run (about 20 minutes), rewrites this page",
+        "nox -s bench                  # full run (under 30 minutes), rewrites this page",
         "nox -s bench -- --quick       # smoke run: 1 repeat, smaller N",
         "nox -s bench -- --only burst,cron,redis --libs asyncz,apscheduler-3.11.3",
         "```",
@@ -470,7 +472,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Machine",
         "",
-        f"- CPU: {m['cpu']}, {m['cores']} cores; {m['os']}; Python {m['python']} for all three.",
+        f"- CPU: {m['cpu']}, {m['cores']} cores; {m['os']}; Python {m['python']} for every library.",
         f"- Load average (1, 5, 15 min) before the run: {results['load_before']}; "
         f"after: {results['load_after']}.",
         "- Servers: " + ", ".join(f"{k} {v}" for k, v in results.get("servers", {}).items()) + ".",
@@ -479,6 +481,17 @@ def render(results: dict[str, Any]) -> str:
             f"load average before {rerun['load_before']}, after {rerun['load_after']}."
             for sid, rerun in sorted(results.get("reruns", {}).items())
         ],
+        "",
+        "## Charts",
+        "",
+        "Made by `benchmarks/plots.py` from this run's results (bars: median; whiskers: min–max).",
+        "",
+        "![asyncz and its peers](images/bench-main.png)",
+        "",
+        "![Persistent stores](images/bench-stores.png)",
+        "",
+        "The scale curves and the several-nodes chart are in their sections below "
+        "([Scale](#scale), [Several nodes](#several-nodes)).",
         "",
         "## Goals (issues 9, 13 and 19)",
         "",
@@ -531,14 +544,46 @@ def render(results: dict[str, Any]) -> str:
                   "adds):", ""]  # fmt: skip
         for script, data in benches.items():
             lines.append(f"- `{script}`: `{json.dumps(data)}`")
-    lines += ["", LIMITS, "", WAKEUP, "", NOTES]
+    lines += ["", COSTS, "", LIMITS, "", WAKEUP, "", NOTES]
     text = "\n".join(lines) + "\n"
+    # kept when the doc is rewritten: written by benchmarks/bench_scale.py, bench_nodes.py
+    scale = BENCH / "results" / "scale.json"
+    if scale.exists():
+        from bench_scale import render_section as render_scale
+
+        text += "\n" + render_scale(json.loads(scale.read_text()))
     nodes = BENCH / "results" / "nodes.json"
-    if nodes.exists():  # kept when the doc is rewritten: written by benchmarks/bench_nodes.py
+    if nodes.exists():
         from bench_nodes import render_section
 
         text += "\n" + render_section(json.loads(nodes.read_text()))
+    history = _kept_section(Path(doc_path), "## History cost") if doc_path else ""
+    if history:
+        text += "\n" + history
     return text
+
+
+def _kept_section(doc: Path, heading: str) -> str:
+    """A section of the current doc that another script writes (kept as it is)."""
+    if not doc.exists():
+        return ""
+    old = doc.read_text()
+    start = old.find(heading + "\n")
+    if start < 0:
+        return ""
+    end = old.find("\n## ", start + len(heading))
+    return old[start:] if end < 0 else old[start : end + 1]
+
+
+COSTS = """## Costs asyncz adds
+
+- **History** (records of each run, on by default): measured and optimized separately, see
+  the section [History cost](#history-cost) (issue 14) when present; it is not repeated here.
+- **Coordination** on a single node (the coordinated stores claim and release the due tasks
+  with a lease, so that several nodes may share a store): the table "What coordination costs
+  per pass" of [Several nodes](#several-nodes) gives the store calls, round trips and node
+  CPU of one node with 100 tasks due each second, for this tree and for the tree before
+  coordination (84fdcc2). The memory store is not coordinated and pays nothing."""
 
 
 #: asyncz against APScheduler 4.0.0a6: (label, scenario id, metric, format, higher is better)
@@ -690,7 +735,7 @@ NOTES = """## How each figure is measured
 
 The machine has 2 cores and is shared: other engineers run test suites on it while the
 benchmarks run, which is why the load average is printed above. Each measurement is a fresh
-process, the libraries are interleaved run by run so that a busy moment hits all three, and
+process, the libraries are interleaved run by run so that a busy moment hits all of them, and
 the median with its min–max is shown; still, expect ±20% on the timing figures and more on
 the tails (lateness p99/max, due → first run), which are sensitive to any other process
 taking a core for a few milliseconds. Bytes per task and cron µs/call (best of 3) are the
@@ -700,7 +745,7 @@ most stable figures. Compare libraries within one run, not across runs.
 
 def render_only(path: str, doc: str) -> None:
     """Rewrite the doc from a results file (``--render results/latest.json``)."""
-    Path(doc).write_text(render(json.loads(Path(path).read_text())))
+    Path(doc).write_text(render(json.loads(Path(path).read_text()), doc))
 
 
 def main() -> None:
@@ -817,7 +862,7 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"[bench] wrote {out}", file=sys.stderr)
     if not args.no_doc:
-        Path(args.doc).write_text(render(results))
+        Path(args.doc).write_text(render(results, args.doc))
         print(f"[bench] wrote {args.doc}", file=sys.stderr)
 
 
