@@ -585,7 +585,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             if lib == "asyncz" and (not only or "round-trips" in only):
                 for old in (False, True):
                     steps.append({"lib": lib, "kind": kind, "scenario": "round-trips", "nodes": 1,
-                                      "n": 100, "window": 5 if quick else 10, "count": True, "old": old,
+                                      "n": 100, "window": 5 if quick else 6, "count": True, "old": old,
                                       "lease": 10.0})  # fmt: skip
     return steps
 
