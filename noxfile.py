@@ -70,8 +70,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Benchmarks against Asyncz 0.17.2, APScheduler 3.11.3 and, with several nodes on one
-    store, APScheduler 4.0.0a6 (see benchmarks/README.md).
+    """Benchmarks against Asyncz 0.17.2, APScheduler 3.11.3 and APScheduler 4.0.0a6 (side by
+    side and with several nodes on one store), asyncz's scale curves, and the charts of
+    docs/benchmarks.md (see benchmarks/README.md).
 
     asyncz (this tree) runs in the session's venv; each peer gets a venv of its own in
     .nox/bench-peers/<lib> on the same interpreter, with the drivers of its stores.

@@ -535,6 +535,7 @@ def render(results: dict[str, Any], doc_path: str | None = None) -> str:
             note = f" ({note})"
         met = "–" if verdict is None else ("yes" if verdict else "**no**") + note
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {goal} | {met} |")
+    lines += ["", OPEN_GOALS]
     lines += aps4_section(results)
     lines += [
         "",
@@ -592,6 +593,39 @@ def _kept_section(doc: Path, heading: str) -> str:
         return ""
     end = old.find("\n## ", start + len(heading))
     return old[start:] if end < 0 else old[start : end + 1]
+
+
+OPEN_GOALS = """### What bounds the goals not met (profiles of 2026-12-07, same machine, load 1-6)
+
+- **Bytes per task ≤ 400** (tracemalloc, interval task, memory store): the `Task` has 29
+  slots now (16 at issue 9: run policies, pause note, paused_at, revision, scheduled_next
+  came since), 264 B instead of 160: that is the whole rise from about 460 to about 570 B.
+  The rest is as before: generated id 73 B, trigger 80 B, heap entry 64 B, next run time
+  48 B, indexes about 46 B. 400 needs a leaner Task (the seven run-policy slots in one
+  shared object while they are the defaults would save about 50 B; an int id and run times
+  in an array more): not a small fix. RSS growth (the Scale table) is higher still: the
+  allocator's overhead.
+- **Burst ≥ 3× APScheduler 3**: per run, asyncz pays `create_task` and the executor's
+  bookkeeping (about 40% of the pass in cProfile), then the history record of the run
+  (`_runs._build`, `finished`, `flush`: about 30% of the pass; issue 14, being optimized on
+  branch hist-perf, see [History cost](#history-cost)). The ratio moves a lot with the load
+  (1.4×-2.2× in this run's rounds, 2.8×-3.1× on the quiet machine of issue 9).
+- **Redis listing 10k ≤ APScheduler 3**: APScheduler 3 unpickles each job (C code);
+  asyncz decodes its JSON payload and rebuilds the task: cProfile of 10,000 restores:
+  JSON decoding about 40% (the tag walk `_decode` 19%, the C decoder 9%), rebuilding the
+  trigger 33% (`trigger_from_data`, `IntervalTrigger.__setstate__`, `to_datetime` parsing
+  ISO strings), the rest the Task's state. `get_task_infos()` then adds a snapshot per task
+  (a frozen 33-field dataclass: about 60% of `get_task_infos()` on the memory store, where
+  `get_tasks()` is 50-100× cheaper). Matching pickle needs a cheaper payload (a flat tuple
+  per task, times as epoch floats, no per-value tag walk) or a decode cache keyed on the
+  stored revision: a store-format change, not a small fix.
+- **Lateness p99 ≤ 1 ms**: the machine's floor (the bare asyncio timers of the same process
+  have a p99 of 1-3 ms here); asyncz's p99 equals it or better, at a CPU at or below the
+  lowest peer's in most rounds (see "Wake-up precision" below).
+- **Footprint**: `import asyncz.schedulers.asyncio` is fast, but the first scheduler imports
+  the settings (pydantic + pydantic-settings, about 125 modules, 150 ms and about 10 MiB of
+  the idle RSS): the row "first scheduler: construct + start". APScheduler 3 imports no such
+  dependency."""
 
 
 COSTS = """## Costs asyncz adds
