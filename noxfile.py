@@ -70,25 +70,29 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Benchmarks against Asyncz 0.17.2, APScheduler 3.11.3 and, with several nodes on one
-    store, APScheduler 4.0.0a6 (see benchmarks/README.md).
+    """Benchmarks against Asyncz 0.17.2, APScheduler 3.11.3 and APScheduler 4.0.0a6 (side by
+    side and with several nodes on one store), asyncz's scale curves, and the charts of
+    docs/benchmarks.md (see benchmarks/README.md).
 
     asyncz (this tree) runs in the session's venv; each peer gets a venv of its own in
     .nox/bench-peers/<lib> on the same interpreter, with the drivers of its stores.
     ``nox -s bench -- --quick`` for a smoke run; other arguments go to benchmarks/run.py.
     """
     install_all(session)
-    session.install("asyncpg>=0.28", "pyinstrument")  # the PostgreSQL driver of asyncz's SQL store
+    # the PostgreSQL driver of asyncz's SQL store; matplotlib for the charts (this session only)
+    session.install("asyncpg>=0.28", "pyinstrument", "matplotlib")
     drivers = ["redis", "pymongo", "sqlalchemy", "psycopg2-binary"]
     peers = {
         "asyncz-0.17.2": ["asyncz==0.17.2", *drivers],
         "apscheduler-3.11.3": ["apscheduler==3.11.3", *drivers],
-        # benchmarks/bench_nodes.py: PostgreSQL data store + asyncpg event broker. It imports
+        # The side-by-side scenarios (adapters/apscheduler_4.py: memory, PostgreSQL through
+        # asyncpg, SQLite through aiosqlite) and benchmarks/bench_nodes.py: PostgreSQL data
+        # store + asyncpg event broker. It imports
         # sniffio without declaring it, and its asyncpg listener fails under anyio 4.16 (no
         # current loop in the callback): the anyio of its release. SQLAlchemy >= 2.1 needs
         # the [asyncio] extra for greenlet.
         "apscheduler-4.0.0a6": ["apscheduler==4.0.0a6", "asyncpg", "sqlalchemy[asyncio]",
-                                "psycopg", "sniffio", "anyio==4.9.0"],
+                                "psycopg", "sniffio", "anyio==4.9.0", "aiosqlite"],
     }  # fmt: skip
     python = session.run(
         "python", "-c", "import sys; print(sys._base_executable)", silent=True
@@ -107,9 +111,14 @@ def bench(session: nox.Session) -> None:
     args = list(session.posargs)
     only = next((a.split("=", 1)[1] if "=" in a else args[i + 1]
                  for i, a in enumerate(args) if a.startswith("--only")), None)  # fmt: skip
-    if only != "nodes":
+    if only not in ("nodes", "scale", "nodes,scale", "scale,nodes"):
         session.run("python", "benchmarks/run.py", *args)
+    flags = [a for a in args if a in ("--quick", "--no-doc")]
     if only is None or "nodes" in only.split(","):
         # Several nodes on one store (asyncz and APScheduler 4): the "Several nodes" section.
-        flags = [a for a in args if a in ("--quick", "--no-doc")]
         session.run("python", "benchmarks/bench_nodes.py", *flags)
+    if only is None or "scale" in only.split(","):
+        # Scale curves, asyncz only: the "Scale" section.
+        session.run("python", "benchmarks/bench_scale.py", *flags)
+    if "--no-doc" not in args:
+        session.run("python", "benchmarks/plots.py")  # docs/images/bench-*.png from results/

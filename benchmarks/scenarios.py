@@ -1,4 +1,5 @@
-"""One benchmark scenario, measured once, in this process, on one scheduler library.
+"""One benchmark scenario, measured once, in this process, on one scheduler library (asyncz, Asyncz 0.17.2,
+APScheduler 3.11.3, APScheduler 4.0.0a6).
 
     python benchmarks/scenarios.py --lib asyncz --scenario add --n 100000 --json
 
@@ -25,6 +26,10 @@ Scenarios (``--n`` overrides the default size):
                  ``--store`` (redis, mongodb, sqlite, postgresql) at ``--url``: µs/add.
 * ``store-burst``N (2,000) date tasks in that store, due at once: from the due instant (the
                  scheduler resumes) to the last run: tasks/s.
+* ``store-list`` N (10,000) tasks in that store, then the library's listing call (asyncz:
+                 ``get_task_infos()``): seconds, best of 3.
+* ``footprint``  import time of the library's asyncio scheduler module, resident memory of
+                 a started scheduler without tasks, its idle CPU.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
+import inspect
 import json
 import os
 import statistics
@@ -44,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from adapters import Adapter, jobs, load
+from adapters import MODULES, Adapter, jobs, load
 
 UTC = timezone.utc
 
@@ -58,42 +65,57 @@ CRON_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-async def add(lib: Adapter, n: int) -> dict[str, Any]:
-    scheduler = lib.scheduler()
-    lib.start(scheduler)
-    try:
-        gc.collect()
-        fn = jobs.anoop
+async def _a(value: Any) -> Any:
+    """The value, awaited when the library's adapter is asynchronous (APScheduler 4)."""
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _add_many(lib: Adapter, scheduler: Any, n: int, fn: Any) -> float:
+    """n interval(hours=1) tasks one by one; the seconds it took (sync or async API)."""
+    add_interval = lib.add_interval
+    if lib.is_async:
         start = time.perf_counter()
         for _ in range(n):
-            lib.add_interval(scheduler, fn, hours=1)
-        elapsed = time.perf_counter() - start
+            await add_interval(scheduler, fn, hours=1)
+        return time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(n):
+        add_interval(scheduler, fn, hours=1)
+    return time.perf_counter() - start
+
+
+async def add(lib: Adapter, n: int) -> dict[str, Any]:
+    scheduler = await _a(lib.scheduler())
+    await _a(lib.start(scheduler))
+    try:
+        gc.collect()
+        elapsed = await _add_many(lib, scheduler, n, jobs.anoop)
         await asyncio.sleep(0)  # let a coalesced wake-up run, as a real program would
-        assert lib.count(scheduler) == n, lib.count(scheduler)
+        count = await _a(lib.count(scheduler))
+        assert count == n, count
     finally:
-        lib.shutdown(scheduler)
+        await _a(lib.shutdown(scheduler))
     return {"n": n, "us_per_add": elapsed / n * 1e6}
 
 
 async def add_mem(lib: Adapter, n: int) -> dict[str, Any]:
-    scheduler = lib.scheduler()
-    lib.start(scheduler)
+    scheduler = await _a(lib.scheduler())
+    await _a(lib.start(scheduler))
     try:
         fn = jobs.anoop
-        lib.add_interval(scheduler, fn, hours=1)  # warm caches (imports, trigger aliases)
+        await _a(lib.add_interval(scheduler, fn, hours=1))  # warm caches (imports, aliases)
         await asyncio.sleep(0)
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        for _ in range(n):
-            lib.add_interval(scheduler, fn, hours=1)
+        await _add_many(lib, scheduler, n, fn)
         await asyncio.sleep(0)
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        assert lib.count(scheduler) == n + 1
+        assert await _a(lib.count(scheduler)) == n + 1
     finally:
-        lib.shutdown(scheduler)
+        await _a(lib.shutdown(scheduler))
     return {"n": n, "bytes_per_task": (after - before) / n}
 
 
@@ -112,19 +134,19 @@ async def bare_asyncio_rate(n: int) -> float:
 
 
 async def burst(lib: Adapter, n: int, lead: float) -> dict[str, Any]:
-    scheduler = lib.scheduler()
-    lib.start(scheduler)
+    scheduler = await _a(lib.scheduler())
+    await _a(lib.start(scheduler))
     event = jobs.expect(n)
     try:
         due = datetime.now(UTC) + timedelta(seconds=lead)
         began = time.perf_counter()
         for _ in range(n):
-            lib.add_date(scheduler, jobs.counted, due)
+            await _a(lib.add_date(scheduler, jobs.counted, due))
         adding = time.perf_counter() - began
         due_perf = time.perf_counter() + (due - datetime.now(UTC)).total_seconds()
         await asyncio.wait_for(event.wait(), 120)
     finally:
-        lib.shutdown(scheduler)
+        await _a(lib.shutdown(scheduler))
     first, last = jobs.state["first"], jobs.state["last"]
     rate = n / (last - due_perf)
     await asyncio.sleep(0.2)
@@ -145,15 +167,15 @@ async def burst(lib: Adapter, n: int, lead: float) -> dict[str, Any]:
 
 
 async def lateness(lib: Adapter, n: int, seconds: float) -> dict[str, Any]:
-    scheduler = lib.scheduler()
-    lib.start(scheduler)
+    scheduler = await _a(lib.scheduler())
+    await _a(lib.start(scheduler))
     jobs.lateness.clear()
     try:
         base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
         for i in range(n):
             at = base + timedelta(microseconds=i * 1_000_000 // n)  # spread over the second
             jobs.starts[i] = at.timestamp()
-            lib.add_interval_from(scheduler, jobs.late, 1, at, [i])
+            await _a(lib.add_interval_from(scheduler, jobs.late, 1, at, [i]))
         # The window is the `seconds` of runs: process CPU time (every thread of the
         # process, robust to other load on the machine) from the first due instant on.
         await asyncio.sleep((base - datetime.now(UTC)).total_seconds())
@@ -162,7 +184,7 @@ async def lateness(lib: Adapter, n: int, seconds: float) -> dict[str, Any]:
         cpu = time.process_time() - cpu0
         window = time.perf_counter() - wall0
     finally:
-        lib.shutdown(scheduler)
+        await _a(lib.shutdown(scheduler))
     ordered = sorted(jobs.lateness)
     bare, bare_cpu, bare_window = await bare_timer_lateness(n, seconds)
     bare.sort()
@@ -212,19 +234,19 @@ async def bare_timer_lateness(n: int, seconds: float) -> tuple[list[float], floa
 
 
 async def idle(lib: Adapter, n: int, seconds: float) -> dict[str, Any]:
-    scheduler = lib.scheduler()
-    lib.start(scheduler)
+    scheduler = await _a(lib.scheduler())
+    await _a(lib.start(scheduler))
     try:
         far = datetime.now(UTC) + timedelta(days=30)
         for _ in range(n):
-            lib.add_date(scheduler, jobs.anoop, far)
+            await _a(lib.add_date(scheduler, jobs.anoop, far))
         await asyncio.sleep(0.5)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         await asyncio.sleep(seconds)
         cpu = time.process_time() - cpu0
         wall = time.perf_counter() - wall0
     finally:
-        lib.shutdown(scheduler)
+        await _a(lib.shutdown(scheduler))
     return {"n": n, "cpu_s_per_s": cpu / wall}
 
 
@@ -254,49 +276,38 @@ def _namespace() -> str:
 
 
 async def store_add(lib: Adapter, kind: str, url: str, n: int) -> dict[str, Any]:
-    scheduler = lib.scheduler(lib.store(kind, url, _namespace()))
-    lib.start(scheduler)
+    scheduler = await _a(lib.scheduler(lib.store(kind, url, _namespace())))
+    await _a(lib.start(scheduler))
     try:
-        lib.add_interval(scheduler, jobs.anoop, hours=1)  # connect, create tables / indexes
+        await _a(lib.add_interval(scheduler, jobs.anoop, hours=1))  # connect, create tables
         await asyncio.sleep(0.1)
-        start = time.perf_counter()
-        for _ in range(n):
-            lib.add_interval(scheduler, jobs.anoop, hours=1)
-        elapsed = time.perf_counter() - start
-        assert lib.count(scheduler) == n + 1
-        _remove_all(scheduler)
+        elapsed = await _add_many(lib, scheduler, n, jobs.anoop)
+        assert await _a(lib.count(scheduler)) == n + 1
+        await _a(lib.remove_all(scheduler))
     finally:
-        lib.shutdown(scheduler)
+        await _a(lib.shutdown(scheduler))
     return {"store": kind, "n": n, "us_per_add": elapsed / n * 1e6}
 
 
-def _remove_all(scheduler: Any) -> None:
-    remove = getattr(scheduler, "remove_all_tasks", None) or scheduler.remove_all_jobs
-    try:
-        remove()
-    except TypeError:  # Asyncz 0.17.2 wants the store argument
-        remove(None)
-
-
 async def store_burst(lib: Adapter, kind: str, url: str, n: int) -> dict[str, Any]:
-    scheduler = lib.scheduler(lib.store(kind, url, _namespace()))
+    scheduler = await _a(lib.scheduler(lib.store(kind, url, _namespace())))
     event = jobs.expect(n)
-    lib.start(scheduler, paused=True)
+    await _a(lib.start(scheduler, paused=True))
     try:
         due = datetime.now(UTC) + timedelta(seconds=1)
         began = time.perf_counter()
         for _ in range(n):
-            lib.add_date(scheduler, jobs.counted, due)
+            await _a(lib.add_date(scheduler, jobs.counted, due))
         adding = time.perf_counter() - began
         wait = (due - datetime.now(UTC)).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
         start = time.perf_counter()
-        lib.resume(scheduler)
+        await _a(lib.resume(scheduler))
         await asyncio.wait_for(event.wait(), 300)
         first, last = jobs.state["first"], jobs.state["last"]
     finally:
-        lib.shutdown(scheduler)
+        await _a(lib.shutdown(scheduler))
     return {
         "store": kind,
         "n": n,
@@ -304,6 +315,76 @@ async def store_burst(lib: Adapter, kind: str, url: str, n: int) -> dict[str, An
         "due_to_first_ms": (first - start) * 1000,
         "due_to_all_ms": (last - start) * 1000,
         "tasks_per_s": n / (last - start),
+    }
+
+
+async def store_list(lib: Adapter, kind: str, url: str, n: int) -> dict[str, Any]:
+    """n interval tasks in the store (added one by one through the scheduler), then the
+    library's listing call (asyncz: ``get_task_infos()``; Asyncz 0.17.2: ``get_tasks()``;
+    APScheduler 3: ``get_jobs()``; APScheduler 4: ``get_schedules()``): best of 3."""
+    store = lib.store(kind, url, _namespace()) if kind != "memory" else None
+    scheduler = await _a(lib.scheduler(store))
+    await _a(lib.start(scheduler))
+    try:
+        await _add_many(lib, scheduler, n, jobs.anoop)
+        times = []
+        for _ in range(3):
+            began = time.perf_counter()
+            listed = await _a(lib.list(scheduler))
+            times.append(time.perf_counter() - began)
+            assert len(listed) == n, len(listed)
+        extra: dict[str, Any] = {}
+        if lib.lib == "asyncz":  # the plain list of Task objects, beside the snapshots
+            began = time.perf_counter()
+            assert len(scheduler.get_tasks()) == n
+            extra["get_tasks_s"] = time.perf_counter() - began
+        await _a(lib.remove_all(scheduler))
+    finally:
+        await _a(lib.shutdown(scheduler))
+    return {"store": kind, "n": n, "list_s": min(times), "list_first_s": times[0], **extra}
+
+
+def _rss() -> int:
+    """Resident set size of this process, bytes (VmRSS)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def footprint(name: str, seconds: float) -> dict[str, Any]:
+    """Import time of the library's asyncio scheduler module (this process has imported
+    asyncio and nothing of the library yet), then the resident memory of a started scheduler
+    with no task, and its CPU while idle."""
+    gc.collect()
+    rss0 = _rss()
+    began = time.perf_counter()
+    importlib.import_module(MODULES[name])
+    import_s = time.perf_counter() - began
+    rss_imported = _rss()
+    lib = load(name)
+    began = time.perf_counter()
+    scheduler = await _a(lib.scheduler())
+    await _a(lib.start(scheduler))
+    first_start_s = time.perf_counter() - began  # what the import left for the first use
+    try:
+        await asyncio.sleep(0.5)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        gc.collect()
+        rss_idle = _rss()
+    finally:
+        await _a(lib.shutdown(scheduler))
+    return {
+        "import_ms": import_s * 1000,
+        "first_scheduler_ms": first_start_s * 1000,
+        "rss_base_mib": rss0 / 2**20,
+        "rss_import_mib": (rss_imported - rss0) / 2**20,
+        "rss_idle_mib": rss_idle / 2**20,
+        "rss_idle_added_mib": (rss_idle - rss0) / 2**20,
+        "idle_cpu_s_per_s": cpu,
     }
 
 
@@ -316,13 +397,22 @@ DEFAULT_N = {
     "cron": 20_000,
     "store-add": 5_000,
     "store-burst": 2_000,
+    "store-list": 10_000,
+    "footprint": 1,
 }
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    lib = load(args.lib)
     n = args.n or DEFAULT_N[args.scenario]
     s = args.scenario
+    if s == "footprint":  # before the adapter (and the library) is imported
+        result = await footprint(args.lib, args.seconds or 2.0)
+        from importlib.metadata import version as _version
+
+        dist = "apscheduler" if args.lib.startswith("apscheduler") else "asyncz"
+        return {"lib": args.lib, "version": _version(dist), "python": sys.version.split()[0],
+                "scenario": s, **result}  # fmt: skip
+    lib = load(args.lib)
     if s == "add":
         result = await add(lib, n)
     elif s == "add-mem":
@@ -339,6 +429,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         result = await store_add(lib, args.store, args.url, n)
     elif s == "store-burst":
         result = await store_burst(lib, args.store, args.url, n)
+    elif s == "store-list":
+        result = await store_list(lib, args.store, args.url, n)
     else:
         raise SystemExit(f"unknown scenario {s!r}")
     return {
@@ -357,7 +449,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=0.0)
     parser.add_argument("--lead", type=float, default=3.0, help="burst: seconds until due")
-    parser.add_argument("--store", choices=["redis", "mongodb", "sqlite", "postgresql"])
+    parser.add_argument("--store", choices=["memory", "redis", "mongodb", "sqlite", "postgresql"])
     parser.add_argument("--url")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -1,7 +1,8 @@
 """One adapter per scheduler library, all exposing the same operations.
 
 The scenario runner (``benchmarks/scenarios.py``) only talks to an :class:`Adapter`, so that
-the same scenario code runs on asyncz (this repository), Asyncz 0.17.2 and APScheduler 3.11.3.
+the same scenario code runs on asyncz (this repository), Asyncz 0.17.2, APScheduler 3.11.3 and APScheduler 4.0.0a6
+(whose adapter is asynchronous: ``is_async``).
 Every adapter module is imported lazily: a child process only imports the library it measures.
 """
 
@@ -15,6 +16,15 @@ LIBS = {
     "asyncz": "asyncz_local",
     "asyncz-0.17.2": "asyncz_0172",
     "apscheduler-3.11.3": "apscheduler_3",
+    "apscheduler-4.0.0a6": "apscheduler_4",
+}
+
+#: library name -> the module a program imports for its asyncio scheduler (footprint scenario)
+MODULES = {
+    "asyncz": "asyncz.schedulers.asyncio",
+    "asyncz-0.17.2": "asyncz.schedulers.asyncio",
+    "apscheduler-3.11.3": "apscheduler.schedulers.asyncio",
+    "apscheduler-4.0.0a6": "apscheduler",
 }
 
 
@@ -26,6 +36,8 @@ class Adapter:
 
     lib: str
     version: str
+    #: the methods are coroutine functions (APScheduler 4): the scenarios await them
+    is_async: bool = False
 
     def scheduler(self, store: Any = None) -> Any:
         """A new AsyncIOScheduler (UTC), with ``store`` as its default store if given."""
@@ -56,6 +68,17 @@ class Adapter:
 
     def count(self, scheduler: Any) -> int:
         raise NotImplementedError
+
+    def list(self, scheduler: Any) -> Any:
+        """Every task of the scheduler, as the library lists them for a program."""
+        raise NotImplementedError
+
+    def remove_all(self, scheduler: Any) -> None:
+        remove = getattr(scheduler, "remove_all_tasks", None) or scheduler.remove_all_jobs
+        try:
+            remove()
+        except TypeError:  # Asyncz 0.17.2 wants the store argument
+            remove(None)
 
     def store(self, kind: str, url: str, namespace: str) -> Any:
         """A persistent store: ``kind`` in redis, mongodb, sqlite, postgresql."""

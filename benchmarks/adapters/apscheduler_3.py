@@ -43,6 +43,9 @@ class APScheduler3(Adapter):
     def count(self, scheduler: Any) -> int:
         return len(scheduler.get_jobs())
 
+    def list(self, scheduler: Any) -> Any:
+        return scheduler.get_jobs()
+
     def store(self, kind: str, url: str, namespace: str) -> Any:
         if kind == "redis":
             from apscheduler.jobstores.redis import RedisJobStore

@@ -42,6 +42,9 @@ class Asyncz0172(Adapter):
     def count(self, scheduler: Any) -> int:
         return len(scheduler.get_tasks())
 
+    def list(self, scheduler: Any) -> Any:
+        return scheduler.get_tasks()
+
     def store(self, kind: str, url: str, namespace: str) -> Any:
         if kind == "redis":
             from asyncz.stores.redis import RedisStore

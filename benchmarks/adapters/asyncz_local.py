@@ -41,6 +41,9 @@ class AsynczLocal(Adapter):
     def count(self, scheduler: Any) -> int:
         return len(scheduler.get_tasks())
 
+    def list(self, scheduler: Any) -> Any:
+        return scheduler.get_task_infos()
+
     def store(self, kind: str, url: str, namespace: str) -> Any:
         if kind == "redis":
             from asyncz.stores.redis import RedisStore
