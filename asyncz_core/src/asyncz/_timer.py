@@ -136,3 +136,18 @@ def precise_timer(loop: asyncio.AbstractEventLoop) -> PreciseTimer | None:
         return PreciseTimer(loop)
     except (OSError, AttributeError, NotImplementedError, RuntimeError, ValueError):
         return None
+
+
+def resolve(future: asyncio.Future[Any]) -> None:
+    """A timer's callback: end a sleep (resolve its future with ``None``) unless it ended."""
+    if not future.done():
+        future.set_result(None)
+
+
+#: What :func:`time_is_up` resolves a sleep with (the spin's last stretch begins).
+TIME_IS_UP = object()
+
+
+def time_is_up(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(TIME_IS_UP)

@@ -16,12 +16,19 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-__all__ = ["NODE_RETENTION", "NodeInfo", "NodeState"]
+__all__ = ["NODE_RETENTION", "NodeInfo", "NodeState", "default_identity"]
 
 _UTC = timezone.utc
 
 #: Seconds a store keeps the record of a node that stopped or died (for ``get_nodes()``).
 NODE_RETENTION = 3600.0
+
+
+def default_identity() -> str:
+    """A scheduler's name when none is configured: ``host:pid:random``."""
+    import secrets
+
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class NodeState:

@@ -98,9 +98,12 @@ class Coordinator:
                 logger.warning("Heartbeat of node %r in store %r recovered", node.identity, alias)
             self.last_beat[alias] = node.last_heartbeat
 
-    async def run(self) -> None:
-        """Heartbeat until cancelled (a task beside the processing loop)."""
+    async def run(self, first: bool = True) -> None:
+        """Heartbeat until cancelled (a task beside the processing loop); ``first=False``
+        waits one interval first (the start already beat once)."""
         interval = self._scheduler.settings.coordination.interval
+        if not first:
+            await asyncio.sleep(interval)
         while True:
             await self.beat()
             await asyncio.sleep(interval)

@@ -29,6 +29,7 @@ from asyncz.exceptions import (
 )
 from asyncz.schedulers.inspection import RunPreview, SchedulerInfo
 from asyncz.stores.base import call
+from asyncz.tasks.info import sort_value, unrestorable_info
 from asyncz.tasks.task import ScheduleState, Task, TaskInfo, TaskLabel, task_label
 from asyncz.timeutil import utc
 
@@ -432,7 +433,7 @@ class ManagementMixin:
             for alias in [store] if store is not None else list(self._stores):
                 target = self.lookup_store(alias)
                 broken = await call(target, target.get_unrestorable())
-                infos.extend(_unrestorable_info(i, alias, r) for i, r in broken.items())
+                infos.extend(unrestorable_info(i, alias, r) for i, r in broken.items())
         needle = q.lower() if q else None
         selected = [
             info
@@ -442,7 +443,7 @@ class ManagementMixin:
             and (trigger is None or trigger in (info.trigger_alias, info.trigger_name))
             and (needle is None or needle in info.search_text())
         ]
-        selected.sort(key=lambda info: _sort_value(info, sort_by), reverse=descending)
+        selected.sort(key=lambda info: sort_value(info, sort_by), reverse=descending)
         return selected
 
     def get_task_infos(
@@ -587,32 +588,3 @@ class ManagementMixin:
 def _unnoted(task: Task) -> None:
     task.pause_note = None
     task.paused_at = None
-
-
-def _sort_value(info: TaskInfo, key: str) -> Any:
-    if key == "next_run_time":
-        when = info.next_run_time
-        return (when is None, when.timestamp() if when is not None else 0.0)
-    if key == "schedule_state":
-        return info.schedule_state.value
-    if key == "trigger":
-        return info.trigger_alias or ""
-    value = getattr(info, key)
-    return "" if value is None else str(value)
-
-
-def _unrestorable_info(task_id: str, store: str, reason: str) -> TaskInfo:
-    return TaskInfo(
-        id=task_id,
-        name=None,
-        callable_name=None,
-        callable_reference=None,
-        trigger_alias=None,
-        trigger_name=None,
-        trigger_description=None,
-        executor=None,
-        store=store,
-        next_run_time=None,
-        schedule_state=ScheduleState.UNRESTORABLE,
-        reason=reason,
-    )

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from asyncz import events as ev
+from asyncz._timer import TIME_IS_UP, resolve, time_is_up
 from asyncz.exceptions import MaxInstancesReachedError, StoreUnavailableError
 from asyncz.schedulers._state import SchedulerState
 from asyncz.stores.base import BaseStore, PersistentStore, call, unavailable
@@ -42,7 +43,6 @@ from asyncz.timeutil import utc
 if TYPE_CHECKING:
     from asyncz._timer import PreciseTimer
     from asyncz.locks import FileLock
-    from asyncz.schedulers._coordination import Coordinator
     from asyncz.schedulers._runs import RunKeeper
     from asyncz.schedulers.base import BaseScheduler
 
@@ -138,7 +138,7 @@ class Processor:
             self._timer = precise_timer(loop)
         coordinator = self._scheduler._coordinator
         # Registered at start (_start_components); heartbeats extend the claims of every pass.
-        heartbeats = loop.create_task(_beat_after(coordinator), name="asyncz-heartbeat")
+        heartbeats = loop.create_task(coordinator.run(first=False), name="asyncz-heartbeat")
         try:
             await self._run_on(loop)
         finally:
@@ -219,9 +219,9 @@ class Processor:
                 # Sleep until ``spin`` seconds before the due instant, then yield to the loop
                 # until that instant (precise to microseconds, at the cost of the CPU).
                 deadline = loop.time() + seconds
-                seconds, done = max(0.0, seconds - spin), _time_is_up
+                seconds, done = max(0.0, seconds - spin), time_is_up
             else:
-                done = _resolve
+                done = resolve
             timer = self._timer
             if timer is not None and seconds > 0:
                 # The loop's own timer is only good to a millisecond (Linux's poll takes its
@@ -231,8 +231,8 @@ class Processor:
                 timer = None
                 handle = loop.call_later(seconds, done, future)
         try:
-            # A wake-up resolves the future with None, the spin timer with _TIME_IS_UP.
-            if await future is _TIME_IS_UP and deadline is not None:
+            # A wake-up resolves the future with None, the spin timer with TIME_IS_UP.
+            if await future is TIME_IS_UP and deadline is not None:
                 while not self._wakeup_missed and loop.time() < deadline:
                     await asyncio.sleep(0)
                 self._wakeup_missed = False
@@ -598,21 +598,3 @@ class Processor:
         locks, self._locks = self._locks, {}
         for lock in locks.values():
             lock.close(remove=True)
-
-
-async def _beat_after(coordinator: Coordinator) -> None:
-    await asyncio.sleep(coordinator._scheduler.settings.coordination.interval)
-    await coordinator.run()
-
-
-def _resolve(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-_TIME_IS_UP = object()
-
-
-def _time_is_up(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_result(_TIME_IS_UP)

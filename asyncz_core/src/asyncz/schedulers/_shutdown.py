@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from asyncz import events as ev
+from asyncz._timer import resolve as _resolve
 from asyncz.stores.base import PersistentStore, call
 from asyncz.tasks.task import Task, TaskLabel, task_label
 from asyncz.timeutil import utc
@@ -153,8 +154,3 @@ async def _within(seconds: float | None, coro: Coroutine[Any, Any, Any]) -> bool
     finally:
         handle.cancel()
     return True
-
-
-def _resolve(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_result(None)

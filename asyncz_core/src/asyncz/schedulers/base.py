@@ -31,11 +31,13 @@ from asyncz import events as ev
 from asyncz._util import UNSET, UnsetType
 from asyncz.exceptions import (
     ComponentLookupError,
+    ConfigurationError,
     SchedulerAlreadyRunningError,
     SchedulerNotRunningError,
     StoreUnavailableError,
 )
 from asyncz.executors.base import BaseExecutor
+from asyncz.nodes import default_identity
 from asyncz.schedulers._adding import AddingMixin
 from asyncz.schedulers._coordination import Coordinator
 from asyncz.schedulers._dispatch import Dispatcher
@@ -152,7 +154,7 @@ class BaseScheduler(AddingMixin, ManagementMixin, HistoryMixin):
         self.settings: AsynczSettings = settings
         #: The name of this scheduler instance (``identity=``; default ``host:pid:random``).
         self.identity: str = (
-            settings.identity or getattr(self, "identity", None) or _default_identity()
+            settings.identity or getattr(self, "identity", None) or default_identity()
         )
         self.timezone: tzinfo = settings.timezone
         #: The zone triggers without their own zone use (``task_defaults.timezone``).
@@ -175,7 +177,6 @@ class BaseScheduler(AddingMixin, ManagementMixin, HistoryMixin):
         self.logger = self.loggers[name]
         self.lock_path: str | None = settings.lock_path
         if self.lock_path:
-            from asyncz.exceptions import ConfigurationError
             from asyncz.locks import format_lock_path
 
             try:
@@ -461,18 +462,11 @@ class BaseScheduler(AddingMixin, ManagementMixin, HistoryMixin):
                 lock.prepare()
             except OSError as exc:
                 self._processor.forget_lock(alias)
-                from asyncz.exceptions import ConfigurationError
-
-                reason = exc.strerror or str(exc)
-                raise ConfigurationError(
-                    [
-                        (
-                            f"{self.prefix}lock_path",
-                            f"cannot create the lock file {str(lock.path)!r} of store "
-                            f"{alias!r}: {reason} (choose a writable directory)",
-                        )
-                    ]
-                ) from exc
+                message = (
+                    f"cannot create the lock file {str(lock.path)!r} of store {alias!r}: "
+                    f"{exc.strerror or exc} (choose a writable directory)"
+                )
+                raise ConfigurationError([(f"{self.prefix}lock_path", message)]) from exc
 
     async def _start_store(self, alias: str, store: BaseStore) -> None:
         """Start one store; a server that cannot be reached is a
@@ -603,11 +597,3 @@ class BaseScheduler(AddingMixin, ManagementMixin, HistoryMixin):
         self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
     ) -> bool:
         return self._processor.submit(task, store_alias, run_times, source, folded)
-
-
-def _default_identity() -> str:
-    import os
-    import secrets
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"

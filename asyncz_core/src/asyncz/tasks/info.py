@@ -187,3 +187,34 @@ class TaskLabel:
 def task_label(task: Task) -> TaskLabel:
     """The one way the scheduler, executors and stores name ``task`` in a log line."""
     return TaskLabel(task.id, task.name)
+
+
+def sort_value(info: TaskInfo, key: str) -> Any:
+    """The sort key of ``info`` for ``get_task_infos(sort_by=key)``."""
+    if key == "next_run_time":
+        when = info.next_run_time
+        return (when is None, when.timestamp() if when is not None else 0.0)
+    if key == "schedule_state":
+        return info.schedule_state.value
+    if key == "trigger":
+        return info.trigger_alias or ""
+    value = getattr(info, key)
+    return "" if value is None else str(value)
+
+
+def unrestorable_info(task_id: str, store: str, reason: str) -> TaskInfo:
+    """The snapshot of a stored task that cannot be restored (only its id and why)."""
+    return TaskInfo(
+        id=task_id,
+        name=None,
+        callable_name=None,
+        callable_reference=None,
+        trigger_alias=None,
+        trigger_name=None,
+        trigger_description=None,
+        executor=None,
+        store=store,
+        next_run_time=None,
+        schedule_state=ScheduleState.UNRESTORABLE,
+        reason=reason,
+    )
