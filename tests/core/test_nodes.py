@@ -6,14 +6,17 @@ import os
 import socket
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from asyncz.exceptions import ConfigurationError, SchedulerNotRunningError
+from asyncz.exceptions import ConfigurationError, SchedulerNotRunningError, StoreUnavailableError
 from asyncz.nodes import NodeInfo, NodeState
 from asyncz.schedulers.asyncio import AsyncIOScheduler
+from asyncz.stores.file import FileStore
 from asyncz.stores.memory import MemoryStore
-from asyncz.testing import wait_until
+from asyncz.tasks import Task
+from asyncz.testing import functions, wait_until
 
 UTC = timezone.utc
 
@@ -89,3 +92,50 @@ def test_heartbeat_interval_defaults_to_a_quarter_of_the_lease() -> None:
     scheduler = AsyncIOScheduler(global_config={"asyncz.coordination.lease": "8"})
     assert scheduler.settings.coordination.lease == 8.0
     assert scheduler.settings.coordination.interval == 2.0
+
+
+class LostReplyStore(FileStore):
+    """A file store whose first claim is carried out but its reply lost (as when a server
+    frozen past the store timeout answers after the client gave up)."""
+
+    lost = 0
+
+    async def acquire_due_tasks(
+        self, node: str, now: datetime, lease: float, limit: int
+    ) -> list[Task]:
+        claimed = await super().acquire_due_tasks(node, now, lease, limit)
+        if claimed and not self.lost:
+            self.lost = len(claimed)
+            raise StoreUnavailableError(self.alias, "file", None, None, "reply lost")
+        return claimed
+
+
+def test_a_claim_whose_reply_was_lost_lapses_and_the_task_runs(tmp_path: Path) -> None:
+    # Heartbeats extend only the claims of a pass in progress: before, they kept a claim
+    # this node did not know it held for as long as the node lived, and the task never ran.
+    functions.reset("lost-reply")
+    store = LostReplyStore(directory=str(tmp_path / "tasks"))
+    scheduler = AsyncIOScheduler(
+        stores={"default": store},
+        global_config={"asyncz.coordination.lease": "1"},
+        isolated_event_loop=True,
+    )
+    scheduler.start()
+    try:
+        scheduler.add_task(
+            functions.record,
+            "interval",
+            seconds=3600,
+            args=("lost-reply",),
+            id="t",
+            next_run_time=datetime.now(UTC),
+            misfire_grace_time=None,
+        )
+        wait_until(lambda: store.lost == 1, what="the claim whose reply was lost")
+        wait_until(
+            lambda: functions.calls("lost-reply") == 1,
+            timeout=10,
+            what="the run once the claim lapsed",
+        )
+    finally:
+        scheduler.shutdown()

@@ -315,10 +315,17 @@ class Store(abc.ABC):
         must not be submitted)."""
 
     @abc.abstractmethod
-    async def heartbeat(self, node: NodeInfo) -> None:
+    async def heartbeat(self, node: NodeInfo, extend_claims: bool = True) -> None:
         """Record ``node`` (its :class:`~asyncz.nodes.NodeInfo`, ``last_heartbeat`` = now)
-        and extend every claim it holds to ``last_heartbeat + node.lease``. Prunes records of
-        nodes that ended more than :data:`~asyncz.nodes.NODE_RETENTION` seconds ago."""
+        and, with ``extend_claims``, extend every claim it holds to ``last_heartbeat +
+        node.lease``. Prunes records of nodes that ended more than
+        :data:`~asyncz.nodes.NODE_RETENTION` seconds ago.
+
+        The scheduler asks for the extension only while a pass of this store is between
+        claim and write-back. At any other time a claim the node holds is one it does not
+        know of (the reply to a claim was lost: a timeout, a dropped connection, while the
+        server carried the claim out) and must lapse with its lease, or heartbeats would
+        keep the task from every node for as long as this one lives."""
 
     @abc.abstractmethod
     async def remove_node(self, node: NodeInfo) -> None:

@@ -47,7 +47,7 @@ import random
 import threading
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -566,8 +566,9 @@ class MongoDBStore(MongoHistory):
             )
         return written
 
-    async def heartbeat(self, node: NodeInfo) -> None:
-        """Record the node, extend its claims and prune old records (concurrently).
+    async def heartbeat(self, node: NodeInfo, extend_claims: bool = True) -> None:
+        """Record the node, extend its claims (``extend_claims``) and prune old records
+        (concurrently).
 
         Only claims with less than half a lease left are extended (to ``beat + lease``):
         heartbeats come every quarter lease, so no live node's claim lapses, and a pass
@@ -576,17 +577,21 @@ class MongoDBStore(MongoHistory):
         collection = await self._collection()
         beat = node.last_heartbeat.timestamp()
         until = beat + node.lease
-        await asyncio.gather(
+        writes: list[Coroutine[Any, Any, Any]] = [
             self._record(node),
-            collection.update_many(
-                {
-                    "lease_owner": node.identity,
-                    "lease_until": {"$lt": beat + node.lease / 2, "$ne": None},
-                },
-                {"$set": {"lease_until": until, "due_at": until}},
-            ),
             self._nodes().delete_many({"ends_at": {"$lt": beat - NODE_RETENTION}}),
-        )
+        ]
+        if extend_claims:
+            writes.append(
+                collection.update_many(
+                    {
+                        "lease_owner": node.identity,
+                        "lease_until": {"$lt": beat + node.lease / 2, "$ne": None},
+                    },
+                    {"$set": {"lease_until": until, "due_at": until}},
+                )
+            )
+        await asyncio.gather(*writes)
 
     async def _record(self, node: NodeInfo) -> None:
         end = node.stopped_at or node.expires_at

@@ -258,6 +258,7 @@ for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5]
   redis.call('ZREM', KEYS[2], old)
   redis.call('DEL', ARGV[6] .. old)
 end
+if ARGV[7] ~= '1' then return true end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
   local claim = redis.call('HGET', KEYS[3], id)
   local owner, lease_until, due

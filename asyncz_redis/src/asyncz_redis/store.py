@@ -446,7 +446,7 @@ class RedisStore(RedisHistory, PersistentStore):
             self._claimed_key(identity),
         ]
 
-    async def heartbeat(self, node: NodeInfo) -> None:
+    async def heartbeat(self, node: NodeInfo, extend_claims: bool = True) -> None:
         end = node.stopped_at or node.expires_at
         beat = node.last_heartbeat.timestamp()
         args = [
@@ -456,6 +456,7 @@ class RedisStore(RedisHistory, PersistentStore):
             repr(beat + node.lease),
             repr(beat - NODE_RETENTION),
             f"{self.tasks_key}.claimed.",
+            "1" if extend_claims else "0",
         ]
         await self._heartbeat(keys=self._node_keys(node.identity), args=args)
 

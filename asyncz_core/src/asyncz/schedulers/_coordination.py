@@ -4,7 +4,8 @@ Data path: when the processing loop starts, :meth:`Coordinator.run` registers th
 every store (a coordinated one, ``store.coordinated``, keeps the record in its backend for
 the other nodes to see) and then heartbeats every
 ``asyncz.coordination.heartbeat_interval`` seconds, which also extends the leases on the due
-tasks the node holds (:meth:`asyncz.abc.Store.heartbeat`). At shutdown :meth:`Coordinator.leave`
+tasks a pass in progress holds (:meth:`asyncz.abc.Store.heartbeat`; a claim the node holds
+outside a pass is one whose reply was lost, and lapses). At shutdown :meth:`Coordinator.leave`
 records the node as stopped and releases its claims. ``scheduler.get_nodes()`` reads every
 coordinated store's records (:meth:`Coordinator.get_nodes`).
 
@@ -17,18 +18,21 @@ and the recovery once.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from asyncz.nodes import NodeInfo
 from asyncz.stores.base import call
+from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
 
 if TYPE_CHECKING:
     from asyncz.schedulers.base import BaseScheduler
     from asyncz.stores.base import BaseStore
 
-__all__ = ["Coordinator"]
+__all__ = ["Coordinator", "report_refused"]
 
 #: Seconds :meth:`Coordinator.leave` may take per store (a store that cannot be reached at
 #: shutdown: the claims lapse by themselves).
@@ -72,7 +76,8 @@ class Coordinator:
         logger = self._scheduler.logger
         for alias, store in stores:
             try:
-                await call(store, store.heartbeat(node))
+                extend = alias in self._scheduler._processor.passing
+                await call(store, store.heartbeat(node, extend))
             except Exception as exc:
                 if alias not in self._failing:
                     self._failing.add(alias)
@@ -145,3 +150,25 @@ class Coordinator:
                 if seen is None or node.last_heartbeat > seen.last_heartbeat:
                     found[node.identity] = node
         return [found[identity] for identity in sorted(found)]
+
+
+def report_refused(
+    logger: logging.Logger, alias: str, due: Sequence[Task], written: Sequence[Task]
+) -> None:
+    """Log the claimed tasks whose write-back the store refused: changed by a management
+    call, or taken by another node after this node's lease lapsed. Their runs are not
+    submitted here (the task is processed again from what is stored now)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    kept = {id(task) for task in written}
+    refused = [task for task in due if id(task) not in kept]
+    names = ", ".join(str(task_label(task)) for task in refused[:5])
+    logger.info(
+        "Store %r refused the write-back of %d claimed task(s) (%s%s): changed meanwhile or "
+        "claimed by another node after the lease lapsed; their runs are not submitted by "
+        "this node",
+        alias,
+        len(refused),
+        names,
+        ", ..." if len(refused) > 5 else "",
+    )

@@ -26,7 +26,6 @@ The scheduler owns one :class:`Processor` (``scheduler._processor``) and reads i
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from asyncz import events as ev
 from asyncz._timer import TIME_IS_UP, resolve, time_is_up
 from asyncz.exceptions import MaxInstancesReachedError, StoreUnavailableError
+from asyncz.schedulers._coordination import report_refused
 from asyncz.schedulers._state import SchedulerState
 from asyncz.stores.base import BaseStore, PersistentStore, call, unavailable
 from asyncz.tasks.runs import PendingRun, Submission, reschedule, take_due
@@ -82,6 +82,9 @@ class Processor:
         self.next_wakeup: datetime | None = None
         #: Store alias -> (since, reason) while passes find the store unreachable.
         self.outages: dict[str, tuple[datetime, str]] = {}
+        #: Aliases of the stores a pass is processing: only their claims are extended by
+        #: heartbeats (any other claim of this node is one whose reply was lost: it lapses).
+        self.passing: set[str] = set()
         self._locks: dict[str, FileLock] = {}
         self._timer: PreciseTimer | None = None
         self._sleep_future: asyncio.Future[Any] | None = None
@@ -260,6 +263,7 @@ class Processor:
                 retry = LOCK_RETRY * (1.0 + random.random())
                 when: datetime | None = datetime.now(utc) + timedelta(seconds=retry)
             else:
+                self.passing.add(alias)
                 try:
                     when = await self._process_store(
                         alias, store, write_back_first=lock is not None
@@ -279,6 +283,7 @@ class Processor:
                 else:
                     self.outages.pop(alias, None)
                 finally:
+                    self.passing.discard(alias)
                     if lock is not None:
                         lock.release()
             if scheduler.state != _RUNNING:
@@ -324,7 +329,7 @@ class Processor:
             if coordinated:
                 written = await call(store, store.release_tasks(node, due))
                 if len(written) < len(due):
-                    self._report_refused(alias, due, written)
+                    report_refused(self._scheduler.logger, alias, due, written)
                     kept = {id(task) for task in written}
                     finished = [task for task in finished if id(task) in kept]
                     if deferred:
@@ -349,25 +354,6 @@ class Processor:
         if scheduler.state != _RUNNING:
             return None
         return await call(store, store.get_next_run_time())
-
-    def _report_refused(self, alias: str, due: list[Task], written: list[Task]) -> None:
-        """Claimed tasks whose write-back the store refused: changed by a management call, or
-        taken by another node after this node's lease lapsed. Their runs are not submitted
-        here (the task is processed again from what is stored now)."""
-        kept = {id(task) for task in written}
-        refused = [task for task in due if id(task) not in kept]
-        logger = self._scheduler.logger
-        if logger.isEnabledFor(logging.INFO):
-            names = ", ".join(str(task_label(task)) for task in refused[:5])
-            logger.info(
-                "Store %r refused the write-back of %d claimed task(s) (%s%s): changed "
-                "meanwhile or claimed by another node after the lease lapsed; their runs are "
-                "not submitted by this node",
-                alias,
-                len(refused),
-                names,
-                ", ..." if len(refused) > 5 else "",
-            )
 
     def _process_task(
         self,

@@ -313,7 +313,7 @@ class BaseStore(Store):
             records = self.__dict__["_asyncz_nodes"] = {}
         return records
 
-    async def heartbeat(self, node: NodeInfo) -> None:
+    async def heartbeat(self, node: NodeInfo, extend_claims: bool = True) -> None:
         """Keep the record in memory (nobody else reads it)."""
         records = self._node_records()
         records[node.identity] = node

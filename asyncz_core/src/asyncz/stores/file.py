@@ -559,11 +559,12 @@ class FileStore(FileHistory, PersistentStore):
             self._sync_directory()
         return made
 
-    async def heartbeat(self, node: NodeInfo) -> None:
+    async def heartbeat(self, node: NodeInfo, extend_claims: bool = True) -> None:
         until = to_micros(node.last_heartbeat) + round(node.lease * 1_000_000)
-        with self._thread_lock, self._exclusive(refresh=True) as change:
+        with self._thread_lock, self._exclusive(refresh=extend_claims) as change:
             write_node(self.nodes_dir, node, self.fsync)
-            change.made = self._reclaim(node.identity, until)
+            if extend_claims:
+                change.made = self._reclaim(node.identity, until)
             for path, record in read_nodes(self.nodes_dir).values():
                 if record.expired_for(node.last_heartbeat):
                     with contextlib.suppress(FileNotFoundError):

@@ -2,8 +2,8 @@
 
 Data path: a node's pass claims due tasks under a lease (``acquire_due_tasks``), writes them
 back with the fencing check (``release_tasks``) and only then submits their runs; management
-writes are compare-and-set on the task's ``revision``; heartbeats extend a node's claims and
-record it (``heartbeat``, ``get_nodes``, ``remove_node``).
+writes are compare-and-set on the task's ``revision``; heartbeats record a node and extend
+the claims of its pass in progress (``heartbeat``, ``get_nodes``, ``remove_node``).
 
 Every test runs only for a store that says it is shared (``coordinated = True``); each uses
 two store instances on one backend (the second from :meth:`StoreHarness.make_store`), the way
@@ -269,6 +269,22 @@ class CoordinationContract(StoreHarness):
         probe = now + timedelta(seconds=7)
         assert self.call(other.acquire_due_tasks("node-b", probe, 5.0, 10), other) == []
         after = now + timedelta(seconds=10)
+        assert len(self.call(other.acquire_due_tasks("node-b", after, 5.0, 10), other)) == 2
+
+    def test_a_heartbeat_outside_a_pass_lets_the_claims_lapse(
+        self, store: BaseStore, other: BaseStore
+    ) -> None:
+        # node-a's claim reply was lost (it does not know it holds the tasks): its
+        # heartbeats, sent with extend_claims=False, must not keep them from node-b.
+        self._add_due(store, 2)
+        now = self.at(60)
+        assert len(self.call(store.acquire_due_tasks("node-a", now, 5.0, 10))) == 2
+        beat = _node("node-a", now + timedelta(seconds=4), lease=5.0)
+        self.call(store.heartbeat(beat, extend_claims=False))
+        assert [n.identity for n in self.call(store.get_nodes())] == ["node-a"]
+        probe = now + timedelta(seconds=3)
+        assert self.call(other.acquire_due_tasks("node-b", probe, 5.0, 10), other) == []
+        after = now + timedelta(seconds=6)  # the first lease's end, not the heartbeat's
         assert len(self.call(other.acquire_due_tasks("node-b", after, 5.0, 10), other)) == 2
 
     def test_a_node_that_stops_releases_its_claims(

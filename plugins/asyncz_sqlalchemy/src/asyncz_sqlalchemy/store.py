@@ -443,18 +443,19 @@ class SQLAlchemyStore(SQLHistory):
         revisions.update(dict.fromkeys(gone))
         return revisions
 
-    async def heartbeat(self, node: NodeInfo) -> None:
+    async def heartbeat(self, node: NodeInfo, extend_claims: bool = True) -> None:
         beat = node.last_heartbeat.timestamp()
         until = beat + node.lease
         table = self.table
 
         async def write(conn: AsyncConnection) -> None:
             await self._put_node(conn, node)
-            await conn.execute(
-                sa.update(table)
-                .where(table.c.lease_owner == node.identity)
-                .values(lease_until=until, due_at=until)
-            )
+            if extend_claims:
+                await conn.execute(
+                    sa.update(table)
+                    .where(table.c.lease_owner == node.identity)
+                    .values(lease_until=until, due_at=until)
+                )
             nodes = self.nodes_table
             await conn.execute(sa.delete(nodes).where(nodes.c.ends_at < beat - NODE_RETENTION))
 
