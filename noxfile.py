@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from pathlib import Path
 
 import nox
@@ -78,6 +79,7 @@ def bench(session: nox.Session) -> None:
     .nox/bench-peers/<lib> on the same interpreter, with the drivers of its stores.
     ``nox -s bench -- --quick`` for a smoke run; other arguments go to benchmarks/run.py.
     """
+    began = time.time()
     install_all(session)
     # the PostgreSQL driver of asyncz's SQL store; matplotlib for the charts (this session only)
     session.install("asyncpg>=0.28", "pyinstrument", "matplotlib")
@@ -111,7 +113,7 @@ def bench(session: nox.Session) -> None:
     args = list(session.posargs)
     only = next((a.split("=", 1)[1] if "=" in a else args[i + 1]
                  for i, a in enumerate(args) if a.startswith("--only")), None)  # fmt: skip
-    if only not in ("nodes", "scale", "nodes,scale", "scale,nodes"):
+    if only is None or not set(only.split(",")) <= {"nodes", "scale", "history"}:
         session.run("python", "benchmarks/run.py", *args)
     flags = [a for a in args if a in ("--quick", "--no-doc")]
     if only is None or "nodes" in only.split(","):
@@ -120,5 +122,15 @@ def bench(session: nox.Session) -> None:
     if only is None or "scale" in only.split(","):
         # Scale curves, asyncz only: the "Scale" section.
         session.run("python", "benchmarks/bench_scale.py", *flags)
+    if only is None or "history" in only.split(","):
+        # History on and off (issue 17): the table "History cost in this run".
+        rounds = "2" if "--quick" in args else "8"
+        session.run("python", "benchmarks/bench_history.py", "--rounds", rounds, "--seconds",
+                    "3", "--save", "benchmarks/results/history.json")  # fmt: skip
+        if "--no-doc" not in args:
+            session.run("python", "benchmarks/run.py", "--render",
+                        "benchmarks/results/latest.json")  # fmt: skip
     if "--no-doc" not in args:
         session.run("python", "benchmarks/plots.py")  # docs/images/bench-*.png from results/
+        if only is None:
+            session.run("python", "benchmarks/run.py", "--stamp-total", str(began))

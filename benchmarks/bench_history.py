@@ -167,10 +167,17 @@ def main() -> None:
     parser.add_argument("--n", type=int)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--save",
+        metavar="JSON",
+        help="write the summaries there (nox -s bench: results/history.json, which "
+        "benchmarks/run.py renders as the table 'History cost in this run')",
+    )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.history, args.n, args.seconds)))
         return
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     summaries = []
     for scenario in args.only.split(","):
         results: list[dict[str, Any]] = []
@@ -195,6 +202,48 @@ def main() -> None:
                 )
     if args.json:
         print(json.dumps({"rounds": args.rounds, "summaries": summaries}))
+    if args.save:
+        out = {
+            "started": started,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "rounds": args.rounds,
+            "seconds": args.seconds,
+            "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "summaries": summaries,
+        }
+        with open(args.save, "w") as handle:
+            json.dump(out, handle, indent=1)
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """The Markdown table of one saved run (``--save``), for docs/benchmarks.md."""
+    rows = {s["scenario"]: s for s in results["summaries"]}
+    lines = [
+        "### History cost in this run",
+        "",
+        f"`benchmarks/bench_history.py --rounds {results['rounds']}`, run by `nox -s bench` "
+        f"from {results['started']} to {results['finished']}: median (best) of the rounds, "
+        "history on and off in alternating order.",
+        "",
+        "| scenario | history on | history off | cost of history |",
+        "|---|---:|---:|---:|",
+    ]
+    labels = {
+        "tasks_per_s": ("burst 10k: tasks/s", "{:,.0f}", "of the rate"),
+        "cpu_s": ("burst 10k: CPU-s per burst", "{:.3f}", "more CPU"),
+        "cpu_us_per_run": ("steady 1,000 every 1 s: CPU-µs per run", "{:.1f}", "more CPU"),
+    }
+    for scenario, figures in FIGURES.items():
+        summary = rows.get(scenario)
+        if summary is None:
+            continue
+        for figure in figures:
+            label, fmt, unit = labels[figure]
+            on, off = summary[f"{figure}_on"], summary[f"{figure}_off"]
+            cells = [f"{fmt.format(x['median'])} ({fmt.format(x['best'])})" for x in (on, off)]
+            cost = f"{summary[f'{figure}_cost_median']:.0%} ({summary[f'{figure}_cost_best']:.0%})"
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} | {cost} {unit} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -580,7 +580,37 @@ def render(results: dict[str, Any], doc_path: str | None = None) -> str:
     history = _kept_section(Path(doc_path), "## History cost") if doc_path else ""
     if history:
         text += "\n" + history
+    measured = BENCH / "results" / "history.json"
+    if measured.exists():
+        from bench_history import render_table
+
+        table = render_table(json.loads(measured.read_text()))
+        heading = "### History cost in this run"
+        start = text.find(heading + "\n")
+        if start >= 0:  # replace the previous run's table
+            end = text.find("\n#", start + len(heading))
+            text = text[:start] + table + ("" if end < 0 else text[end:])
+        else:
+            text = text.rstrip("\n") + "\n\n" + table
     return text
+
+
+def stamp_total(doc: Path, began: float) -> None:
+    """Say in ``doc`` how long the whole ``nox -s bench`` took (virtual environments
+    included): ``began`` is the session's start (epoch seconds)."""
+    text = doc.read_text()
+    minutes = (time.time() - began) / 60
+    marker = "This page was written by"
+    start = text.find(marker)
+    if start < 0:
+        return
+    end = text.find("\n", start)
+    line = text[start:end].split(" The whole `nox -s bench`")[0]
+    line += (
+        f" The whole `nox -s bench` (the peers' virtual environments, every section and the "
+        f"charts) took {minutes:.1f} minutes."
+    )
+    doc.write_text(text[:start] + line + text[end:])
 
 
 def _kept_section(doc: Path, heading: str) -> str:
@@ -876,9 +906,18 @@ def main() -> None:
         help="replace only the scenarios run in the existing --json-out (noted in the doc)",
     )
     parser.add_argument("--render", metavar="JSON", help="only rewrite the doc from a results file")
+    parser.add_argument(
+        "--stamp-total",
+        type=float,
+        metavar="EPOCH",
+        help="only write into the doc how long nox -s bench took since EPOCH",
+    )
     args = parser.parse_args()
     if args.render:
         render_only(args.render, args.doc)
+        return
+    if args.stamp_total:
+        stamp_total(Path(args.doc), args.stamp_total)
         return
 
     repeats = args.repeats or (1 if args.quick else 3)
