@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from typing import Any
 
 import redis
@@ -27,7 +25,7 @@ import store_bench
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
 from asyncz_redis import RedisStore
-from bench_redis import start_server
+from bench_redis import running_server
 
 _sent = 0
 _original_send = AbstractConnection.send_packed_command
@@ -74,10 +72,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     AbstractConnection.send_packed_command = _counting_send  # type: ignore[method-assign]
-    directory = tempfile.mkdtemp(prefix="asyncz-bench-redis-history-")
-    process, port = start_server(directory)
     results: dict[str, Any] = {"burst": options.burst, "python": sys.version.split()[0]}
-    try:
+    with running_server("asyncz-bench-redis-history-") as port:
         for round_ in range(options.rounds):
             for history in (False, True):
                 key = "history_on" if history else "history_off"
@@ -85,10 +81,6 @@ def main() -> None:
                 best = results.get(key)
                 if best is None or got["tasks_per_s"] > best["tasks_per_s"]:
                     results[key] = got
-    finally:
-        process.terminate()
-        process.wait()
-        shutil.rmtree(directory, ignore_errors=True)
     if options.json:
         print(json.dumps(results, indent=2))
         return
