@@ -128,13 +128,7 @@ def durable_postgres() -> Iterator[Any]:
     from asyncz_sqlalchemy.testing import TemporaryPostgres
 
     class DurablePostgres(TemporaryPostgres):
-        def start(self) -> None:
-            options = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c synchronous_commit=on -c fsync=off"
-            )
-            self._run("pg_ctl", "-D", self.data, "-o", options, "-l", self.log, "-w", "start")
-            self.running = True
+        settings = "-c synchronous_commit=on -c fsync=off"
 
     with _sql.running_postgres(DurablePostgres) as server:
         yield server
