@@ -18,6 +18,7 @@ Goals on the 2-core development machine: <= 60 µs per add, >= 20,000 tasks/s fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -56,6 +58,19 @@ def start_server(directory: str) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.02)
 
 
+@contextlib.contextmanager
+def running_server(prefix: str) -> Iterator[int]:
+    """A private redis-server in a temporary directory for the ``with`` block: its port."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    process, port = start_server(directory)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def store_factory(port: int) -> store_bench.Factory:
     def make(name: str) -> RedisStore:
         return RedisStore(
@@ -74,9 +89,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=2_000)
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
-    directory = tempfile.mkdtemp(prefix="asyncz-bench-redis-")
-    process, port = start_server(directory)
-    try:
+    with running_server("asyncz-bench-redis-") as port:
         server = redis.Redis(port=port).info("server")["redis_version"]
         results: dict[str, Any] = {
             "redis_server": server,
@@ -86,10 +99,6 @@ def main() -> None:
             "burst": options.burst,
             **store_bench.run_all(store_factory(port), options.tasks, options.burst),
         }
-    finally:
-        process.terminate()
-        process.wait()
-        shutil.rmtree(directory, ignore_errors=True)
     if options.json:
         print(json.dumps(results, indent=2))
         return

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
-import time
-from datetime import datetime, timezone
 from typing import Any
 
 import redis
@@ -28,11 +24,9 @@ from redis.asyncio.connection import AbstractConnection
 import store_bench
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
-from asyncz.tasks import Task
 from asyncz_redis import RedisStore
-from bench_redis import start_server
+from bench_redis import running_server
 
-UTC = timezone.utc
 _sent = 0
 _original_send = AbstractConnection.send_packed_command
 
@@ -54,33 +48,13 @@ def burst(port: int, count: int, history: bool, name: str) -> dict[str, float]:
             host="127.0.0.1", port=port, tasks_key=f"{name}.tasks", run_times_key=f"{name}.rt"
         )
 
-    store_bench._done, store_bench._target = 0, count
-    store_bench._all_done.clear()
-    seed = make()
-    call_sync(seed, seed.start(AsyncIOScheduler(), "default"))
-    due = datetime.now(UTC)
-    tasks = [
-        Task(store_bench.hit, id=f"h{i}", trigger="date", run_at=due, next_run_time=due,
-             coalesce=True, max_instances=1, misfire_grace_time=None)
-        for i in range(count)
-    ]  # fmt: skip
-    call_sync(seed, seed.add_tasks(tasks))
-    call_sync(seed, seed.shutdown())
-
+    store_bench.seed_due(make(), count)
     global _sent
     scheduler = AsyncIOScheduler(
         stores={"default": make()}, global_config={"asyncz.history.enabled": history}
     )
     scripts, _sent = _evalsha(port), 0
-    began = time.perf_counter()
-    scheduler.start()
-    if not store_bench._all_done.wait(120):
-        raise RuntimeError(f"only {store_bench._done} of {count} tasks ran")
-    elapsed = time.perf_counter() - began
-    deadline = time.monotonic() + 20
-    while scheduler.get_tasks() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    scheduler.shutdown()
+    elapsed, _ = store_bench.drain(scheduler)
     sent, scripts = _sent, _evalsha(port) - scripts
     reader = make()
     call_sync(reader, reader.start(AsyncIOScheduler(), "default"))
@@ -98,10 +72,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     AbstractConnection.send_packed_command = _counting_send  # type: ignore[method-assign]
-    directory = tempfile.mkdtemp(prefix="asyncz-bench-redis-history-")
-    process, port = start_server(directory)
     results: dict[str, Any] = {"burst": options.burst, "python": sys.version.split()[0]}
-    try:
+    with running_server("asyncz-bench-redis-history-") as port:
         for round_ in range(options.rounds):
             for history in (False, True):
                 key = "history_on" if history else "history_off"
@@ -109,10 +81,6 @@ def main() -> None:
                 best = results.get(key)
                 if best is None or got["tasks_per_s"] > best["tasks_per_s"]:
                     results[key] = got
-    finally:
-        process.terminate()
-        process.wait()
-        shutil.rmtree(directory, ignore_errors=True)
     if options.json:
         print(json.dumps(results, indent=2))
         return

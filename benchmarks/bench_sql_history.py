@@ -36,7 +36,6 @@ import sqlalchemy as sa
 import store_bench
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
-from asyncz.tasks import Task
 from asyncz.tasks.runs import RunRecord
 from asyncz_sqlalchemy import SQLAlchemyStore
 from asyncz_sqlalchemy.testing import TemporaryPostgres
@@ -106,18 +105,7 @@ def classify(sql: str) -> str:
 
 def burst(url: str, count: int, history: bool, proxy: CountingProxy | None) -> dict[str, Any]:
     name = f"burst_{uuid.uuid4().hex[:6]}"
-    store_bench._done, store_bench._target = 0, count
-    store_bench._all_done.clear()
-    seed = SQLAlchemyStore(url, tablename=name)
-    call_sync(seed, seed.start(AsyncIOScheduler(), "default"))
-    due = datetime.now(UTC)
-    tasks = [
-        Task(store_bench.hit, id=f"h{i}", trigger="date", run_at=due, next_run_time=due,
-             coalesce=True, max_instances=1, misfire_grace_time=None)
-        for i in range(count)
-    ]  # fmt: skip
-    call_sync(seed, seed.add_tasks(tasks))
-    call_sync(seed, seed.shutdown())
+    store_bench.seed_due(SQLAlchemyStore(url, tablename=name), count)
 
     store = SQLAlchemyStore(url, tablename=name)
     kinds: Counter[str] = Counter()
@@ -142,15 +130,7 @@ def burst(url: str, count: int, history: bool, proxy: CountingProxy | None) -> d
     scheduler.start(paused=True)  # connections and schema set-up before the measurement
     kinds.clear()
     trips = proxy.round_trips if proxy else 0
-    began = time.perf_counter()
-    scheduler.resume()
-    if not store_bench._all_done.wait(120):
-        raise RuntimeError(f"only {store_bench._done} of {count} tasks ran")
-    elapsed = time.perf_counter() - began
-    deadline = time.monotonic() + 20
-    while scheduler.get_tasks() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    scheduler.shutdown()
+    elapsed, _ = store_bench.drain(scheduler, resume=True)
     figures: dict[str, Any] = {
         "tasks_per_s": round(count / elapsed),
         "statements": dict(kinds),

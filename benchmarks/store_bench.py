@@ -1,4 +1,5 @@
-"""The measurements shared by the store benchmarks (bench_redis.py, bench_sqlalchemy.py).
+"""The measurements shared by the store benchmarks (bench_redis.py, bench_sqlalchemy.py;
+the burst harness also by bench_redis_history.py and bench_sql_history.py).
 
 Each takes ``make(name)``: a new, unstarted store of the backend under test whose tasks live
 under ``name`` (a key prefix, a table), so that the measurements do not see each other's
@@ -90,34 +91,51 @@ def bulk(make: Factory, count: int) -> float:
     return elapsed / count * 1e6
 
 
-def burst(make: Factory, count: int, timeout: float = 120) -> float:
-    """tasks/s: ``count`` date tasks already stored and due when the scheduler starts,
-    until every run has finished (and every finished task was removed)."""
+def seed_due(store: BaseStore, count: int) -> None:
+    """Store ``count`` date tasks that call :func:`hit`, all due now, with ``store`` (a new,
+    unstarted one: started and shut down here), and arm the counter that :func:`drain`
+    waits on. The burst harness of this module and of bench_{redis,sql}_history.py."""
     global _done, _target
     _done, _target = 0, count
     _all_done.clear()
-    seed = fresh(make, "burst")
-    call_sync(seed, seed.start(AsyncIOScheduler(), "default"))
+    call_sync(store, store.start(AsyncIOScheduler(), "default"))
     due = datetime.now(UTC)
     tasks = [
         Task(hit, id=f"h{i}", trigger="date", run_at=due, next_run_time=due, coalesce=True,
              max_instances=1, misfire_grace_time=None)
         for i in range(count)
     ]  # fmt: skip
-    call_sync(seed, seed.add_tasks(tasks))
-    call_sync(seed, seed.shutdown())
+    call_sync(store, store.add_tasks(tasks))
+    call_sync(store, store.shutdown())
 
-    scheduler = AsyncIOScheduler(stores={"default": make("burst")})
+
+def drain(
+    scheduler: AsyncIOScheduler, timeout: float = 120, *, resume: bool = False
+) -> tuple[float, int]:
+    """Start the scheduler (``resume``: resume it, started paused) on the tasks of
+    :func:`seed_due`, wait until every run has finished and the finished tasks are removed
+    (20 s at most), and shut it down. Returns the seconds from the start to the last run,
+    and how many tasks were left in the store."""
     began = time.perf_counter()
-    scheduler.start()
+    if resume:
+        scheduler.resume()
+    else:
+        scheduler.start()
     if not _all_done.wait(timeout):
-        raise RuntimeError(f"only {_done} of {count} tasks ran")
+        raise RuntimeError(f"only {_done} of {_target} tasks ran")
     elapsed = time.perf_counter() - began
     wait_empty = time.monotonic() + 20
-    while scheduler.get_tasks() and time.monotonic() < wait_empty:
+    while (left := len(scheduler.get_tasks())) and time.monotonic() < wait_empty:
         time.sleep(0.01)
-    left = len(scheduler.get_tasks())
     scheduler.shutdown()
+    return elapsed, left
+
+
+def burst(make: Factory, count: int, timeout: float = 120) -> float:
+    """tasks/s: ``count`` date tasks already stored and due when the scheduler starts,
+    until every run has finished (and every finished task was removed)."""
+    seed_due(fresh(make, "burst"), count)
+    elapsed, left = drain(AsyncIOScheduler(stores={"default": make("burst")}), timeout)
     if left:
         raise RuntimeError(f"{left} finished tasks were not removed")
     return count / elapsed

@@ -1,6 +1,7 @@
 """Servers and figures for the chaos tests.
 
-The servers come from the other test directories' helpers (tests/redis, tests/sqlalchemy,
+The servers come from the other test directories' helpers (``running_redis``,
+``running_postgres`` and ``given_or_started`` of the tests/redis, tests/sqlalchemy and
 tests/mongo conftest modules, loaded here by path: they are not packages), so the chaos tests
 start them the same way, on their own ports, and fail under ``CI=true`` when one cannot be
 had. Each test appends its figures (runs, duplicates, lost, takeover) to ``figures.jsonl`` in the
@@ -16,7 +17,9 @@ then printed with the figures).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -44,11 +47,7 @@ def _load(directory: str) -> ModuleType:
 
 _redis = _load("redis")
 _mongo = _load("mongo")
-
-#: Re-exported for the tests (the Redis server class and its binary lookup).
-RedisServer = _redis.RedisServer
-redis_binary = _redis.redis_binary
-start_mongoeco = _mongo.start_mongoeco
+_sql = _load("sqlalchemy")
 
 
 #: The session's chaos directory, once made (read by the terminal summary).
@@ -77,30 +76,15 @@ def chaos_tmp(chaos_dir: Path, request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def chaos_redis(chaos_dir: Path) -> Iterator[Any]:
     """A redis-server for the chaos tests (each test empties it first)."""
-    server = RedisServer(redis_binary(), chaos_dir / "redis")
-    server.start()
-    try:
+    with _redis.running_redis(chaos_dir / "redis") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def chaos_postgres() -> Iterator[Any]:
     """A throw-away PostgreSQL cluster (tests/sqlalchemy's way), one table per test."""
-    from asyncz_sqlalchemy.testing import PostgresUnavailable, TemporaryPostgres
-
-    try:
-        server = TemporaryPostgres()
-        server.start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
-        pytest.skip(f"no PostgreSQL cluster could be started: {exc}")
-    try:
+    with _sql.running_postgres() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -111,32 +95,21 @@ def chaos_mongo_url() -> Iterator[str]:
     on its SQLite engine every document write costs 7-10 ms of the server's (one Python
     process) time, so that claiming and writing back 100 tasks a second (200 writes)
     saturates it on a 2-core machine shared with three node processes."""
-    if os.environ.get("ASYNCZ_TEST_MONGO_URL"):
-        yield os.environ["ASYNCZ_TEST_MONGO_URL"]
-        return
-    server = start_mongoeco(persistent=False)
-    try:
-        yield server.url
-    finally:
-        server.close()
+    with _mongo.given_or_started(persistent=False) as server:
+        yield os.environ["ASYNCZ_TEST_MONGO_URL"] if server is None else server.url
 
 
 @pytest.fixture
 def redis_factory(chaos_tmp: Path) -> Iterator[Any]:
     """``make(*extra_args)``: start a redis-server of the test's own (stopped at the end)."""
-    servers: list[Any] = []
+    numbers = itertools.count()
+    with contextlib.ExitStack() as servers:
 
-    def make(*extra_args: str) -> Any:
-        server = RedisServer(redis_binary(), chaos_tmp / f"redis-{len(servers)}", None, *extra_args)
-        servers.append(server)
-        server.start()
-        return server
+        def make(*extra_args: str) -> Any:
+            directory = chaos_tmp / f"redis-{next(numbers)}"
+            return servers.enter_context(_redis.running_redis(directory, *extra_args))
 
-    try:
         yield make
-    finally:
-        for server in servers:
-            server.stop()
 
 
 @pytest.fixture
@@ -152,28 +125,13 @@ def durable_postgres() -> Iterator[Any]:
     written (``synchronous_commit=on``; tests/sqlalchemy's cluster turns it off for speed), so
     that an immediate (crash) stop of the server loses no acknowledged commit. ``fsync`` stays
     off: the test crashes the server process, not the machine (the page cache survives)."""
-    from asyncz_sqlalchemy.testing import PostgresUnavailable, TemporaryPostgres
+    from asyncz_sqlalchemy.testing import TemporaryPostgres
 
     class DurablePostgres(TemporaryPostgres):
-        def start(self) -> None:
-            options = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c synchronous_commit=on -c fsync=off"
-            )
-            self._run("pg_ctl", "-D", self.data, "-o", options, "-l", self.log, "-w", "start")
-            self.running = True
+        settings = "-c synchronous_commit=on -c fsync=off"
 
-    try:
-        server = DurablePostgres()
-        server.start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
-        pytest.skip(f"no PostgreSQL cluster could be started: {exc}")
-    try:
+    with _sql.running_postgres(DurablePostgres) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ server can be had the tests skip, saying how to get one, or fail under ``CI=true
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -61,17 +62,25 @@ def start_mongoeco(*, persistent: bool = True) -> TemporaryMongoeco:
     return server
 
 
-@pytest.fixture(scope="session")
-def mongo_server() -> Iterator[TemporaryMongoeco | None]:
-    """The session's mongoeco server, or ``None`` when ASYNCZ_TEST_MONGO_URL is used."""
+@contextlib.contextmanager
+def given_or_started(*, persistent: bool = True) -> Iterator[TemporaryMongoeco | None]:
+    """``None`` when ASYNCZ_TEST_MONGO_URL names the server to use, else a started mongoeco
+    (see :func:`start_mongoeco`), closed at the end (tests/chaos uses it too)."""
     if os.environ.get("ASYNCZ_TEST_MONGO_URL"):
         yield None
         return
-    server = start_mongoeco()
+    server = start_mongoeco(persistent=persistent)
     try:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[TemporaryMongoeco | None]:
+    """The session's mongoeco server, or ``None`` when ASYNCZ_TEST_MONGO_URL is used."""
+    with given_or_started() as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ a message that says how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -123,23 +124,27 @@ class RedisServer:
         return int(info["total_commands_processed"])
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """The session's private redis-server."""
-    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))
-    server.start()
+@contextlib.contextmanager
+def running_redis(directory: Path, *extra_args: str) -> Iterator[RedisServer]:
+    """A started redis-server with its data in ``directory``, stopped at the end (the tests'
+    one way to have a server; tests/chaos uses it too)."""
+    server = RedisServer(redis_binary(), directory, None, *extra_args)
     try:
+        server.start()  # inside: a server that started but never answered is stopped too
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's private redis-server."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture
 def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server for one test (which may stop and restart it)."""
-    server = RedisServer(redis_binary(), tmp_path / "redis")
-    server.start()
-    try:
+    with running_redis(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.stop()

@@ -8,6 +8,7 @@ when ``CI=true``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,15 @@ import pytest
 from asyncz_sqlalchemy.testing import PostgresUnavailable, TemporaryPostgres
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[TemporaryPostgres]:
+@contextlib.contextmanager
+def running_postgres(
+    kind: type[TemporaryPostgres] = TemporaryPostgres,
+) -> Iterator[TemporaryPostgres]:
+    """A started throw-away cluster (``kind``: TemporaryPostgres or a subclass), closed at the
+    end; the test skips when none can be had, or fails under ``CI=true`` (tests/chaos uses
+    it too)."""
     try:
-        server = TemporaryPostgres()
+        server = kind()
         server.start()
     except PostgresUnavailable as exc:
         if os.environ.get("CI", "").lower() == "true":
@@ -30,6 +36,12 @@ def postgres_server() -> Iterator[TemporaryPostgres]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[TemporaryPostgres]:
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture

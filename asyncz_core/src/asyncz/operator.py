@@ -40,7 +40,7 @@ from typing import Any
 
 from asyncz.exceptions import ComponentLookupError, ConfigurationError
 from asyncz.schedulers.asyncio import NativeAsyncIOScheduler
-from asyncz.stores.base import BaseStore, PersistentStore, call
+from asyncz.stores.base import BaseStore, PersistentStore
 from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import utc
 
@@ -135,12 +135,12 @@ class OperatorScheduler(NativeAsyncIOScheduler):
         stored with the task, and whichever node claims the task next runs it and records
         it in the history. Returns the run's scheduled time (its history record's
         ``scheduled_run_time``). The task's own schedule is kept."""
-        from asyncz.exceptions import StaleTaskError
-        from asyncz.schedulers._management import WRITE_ATTEMPTS
         from asyncz.tasks.runs import PendingRun, reschedule, trigger_next
 
-        for attempt in range(WRITE_ATTEMPTS):
-            task, alias = await self._find(task_id, store)
+        now = datetime.now(utc)
+
+        def change(task: Task, alias: str | None) -> bool:
+            nonlocal now
             assert alias is not None  # an operator keeps no pending tasks
             now = datetime.now(utc)
             upcoming = trigger_next(task)
@@ -150,15 +150,10 @@ class OperatorScheduler(NativeAsyncIOScheduler):
                 task.paused_at = now
             task.pending_runs = (*task.pending_runs, PendingRun(now, now, 1, "manual"))
             reschedule(task, upcoming)
-            target = self.lookup_store(alias)
-            try:
-                await call(target, target.update_task(task))
-            except StaleTaskError:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                continue
-            return now
-        raise AssertionError("unreachable")  # pragma: no cover
+            return True
+
+        await self._compare_and_set(task_id, store, change)
+        return now
 
     async def run_was_taken_async(self, task_id: str, store: str, run_time: datetime) -> bool:
         """Whether a node took the run :meth:`request_run_async` asked for (it is no longer

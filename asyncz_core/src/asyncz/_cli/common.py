@@ -81,22 +81,11 @@ class OpCommand(click.Command):
             raise _user_error(exc) from None
 
 
-class OpGroup(click.Group):
-    """A group of :class:`OpCommand`; its own usage errors exit with 1 too."""
+class OpGroup(OpCommand, click.Group):
+    """A group of :class:`OpCommand`; its own usage errors exit with 1 too (its
+    ``make_context`` is :class:`OpCommand`'s)."""
 
     command_class = OpCommand
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click.UsageError as exc:
-            raise _user_error(exc) from None
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]

@@ -162,29 +162,48 @@ class ManagementMixin:
     ) -> Task:
         """Apply ``changes`` (and ``also``, for what is not an option) to the stored task,
         compare-and-set, read again and retried when another writer came first."""
-        task_id = self._task_id(task_id)
-        for attempt in range(WRITE_ATTEMPTS):
-            task, alias = await self._find(task_id, store)
+
+        def change(task: Task, alias: str | None) -> bool:
             task._modify(**changes)
             if also is not None:
                 also(task)
             self._resolve_naive(task)
-            if alias is None:
-                return task
-            if {"executor", "fn", "args", "kwargs"} & changes.keys():
+            if alias is not None and {"executor", "fn", "args", "kwargs"} & changes.keys():
                 self._check_executor(task)
+            return True
+
+        task, alias = await self._compare_and_set(self._task_id(task_id), store, change)
+        if alias is not None:
+            self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task.id, alias))
+            self._wakeup_if_sooner(task.next_run_time)
+        return task
+
+    async def _compare_and_set(
+        self,
+        task_id: str,
+        store: str | None,
+        change: Callable[[Task, str | None], bool],
+        first: tuple[Task, str | None] | None = None,
+    ) -> tuple[Task, str | None]:
+        """Read the task (``first`` on the first attempt), let ``change`` alter it and store
+        it (``update_task``: a compare-and-set in a coordinated store). When another writer
+        came first (a node's pass, an operator), read, change and store again, at most
+        :data:`WRITE_ATTEMPTS` times (the last StaleTaskError propagates). ``change`` returns
+        ``False`` to keep the task unwritten, as a pending one (alias ``None``) always is."""
+        for attempt in range(WRITE_ATTEMPTS):
+            if first is None or attempt:
+                first = await self._find(task_id, store)
+            task, alias = first
+            if not change(task, alias) or alias is None:
+                return task, alias
             target = self.lookup_store(alias)
             try:
-                # A compare-and-set in a coordinated store: refused when the task changed
-                # since _find read it (a node's pass, another operator); read it again.
                 await call(target, target.update_task(task))
             except StaleTaskError:
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise
                 continue
-            self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task.id, alias))
-            self._wakeup_if_sooner(task.next_run_time)
-            return task
+            return task, alias
         raise AssertionError("unreachable")  # pragma: no cover
 
     def update_task(self, task_id: Task | str, store: str | None = None, **changes: Any) -> Task:
@@ -330,37 +349,36 @@ class ManagementMixin:
             raise SchedulerNotRunningError("running a task")
         if not force and task.next_run_time is None:
             raise ValueError(f"Task {task_id!r} is paused; pass force=True to run it anyway")
-        target = self.lookup_store(alias)
-        for attempt in range(WRITE_ATTEMPTS):
-            if attempt:
-                task, _ = await self._find(task_id, alias)
+        now = datetime.now(utc)
+        finished = False
+
+        def change(task: Task, alias: str | None) -> bool:
+            nonlocal now, finished
             now = datetime.now(utc)
             trigger = task.trigger
-            was_paused = task.next_run_time is None
             # The manual run counts as a fire at ``now``: the next run is the trigger's first
             # fire time after it, whatever next run time was stored before.
             next_time = (
                 trigger.get_next_trigger_time(self.trigger_timezone, now, now) if trigger else None
             )
-            if next_time is None and remove_finished:
-                await call(target, target.delete_task(task_id))
-                self._submit(task, alias, [now], "manual", 0)
-                self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
-                return None
-            task.next_run_time = None if was_paused or next_time is None else next_time
-            try:
-                # Stored first: in a shared store, a refused write (another node advanced the
-                # task meanwhile) is retried from the fresh state before anything runs.
-                await call(target, target.update_task(task))
-            except StaleTaskError:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                continue
+            finished = next_time is None and remove_finished
+            if not finished and task.next_run_time is not None:  # a paused one stays paused
+                task.next_run_time = next_time
+            return not finished
+
+        # Stored first: in a shared store, a refused write (another node advanced the task
+        # meanwhile) is retried from the fresh state before anything runs.
+        task, _ = await self._compare_and_set(task_id, alias, change, (task, alias))
+        if finished:
+            target = self.lookup_store(alias)
+            await call(target, target.delete_task(task_id))
             self._submit(task, alias, [now], "manual", 0)
-            self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task_id, alias))
-            self._wakeup_if_sooner(task.next_run_time)
-            return task
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._dispatch(ev.TaskEvent(ev.TASK_REMOVED, task_id, alias))
+            return None
+        self._submit(task, alias, [now], "manual", 0)
+        self._dispatch(ev.TaskEvent(ev.TASK_MODIFIED, task_id, alias))
+        self._wakeup_if_sooner(task.next_run_time)
+        return task
 
     def run_task(
         self,
@@ -499,27 +517,13 @@ class ManagementMixin:
         task = self.get_task(task_id, store)
         if task is None:
             raise TaskLookupError(task_id, store)
-        trigger = task.trigger
         if now is None:
             now = datetime.now(utc)
         elif now.tzinfo is None:
             from asyncz.timeutil import localize
 
             now = localize(now, self.timezone)
-        when: datetime | None
-        if isinstance(task.next_run_time, datetime):
-            when = task.next_run_time
-        elif task.next_run_time is None or trigger is None:
-            return RunPreview((), task.id, count, trigger is None)
-        else:
-            when = trigger.get_next_trigger_time(self.trigger_timezone, None, now)
-        runs: list[datetime] = []
-        while when is not None and len(runs) < count:
-            runs.append(when)
-            when = (
-                trigger.get_next_trigger_time(self.trigger_timezone, when, now) if trigger else None
-            )
-        return RunPreview(runs, task.id, count, when is None)
+        return RunPreview.of(task, count, now, self.trigger_timezone)
 
     async def get_nodes_async(self, store: str | None = None) -> list[NodeInfo]:
         if not self.running:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
-from typing import Any
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from asyncz.tasks.task import Task
 
 __all__ = ["RunPreview", "SchedulerInfo", "jsonable"]
 
@@ -87,6 +90,23 @@ class RunPreview(list[datetime]):
     @property
     def run_times(self) -> tuple[datetime, ...]:
         return tuple(self)
+
+    @classmethod
+    def of(cls, task: Task, count: int, now: datetime, trigger_timezone: tzinfo) -> RunPreview:
+        """The next ``count`` run times of ``task`` as of ``now``, from its trigger."""
+        trigger = task.trigger
+        when: datetime | None
+        if isinstance(task.next_run_time, datetime):
+            when = task.next_run_time
+        elif task.next_run_time is None or trigger is None:
+            return cls((), task.id, count, trigger is None)
+        else:
+            when = trigger.get_next_trigger_time(trigger_timezone, None, now)
+        runs: list[datetime] = []
+        while when is not None and len(runs) < count:
+            runs.append(when)
+            when = trigger.get_next_trigger_time(trigger_timezone, when, now) if trigger else None
+        return cls(runs, task.id, count, when is None)
 
 
 def jsonable(value: Any) -> Any:

@@ -52,6 +52,11 @@ def _free_port() -> int:
 class TemporaryPostgres:
     """A PostgreSQL cluster in a temporary directory, removed by :meth:`close`."""
 
+    #: The server settings given to ``pg_ctl start`` after the port and sockets: durability
+    #: off for speed (a subclass that needs acknowledged commits to survive a crash of the
+    #: server turns ``synchronous_commit`` back on).
+    settings = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+
     def __init__(self, port: int | None = None) -> None:
         self.bin = find_pg_bin()
         self.port = port or _free_port()
@@ -91,10 +96,7 @@ class TemporaryPostgres:
             return ""
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {self.settings}"
         self._run("pg_ctl", "-D", self.data, "-o", options, "-l", self.log, "-w", "start")
         self.running = True
 
