@@ -21,7 +21,17 @@ channel, so that other nodes wake up (``<origin>``: the writer's node id).
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "ADD", "DUE", "HEARTBEAT", "LEAVE", "NEXT", "RELEASE", "UPDATE"]
+__all__ = [
+    "ACQUIRE",
+    "ADD",
+    "DUE",
+    "HEARTBEAT",
+    "LEAVE",
+    "NEXT",
+    "PAGE",
+    "RELEASE",
+    "UPDATE",
+]
 
 _COMMON = """
 local function parse_claim(claim)  -- owner, lease_until, due
@@ -141,6 +151,21 @@ end
 return out
 """
 )
+
+# KEYS: tasks, revisions. ARGV: the HSCAN cursor ("0" first), count. Returns the next cursor
+# ("0": that was the last page), then (id, payload, revision) triples: one page of a listing
+# (HSCAN: every task present for the whole scan comes at least once, maybe twice).
+PAGE = """
+local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local flat = page[2]
+local out = {page[1]}
+for i = 1, #flat, 2 do
+  out[#out + 1] = flat[i]
+  out[#out + 1] = flat[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], flat[i]) or '0'
+end
+return out
+"""
 
 # KEYS: tasks, run_times, revisions, claims, marker, the node's claimed set. ARGV: node,
 # now, lease end, limit, orphans ("1": first end every claim the node holds: claims the
