@@ -505,11 +505,20 @@ class RedisStore(RedisHistory, PersistentStore):
         """One ``HSCAN`` step over the tasks hash (about ``limit`` tasks, with revisions),
         in one script; the cursor is Redis's."""
         keys = [self.tasks_key, self.revisions_key]
-        flat = await self._page(keys=keys, args=[cursor or "0", limit])
-        tasks, broken = self._restored(flat[1:])
+        reply = await self._page(keys=keys, args=[cursor or "0", limit])
+        ids = json.loads(reply[1]) if reply[1] else []
+        revisions = json.loads(reply[2]) if reply[2] else []
+        tasks: list[Task] = []
+        unrestorable: dict[str, str] = {}
+        for task_id, revision, payload in zip(ids, revisions, reply[3:], strict=True):
+            task = self._restore(task_id, _payload(payload))
+            if task is None:
+                unrestorable[task_id] = self._broken[task_id][1]
+            else:
+                task.revision = int(revision)
+                tasks.append(task)
         tasks.sort(key=_task_id)
-        unrestorable = {task_id: self._broken[task_id][1] for task_id in broken}
-        following = _text(flat[0])
+        following = _text(reply[0])
         return TaskPage(tasks, unrestorable, None if following == "0" else following)
 
     async def get_unrestorable(self) -> dict[str, str]:

@@ -166,6 +166,7 @@ class StoreApiContract(StoreHarness):
     def test_task_pages_hold_every_task_once_in_bounded_pages(self, store: BaseStore) -> None:
         count = 300
         tasks = [make_task(f"p{i:05d}", self.at(i % 50) if i % 9 else None) for i in range(count)]
+        tasks.append(make_task('an "odd"\n/id ü', self.at(3)))
         self.call(store.add_tasks(tasks))
         seen: dict[str, Task] = {}
         cursor = None
@@ -185,9 +186,11 @@ class StoreApiContract(StoreHarness):
         assert sorted(seen) == sorted(t.id for t in tasks)
         assert seen["p00009"].next_run_time is None
         assert seen["p00001"].next_run_time == self.at(1)
-        # ... and the scheduler's listing orders them (paused last, ties by id).
-        listed = [t.id for t in self.call(list_store(store, 50)).tasks]
-        assert listed == [t.id for t in sorted(tasks, key=_listing_order)]
+        # ... and the scheduler's listing orders them (by next run time, paused last).
+        listed = self.call(list_store(store, 50)).tasks
+        assert sorted(t.id for t in listed) == sorted(seen)
+        order = [_listing_order(t) for t in listed]
+        assert order == sorted(order)
 
     def test_next_run_time_keeps_the_instant_and_the_zone_offset(self, store: BaseStore) -> None:
         zone = ZoneInfo("America/New_York")
@@ -230,6 +233,6 @@ class StoreApiContract(StoreHarness):
         assert [t.id for t in self.call(store.get_all_tasks())] == ["e1"]
 
 
-def _listing_order(task: Task) -> tuple[bool, datetime | None, str]:
+def _listing_order(task: Task) -> tuple[bool, float]:
     when = task.next_run_time
-    return (True, None, task.id) if not isinstance(when, datetime) else (False, when, task.id)
+    return (True, 0.0) if not isinstance(when, datetime) else (False, when.timestamp())
