@@ -208,6 +208,16 @@ def test_json_names_the_key_of_a_value_it_cannot_store() -> None:
         JSONSerializer().dumps(state)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(args=st.lists(values, max_size=4).map(tuple), kwargs=st.dictionaries(st.text(), values))
+def test_json_one_pass_decoding_matches_the_step_by_step_one(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    serializer = JSONSerializer()
+    payload = serializer.dumps({"args": args, "kwargs": kwargs})
+    assert same(serializer.loads(payload), serializer._checked_loads(payload))
+
+
 def test_json_dicts_that_look_like_tags_survive() -> None:
     state = {"kwargs": {"x": {"__t": "datetime", "v": "not a date"}}, "k": {1: "a", "1": "b"}}
     assert JSONSerializer().loads(JSONSerializer().dumps(state)) == state
@@ -229,6 +239,11 @@ def test_json_dicts_that_look_like_tags_survive() -> None:
             "malformed",
         ),
         (b'{"format": "asyncz-json", "version": 1, "state": [1]}', "not an object"),
+        (b'{"format": "asyncz-json", "version": true, "state": {}}', "format version"),
+        (
+            b'{"format": "asyncz-json", "version": 2, "state": {"a": {"__t": "new", "v": 1}}}',
+            "newer than this asyncz",
+        ),
     ],
 )
 def test_json_refuses_bad_payloads_with_a_value_error(payload: bytes, match: str) -> None:

@@ -21,7 +21,7 @@ import abc
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import asyncio
@@ -36,6 +36,7 @@ __all__ = [
     "SchedulerHandle",
     "Serializer",
     "Store",
+    "TaskPage",
     "Trigger",
 ]
 
@@ -187,6 +188,17 @@ class Serializer(abc.ABC):
         never executes anything from the payload."""
 
 
+class TaskPage(NamedTuple):
+    """One page of a store's listing (:meth:`Store.get_task_page`)."""
+
+    #: The restorable tasks of the page, in any order.
+    tasks: list[Task]
+    #: The page's stored tasks that cannot be restored: id -> reason.
+    unrestorable: dict[str, str]
+    #: What to pass to get the next page; ``None`` when this page is the last.
+    cursor: str | None
+
+
 class Store(abc.ABC):
     """Where tasks live between runs. Implemented by :class:`asyncz.stores.base.BaseStore`.
 
@@ -231,6 +243,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_all_tasks(self) -> list[Task]:
         """Every restorable task, by next run time, paused tasks last."""
+
+    @abc.abstractmethod
+    async def get_task_page(self, cursor: str | None, limit: int) -> TaskPage:
+        """One page of every stored task, restorable or not, for listings that must not
+        read a large store in one call (each page is one call, under ``store_timeout``).
+
+        ``cursor`` is ``None`` for the first page, then the ``cursor`` of the page before.
+        A page holds about ``limit`` tasks (a backend that can only approximate it, like a
+        Redis ``HSCAN``, may give somewhat more), in any order; the scheduler orders the
+        whole listing. Over all pages every task stored for the whole listing appears at
+        least once (a task may appear twice: the scheduler keeps one); a task added or
+        removed meanwhile may appear or not. A store that cannot page returns everything
+        in one page (``BaseStore`` does: ``get_all_tasks()`` and ``get_unrestorable()``)."""
 
     @abc.abstractmethod
     async def add_task(self, task: Task) -> None:

@@ -181,11 +181,14 @@ def to_datetime(value: Any, zone: tzinfo, name: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        text = value.strip().replace("Z", "+00:00")
-        try:
-            value = datetime.fromisoformat(_padded(text))
-        except ValueError as exc:
-            raise ValueError(f"{name}: {value!r} is not an ISO-8601 date/time") from exc
+        try:  # what isoformat() wrote (a stored trigger's bounds) parses as it is
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            text = value.strip().replace("Z", "+00:00")
+            try:
+                value = datetime.fromisoformat(_padded(text))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {value!r} is not an ISO-8601 date/time") from exc
     elif isinstance(value, date) and not isinstance(value, datetime):
         value = datetime.combine(value, time())
     if not isinstance(value, datetime):

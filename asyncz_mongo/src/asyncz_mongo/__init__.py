@@ -67,6 +67,7 @@ from pymongo.errors import (
     OperationFailure,
 )
 
+from asyncz.abc import TaskPage
 from asyncz.exceptions import (
     ConflictingIdError,
     StaleTaskError,
@@ -446,6 +447,28 @@ class MongoDBStore(MongoHistory):
         scheduled = [doc for doc in docs if doc.get("next_run_time") is not None]
         paused = [doc for doc in docs if doc.get("next_run_time") is None]
         return await self._restore_all(collection, scheduled + paused)
+
+    async def get_task_page(self, cursor: str | None, limit: int) -> TaskPage:
+        """``limit`` documents by ``_id`` after ``cursor`` (the last id of the page before)."""
+        collection = await self._collection()
+        query = {} if cursor is None else {"_id": {"$gt": cursor}}
+        docs = await collection.find(query).sort("_id", ASCENDING).limit(limit).to_list()
+        tasks: list[Task] = []
+        unrestorable: dict[str, str] = {}
+        for doc in docs:
+            task = await self._restore(collection, doc)
+            if task is not None:
+                tasks.append(task)
+            else:  # flagged before, or just now (then read the reason back)
+                flagged = (
+                    doc
+                    if "unrestorable" in doc
+                    else await collection.find_one({"_id": doc["_id"]}, {"unrestorable": 1})
+                )
+                if flagged is not None and flagged.get("unrestorable") is not None:
+                    unrestorable[doc["_id"]] = str(flagged["unrestorable"])
+        following = docs[-1]["_id"] if len(docs) >= limit else None
+        return TaskPage(tasks, unrestorable, following)
 
     async def get_unrestorable(self) -> dict[str, str]:
         collection = await self._collection()

@@ -21,7 +21,17 @@ channel, so that other nodes wake up (``<origin>``: the writer's node id).
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "ADD", "DUE", "HEARTBEAT", "LEAVE", "NEXT", "RELEASE", "UPDATE"]
+__all__ = [
+    "ACQUIRE",
+    "ADD",
+    "DUE",
+    "HEARTBEAT",
+    "LEAVE",
+    "NEXT",
+    "PAGE",
+    "RELEASE",
+    "UPDATE",
+]
 
 _COMMON = """
 local function parse_claim(claim)  -- owner, lease_until, due
@@ -141,6 +151,26 @@ end
 return out
 """
 )
+
+# KEYS: tasks, revisions. ARGV: the HSCAN cursor ("0" first), count. Returns the next cursor
+# ("0": that was the last page), the ids and the revisions of the page (each one JSON array:
+# two reply elements instead of one per task), then the payloads in the same order: one page
+# of a listing (HSCAN: every task present for the whole scan comes at least once, maybe twice).
+PAGE = """
+local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local flat = page[2]
+local ids, revisions, out = {}, {}, {page[1], '', ''}
+for i = 1, #flat, 2 do
+  ids[#ids + 1] = flat[i]
+  revisions[#revisions + 1] = redis.call('HGET', KEYS[2], flat[i]) or '0'
+  out[#out + 1] = flat[i + 1]
+end
+if #ids > 0 then
+  out[2] = cjson.encode(ids)
+  out[3] = cjson.encode(revisions)
+end
+return out
+"""
 
 # KEYS: tasks, run_times, revisions, claims, marker, the node's claimed set. ARGV: node,
 # now, lease end, limit, orphans ("1": first end every claim the node holds: claims the

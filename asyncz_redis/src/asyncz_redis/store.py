@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.asyncio import Redis
 
+from asyncz.abc import TaskPage
 from asyncz.exceptions import (
     ConflictingIdError,
     StaleTaskError,
@@ -40,6 +41,10 @@ _NEVER = datetime.max.replace(tzinfo=timezone.utc)
 def _score(task: Task) -> str:
     when = task.next_run_time
     return repr(when.timestamp()) if isinstance(when, datetime) else ""
+
+
+def _task_id(task: Task) -> str:
+    return task.id
 
 
 def _run_time_order(task: Task) -> datetime:
@@ -233,12 +238,14 @@ class RedisStore(RedisHistory, PersistentStore):
         self._release = client.register_script(_scripts.RELEASE)
         self._heartbeat = client.register_script(_scripts.HEARTBEAT)
         self._leave = client.register_script(_scripts.LEAVE)
+        self._page = client.register_script(_scripts.PAGE)
         await client.ping()
         # Loaded up front, so that every operation is one EVALSHA even on a fresh server.
         scripts = (self._add, self._update, self._due, self._next, self._acquire)
         history = self._history_scripts(client)
         async with client.pipeline(transaction=False) as pipe:
-            for script in (*scripts, self._release, self._heartbeat, self._leave, *history):
+            others = (self._release, self._heartbeat, self._leave, self._page)
+            for script in (*scripts, *others, *history):
                 pipe.script_load(script.script)
             await pipe.execute()
         await warn_without_persistence(client, self)
@@ -493,6 +500,26 @@ class RedisStore(RedisHistory, PersistentStore):
         # By next run time (a claimed task's stored score is its lease end, not that).
         tasks.sort(key=_run_time_order)
         return tasks
+
+    async def get_task_page(self, cursor: str | None, limit: int) -> TaskPage:
+        """One ``HSCAN`` step over the tasks hash (about ``limit`` tasks, with revisions),
+        in one script; the cursor is Redis's."""
+        keys = [self.tasks_key, self.revisions_key]
+        reply = await self._page(keys=keys, args=[cursor or "0", limit])
+        ids = json.loads(reply[1]) if reply[1] else []
+        revisions = json.loads(reply[2]) if reply[2] else []
+        tasks: list[Task] = []
+        unrestorable: dict[str, str] = {}
+        for task_id, revision, payload in zip(ids, revisions, reply[3:], strict=True):
+            task = self._restore(task_id, _payload(payload))
+            if task is None:
+                unrestorable[task_id] = self._broken[task_id][1]
+            else:
+                task.revision = int(revision)
+                tasks.append(task)
+        tasks.sort(key=_task_id)
+        following = _text(reply[0])
+        return TaskPage(tasks, unrestorable, None if following == "0" else following)
 
     async def get_unrestorable(self) -> dict[str, str]:
         """Decode every stored task (a full check) and return the ones that fail."""

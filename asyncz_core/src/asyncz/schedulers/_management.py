@@ -28,6 +28,7 @@ from asyncz.exceptions import (
     TaskUnrestorableError,
 )
 from asyncz.schedulers.inspection import RunPreview, SchedulerInfo
+from asyncz.stores._listing import list_store
 from asyncz.stores.base import call
 from asyncz.tasks.info import sort_value, unrestorable_info
 from asyncz.tasks.task import ScheduleState, Task, TaskInfo, TaskLabel, task_label
@@ -132,14 +133,25 @@ class ManagementMixin:
         return self._block_on(self.get_task_async(task_id, store))
 
     async def get_tasks_async(self, store: str | None = None) -> list[Task]:
+        tasks, _ = await self._listing(store)
+        return tasks
+
+    async def _listing(self, store: str | None) -> tuple[list[Task], list[TaskInfo]]:
+        """The tasks (pending ones first, then each store's by next run time) and the
+        snapshots of the stored tasks that cannot be restored. Each store is read page by
+        page (:func:`~asyncz.stores._listing.list_store`), one call per page."""
         with self._lock:
             tasks = [t for t in self._pending.values() if store is None or t.store_alias == store]
+        broken: list[TaskInfo] = []
         if self.running:
             aliases = [store] if store is not None else list(self._stores)
             for alias in aliases:
-                target = self.lookup_store(alias)
-                tasks.extend(await call(target, target.get_all_tasks()))
-        return tasks
+                listed = await list_store(self.lookup_store(alias))
+                tasks.extend(listed.tasks)
+                broken.extend(
+                    unrestorable_info(i, alias, r) for i, r in listed.unrestorable.items()
+                )
+        return tasks, broken
 
     def get_tasks(self, store: str | None = None) -> list[Task]:
         """Every task: pending ones first, then each store's, earliest next run first."""
@@ -445,13 +457,9 @@ class ManagementMixin:
                 raise ValueError(
                     f"Unknown schedule_state {schedule_state!r}; valid states: {valid}"
                 ) from None
-        infos = [self._with_runs(task.snapshot()) for task in await self.get_tasks_async(store)]
-        infos = await self._with_last_runs(infos)
-        if self.running:
-            for alias in [store] if store is not None else list(self._stores):
-                target = self.lookup_store(alias)
-                broken = await call(target, target.get_unrestorable())
-                infos.extend(unrestorable_info(i, alias, r) for i, r in broken.items())
+        tasks, broken = await self._listing(store)
+        infos = await self._with_last_runs([self._with_runs(task.snapshot()) for task in tasks])
+        infos.extend(broken)
         needle = q.lower() if q else None
         selected = [
             info

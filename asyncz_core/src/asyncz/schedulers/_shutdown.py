@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncz import events as ev
 from asyncz._timer import resolve as _resolve
+from asyncz.stores._listing import list_store
 from asyncz.stores.base import PersistentStore, call
 from asyncz.tasks.task import Task, TaskLabel, task_label
 from asyncz.timeutil import utc
@@ -41,7 +42,7 @@ async def run_shutdown_tasks(scheduler: BaseScheduler, deadline: float | None) -
     now = datetime.now(utc)
     for alias, store in list(scheduler.stores.items()):
         ran: list[str] = []
-        for task in await call(store, store.get_all_tasks()):
+        for task in (await list_store(store)).tasks:
             if not isinstance(task.trigger, ShutdownTrigger):
                 continue
             executor = scheduler.executors.get(task.executor)

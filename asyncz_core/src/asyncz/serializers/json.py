@@ -224,6 +224,38 @@ def _decode(value: Any) -> Any:
     return decoder(value["v"], value)
 
 
+# The same decoders for json.loads(object_hook=...), which calls the hook for every object
+# from the innermost out: the values inside a tagged object are already decoded, and values
+# outside objects (lists, scalars) are never visited in Python at all.
+_HOOK_DECODERS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    **_DECODERS,
+    "tuple": lambda v, o: tuple(v),
+    "set": lambda v, o: set(v),
+    "frozenset": lambda v, o: frozenset(v),
+    "dict": lambda v, o: dict(v),
+}
+
+
+class _Undecodable(Exception):
+    """Raised out of :func:`_hook`: the payload goes the slow way, for the exact error."""
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    tag = obj.get(_TAG)
+    if tag is None:
+        return obj
+    decoder = _HOOK_DECODERS.get(tag)
+    if decoder is None:
+        raise _Undecodable
+    try:
+        return decoder(obj["v"], obj)
+    except Exception as exc:
+        raise _Undecodable from exc
+
+
+_ONE_PASS = json.JSONDecoder(object_hook=_hook)
+
+
 class JSONSerializer(BaseSerializer):
     """Tagged JSON (see the module documentation for the format). Takes no options."""
 
@@ -242,6 +274,24 @@ class JSONSerializer(BaseSerializer):
 
     def loads(self, payload: bytes) -> dict[str, Any]:
         """Decode a payload; ``ValueError`` for anything corrupt, foreign or too new."""
+        try:
+            # One pass in the C decoder, tags decoded by the hook as objects are parsed.
+            document = _ONE_PASS.decode(payload.decode())
+        except (_Undecodable, ValueError, TypeError, AttributeError):
+            pass
+        else:
+            if (
+                type(document) is dict
+                and document.get("format") == FORMAT
+                and type(document.get("version")) is int
+                and document["version"] == FORMAT_VERSION
+                and type(document.get("state")) is dict
+            ):
+                return document["state"]  # type: ignore[no-any-return]
+        return self._checked_loads(payload)
+
+    def _checked_loads(self, payload: bytes) -> dict[str, Any]:
+        """The step by step path, which names what is wrong with a payload."""
         try:
             document = json.loads(payload)
         except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError

@@ -45,7 +45,7 @@ from collections.abc import (
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from asyncz.abc import Store
+from asyncz.abc import Store, TaskPage
 from asyncz.exceptions import (
     ConflictingIdError,
     StoreTimeoutError,
@@ -257,6 +257,10 @@ class BaseStore(Store):
     async def get_unrestorable(self) -> dict[str, str]:
         """Ids of stored tasks that cannot be restored, with the reason (kept, not deleted)."""
         return {}
+
+    async def get_task_page(self, cursor: str | None, limit: int) -> TaskPage:
+        """Everything in one page; a store that can page overrides it (see the contract)."""
+        return TaskPage(list(await self.get_all_tasks()), await self.get_unrestorable(), None)
 
     async def add_tasks(self, tasks: Sequence[Task], replace_existing: bool = False) -> None:
         """Store many tasks (one round trip where the backend allows it).

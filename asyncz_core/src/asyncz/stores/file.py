@@ -48,6 +48,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asyncz.abc import TaskPage
 from asyncz.exceptions import (
     ConflictingIdError,
     StaleTaskError,
@@ -361,6 +362,17 @@ class FileStore(FileHistory, PersistentStore):
 
             tasks = [self._load(name) for name in sorted(self._entries, key=key)]
             return [task for task in tasks if task is not None]
+
+    async def get_task_page(self, cursor: str | None, limit: int) -> TaskPage:
+        """The whole store in one page, each file decoded once (a full check, as in
+        :meth:`get_unrestorable`)."""
+        with self._thread_lock:
+            self._broken.clear()
+        tasks = await self.get_all_tasks()
+        with self._thread_lock:
+            entries = self._entries
+            broken = {entries[n].task_id: r for n, (_, r) in self._broken.items() if n in entries}
+        return TaskPage(tasks, broken, None)
 
     async def get_unrestorable(self) -> dict[str, str]:
         """Decode every stored task (a full check) and return the ones that fail."""

@@ -7,6 +7,7 @@ Data path: a task in a store -> ``Task.snapshot()`` -> a :class:`TaskInfo` for
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,29 +125,38 @@ def _set(value: Any) -> Any:
 
 def snapshot(task: Task, state: ScheduleState | None = None) -> TaskInfo:
     """An immutable :class:`TaskInfo` of ``task`` as it is now (``Task.snapshot``)."""
+    next_run = task.next_run_time
     if state is None:
         if not task._submitted:
             state = ScheduleState.PENDING
-        elif task.next_run_time is None:
+        elif next_run is None:
             state = ScheduleState.PAUSED
         else:
             state = ScheduleState.SCHEDULED
     trigger = task.trigger
-    next_run = task.next_run_time if isinstance(task.next_run_time, datetime) else None
-    return TaskInfo(
+    fn = task.fn
+    paused = next_run is None
+    pending = task.pending_runs
+    coalesce = task.coalesce
+    max_instances = task.max_instances
+    # Built without the dataclass's __init__: a frozen one sets each of the 33 fields with
+    # object.__setattr__, which is most of the cost of a listing of many tasks.
+    info: TaskInfo = object.__new__(TaskInfo)
+    info.__dict__.update(
+        _INFO_DEFAULTS,
         id=task.id,
         name=task.name,
-        callable_name=getattr(task.fn, "__qualname__", None) if task.fn else None,
+        callable_name=getattr(fn, "__qualname__", None) if fn else None,
         callable_reference=task.fn_reference,
         trigger_alias=getattr(trigger, "alias", None) if trigger else None,
         trigger_name=type(trigger).__name__ if trigger else None,
         trigger_description=str(trigger) if trigger else None,
         executor=task.executor,
         store=task.store_alias,
-        next_run_time=next_run,
+        next_run_time=next_run if isinstance(next_run, datetime) else None,
         schedule_state=state,
-        coalesce=task.coalesce if isinstance(task.coalesce, bool) else None,
-        max_instances=task.max_instances if isinstance(task.max_instances, int) else None,
+        coalesce=coalesce if isinstance(coalesce, bool) else None,
+        max_instances=max_instances if isinstance(max_instances, int) else None,
         misfire_grace_time=_set(task.misfire_grace_time),
         args=tuple(task.args),
         kwargs=dict(task.kwargs),
@@ -158,10 +168,23 @@ def snapshot(task: Task, state: ScheduleState | None = None) -> TaskInfo:
         retry_max_delay=_set(task.retry_max_delay),
         retry_jitter=_set(task.retry_jitter),
         overlap=_set(task.overlap),
-        pending_runs=tuple(sorted(task.pending_runs, key=lambda p: p.due)),
-        pause_note=task.pause_note if task.next_run_time is None else None,
-        paused_at=task.paused_at if task.next_run_time is None else None,
+        pending_runs=tuple(sorted(pending, key=_due)) if pending else (),
+        pause_note=task.pause_note if paused else None,
+        paused_at=task.paused_at if paused else None,
     )
+    return info
+
+
+def _due(run: PendingRun) -> datetime:
+    return run.due
+
+
+#: The defaults of the fields of :class:`TaskInfo` (``snapshot`` sets the others).
+_INFO_DEFAULTS = {
+    field.name: field.default
+    for field in dataclasses.fields(TaskInfo)
+    if field.default is not dataclasses.MISSING
+}
 
 
 class TaskLabel:

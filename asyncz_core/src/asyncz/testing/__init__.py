@@ -34,6 +34,9 @@ What it checks (``test_*`` methods of :class:`StoreContract`):
 * ``get_due_tasks(now, limit)``: inclusive of ``now``, earliest first, limited, paused tasks
   never; due tasks stay in the store until written back; ``get_next_run_time()``;
   ``get_all_tasks()`` ordered with paused tasks last; ``store_alias`` set on every task;
+* ``get_task_page(cursor, limit)``: pages of about ``limit`` tasks whose cursors end, every
+  task once over all of them (the scheduler's paged listing in run-time order), and the
+  unrestorable tasks beside them;
 * ``add_tasks`` (conflict, ``replace_existing``), ``update_tasks`` and ``delete_tasks``
   ignoring ids that are gone;
 * persistent stores (:class:`~asyncz.stores.base.PersistentStore`): every task field, rich

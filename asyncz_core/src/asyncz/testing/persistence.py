@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError
+from asyncz.stores._listing import list_store
 from asyncz.stores.base import (
     BaseStore,
 )
@@ -138,6 +139,9 @@ class PersistenceContract(StoreHarness):
 
         broken = self.call(store.get_unrestorable())
         assert set(broken) == set(bad)
+        listed = self.call(list_store(store, 2))
+        assert [t.id for t in listed.tasks] == ["good"]
+        assert listed.unrestorable == broken
         assert "asyncz_testing_removed_module" in broken["renamed"]
         assert all(reason for reason in broken.values())
 

@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError
+from asyncz.stores._listing import list_store
 from asyncz.stores.base import BaseStore
+from asyncz.tasks import Task
 from asyncz.testing.harness import StoreHarness
 from asyncz.testing.helpers import (
     assert_same_task,
@@ -161,6 +163,35 @@ class StoreApiContract(StoreHarness):
         assert len(seen) == count
         assert seen == sorted(seen)
 
+    def test_task_pages_hold_every_task_once_in_bounded_pages(self, store: BaseStore) -> None:
+        count = 300
+        tasks = [make_task(f"p{i:05d}", self.at(i % 50) if i % 9 else None) for i in range(count)]
+        tasks.append(make_task('an "odd"\n/id ü', self.at(3)))
+        self.call(store.add_tasks(tasks))
+        seen: dict[str, Task] = {}
+        cursor = None
+        pages = 0
+        while True:
+            page = self.call(store.get_task_page(cursor, 50))
+            pages += 1
+            # A page is about ``limit`` (HSCAN's COUNT is a hint) or everything at once.
+            assert len(page.tasks) <= 2 * 50 or page.cursor is None
+            assert page.unrestorable == {}
+            seen.update((t.id, t) for t in page.tasks)
+            assert all(t.store_alias == "default" for t in page.tasks)
+            cursor = page.cursor
+            if cursor is None:
+                break
+            assert pages < count, "the cursor never ends"
+        assert sorted(seen) == sorted(t.id for t in tasks)
+        assert seen["p00009"].next_run_time is None
+        assert seen["p00001"].next_run_time == self.at(1)
+        # ... and the scheduler's listing orders them (by next run time, paused last).
+        listed = self.call(list_store(store, 50)).tasks
+        assert sorted(t.id for t in listed) == sorted(seen)
+        order = [_listing_order(t) for t in listed]
+        assert order == sorted(order)
+
     def test_next_run_time_keeps_the_instant_and_the_zone_offset(self, store: BaseStore) -> None:
         zone = ZoneInfo("America/New_York")
         when = datetime(2030, 7, 1, 9, 30, tzinfo=zone)
@@ -200,3 +231,8 @@ class StoreApiContract(StoreHarness):
         assert [t.id for t in self.call(store.get_all_tasks())] == ["e2", "e1"]
         self.call(store.delete_tasks(["e2", "gone"]))
         assert [t.id for t in self.call(store.get_all_tasks())] == ["e1"]
+
+
+def _listing_order(task: Task) -> tuple[bool, float]:
+    when = task.next_run_time
+    return (True, 0.0) if not isinstance(when, datetime) else (False, when.timestamp())

@@ -303,11 +303,14 @@ class SQLStoreBase(PersistentStore):
             return dml
         return pg.notifying(dml, self.channel, pg.message(self.sender, when))
 
-    async def _restore(self, rows: Iterable[Any]) -> list[Task]:
+    async def _restore(
+        self, rows: Iterable[Any], broken: dict[str, str] | None = None
+    ) -> list[Task]:
         """Decode rows (with their revision); mark and report the ones that cannot be
-        restored (kept, skipped)."""
+        restored (kept, skipped; added to ``broken`` with the reason when given)."""
         tasks: list[Task] = []
-        broken: dict[str, str] = {}
+        if broken is None:
+            broken = {}
         for row in rows:
             try:
                 task = self._decode_row(row.id, row.payload, row.format_version)

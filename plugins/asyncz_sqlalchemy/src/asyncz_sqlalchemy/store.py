@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from asyncz.abc import TaskPage
 from asyncz.exceptions import ConflictingIdError, StaleTaskError, TaskLookupError
 from asyncz.nodes import NODE_RETENTION, NodeInfo
 from asyncz.stores.base import is_finished
@@ -135,6 +136,18 @@ class SQLAlchemyStore(SQLHistory):
             .order_by(table.c.next_run_time.asc().nulls_last(), table.c.id)
         )
         return await self._restore(await self._fetch(query))
+
+    async def get_task_page(self, cursor: str | None, limit: int) -> TaskPage:
+        """``limit`` rows by id after ``cursor`` (the last id of the page before)."""
+        table = self.table
+        query = sa.select(*self._columns(), table.c.broken).order_by(table.c.id).limit(limit)
+        if cursor is not None:
+            query = query.where(table.c.id > cursor)
+        rows = await self._fetch(query)
+        unrestorable = {row.id: row.broken for row in rows if row.broken is not None}
+        tasks = await self._restore([row for row in rows if row.broken is None], unrestorable)
+        following = rows[-1].id if len(rows) >= limit else None
+        return TaskPage(tasks, unrestorable, following)
 
     async def get_unrestorable(self) -> dict[str, str]:
         table = self.table
