@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -137,5 +138,78 @@ def test_a_claim_whose_reply_was_lost_lapses_and_the_task_runs(tmp_path: Path) -
             timeout=10,
             what="the run once the claim lapsed",
         )
+    finally:
+        scheduler.shutdown()
+
+
+def test_an_idle_scheduler_on_private_stores_does_not_wake_up_to_heartbeat() -> None:
+    # No other process reads a memory store's node records: the record is brought up to
+    # date when get_nodes() reads it, not on a timer that wakes an idle scheduler up.
+    store = MemoryStore()
+    scheduler = AsyncIOScheduler(
+        identity="idle-node",
+        stores={"default": store},
+        global_config={"asyncz.coordination.lease": "0.4"},
+    )
+    scheduler.start()
+    try:
+        [first] = store._node_records().values()
+        time.sleep(0.5)  # five heartbeat intervals
+        [record] = store._node_records().values()
+        assert record.last_heartbeat == first.last_heartbeat
+        [node] = scheduler.get_nodes()
+        assert node.last_heartbeat > first.last_heartbeat
+        assert node.state == NodeState.ALIVE
+        assert store._node_records()["idle-node"] == node
+    finally:
+        scheduler.shutdown()
+    [stopped] = store._node_records().values()
+    assert stopped.state == NodeState.STOPPED
+
+
+def test_get_nodes_off_the_loop_shows_a_blocked_loop_as_dead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The refresh of a private store's record is done by the scheduler's loop: one that does
+    # not answer keeps its last heartbeat, as it did when the heartbeats ran on a timer.
+    from asyncz.schedulers import _coordination
+
+    monkeypatch.setattr(_coordination, "REFRESH_WAIT", 0.2)
+    scheduler = AsyncIOScheduler(
+        global_config={"asyncz.coordination.lease": "0.4"}, isolated_event_loop=True
+    )
+    scheduler.start()
+    try:
+        assert scheduler.get_nodes()[0].state == NodeState.ALIVE
+        loop = scheduler.event_loop
+        assert loop is not None
+        loop.call_soon_threadsafe(time.sleep, 1.5)  # the loop hangs
+        time.sleep(0.6)
+        [node] = scheduler.get_nodes()
+        assert node.state == NodeState.DEAD
+        time.sleep(1.0)  # the loop answers again
+        assert scheduler.get_nodes()[0].state == NodeState.ALIVE
+    finally:
+        scheduler.shutdown()
+
+
+def test_a_shared_store_added_to_a_running_scheduler_gets_heartbeats(tmp_path: Path) -> None:
+    # Without a shared store the heartbeats sleep without a timer; adding one starts them.
+    scheduler = AsyncIOScheduler(
+        identity="late-node",
+        global_config={"asyncz.coordination.lease": "0.4"},
+        isolated_event_loop=True,
+    )
+    scheduler.start()
+    try:
+        shared = FileStore(directory=str(tmp_path / "tasks"))
+        scheduler.add_store(shared, "shared")
+
+        def beats() -> list[datetime]:
+            return [n.last_heartbeat for n in asyncio.run(shared.get_nodes())]
+
+        wait_until(lambda: len(beats()) == 1, what="the node's record in the added store")
+        first = beats()[0]
+        wait_until(lambda: beats()[0] > first, what="a heartbeat in the added store")
     finally:
         scheduler.shutdown()

@@ -107,6 +107,8 @@ class BaseExecutor(Executor):
         self.reporter: RunReporter = _NO_REPORTER
         self.alias: str | None = None
         self.logger = logging.getLogger("asyncz.executors")
+        #: The scheduler's loop (from :meth:`start` on), where coroutine runs usually run.
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._instances: dict[str, int] = {}
         #: task id -> (epoch seconds since which it has been running, task name): set when
         #: its first instance starts, dropped when its last one ends.
@@ -121,6 +123,7 @@ class BaseExecutor(Executor):
         """Called on the scheduler's loop when the scheduler starts (or adds this executor)."""
         self.scheduler = scheduler
         self.reporter = scheduler.reporter
+        self._event_loop = scheduler.event_loop
         self.alias = alias
         self.logger = scheduler.loggers[f"asyncz.executors.{alias}"]
 
@@ -236,7 +239,7 @@ class BaseExecutor(Executor):
             else:
                 self._instances.pop(task_id, None)
                 self._since.pop(task_id, None)
-            waiting = self._buffered.get(task_id)
+            waiting = self._buffered.get(task_id) if self._buffered else None
         if waiting:
             loop = self.scheduler.event_loop if self.scheduler is not None else None
             if loop is not None:
@@ -455,8 +458,12 @@ class BaseExecutor(Executor):
         finally:
             self.finish_instance(task.id)
             if self._coroutines:
-                # Cheaper than a done-callback per run (one loop callback less per task).
-                self._coroutines.discard(asyncio.current_task())
+                # Cheaper than a done-callback per run (one loop callback less per task); the
+                # scheduler's loop given, current_task() does not look up the running loop
+                # (a getpid() system call on Python 3.11).
+                loop = self._event_loop
+                current = asyncio.current_task(loop) if loop is not None else None
+                self._coroutines.discard(current or asyncio.current_task())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"

@@ -71,8 +71,6 @@ class Processor:
     #: History records of runs that do not start (schedulers/_runs.py); set by the scheduler
     #: with its settings.
     _runs: RunKeeper
-    #: The time a pass submits its due runs at (their history's ``submitted_at``).
-    pass_time: datetime | None = None
 
     def __init__(self, scheduler: BaseScheduler) -> None:
         self._scheduler = scheduler
@@ -468,11 +466,7 @@ class Processor:
         if folded:
             self._runs.not_run(task, store_alias, run_times[:folded], "coalesced")
         if runnable:
-            self.pass_time = now
-            try:
-                self.submit(task, store_alias, runnable, "scheduler", folded)
-            finally:
-                self.pass_time = None
+            self.submit(task, store_alias, runnable, "scheduler", folded, now)
 
     def _report_dropped(
         self,
@@ -513,13 +507,21 @@ class Processor:
             )
 
     def submit(
-        self, task: Task, store_alias: str, run_times: list[datetime], source: str, folded: int
+        self,
+        task: Task,
+        store_alias: str,
+        run_times: list[datetime],
+        source: str,
+        folded: int,
+        submitted: datetime | None = None,
     ) -> bool:
         """Hand ``run_times`` of ``task`` to its executor; ``TASK_SUBMITTED`` (True) or
-        ``TASK_MAX_INSTANCES``; an unknown executor or a failing submission is logged."""
+        ``TASK_MAX_INSTANCES``; an unknown executor or a failing submission is logged.
+        ``submitted`` is the submission time its history records (a pass's time; default
+        now)."""
         scheduler = self._scheduler
         try:
-            executor = scheduler.executors[task.executor]
+            executor = scheduler._executors[task.executor]
         except KeyError:
             scheduler.logger.error(
                 "Task %s names the executor %r, which this scheduler does not have",
@@ -529,7 +531,7 @@ class Processor:
             return False
         if type(run_times) is not Submission and (self._runs.enabled or task.retries):
             # Carries the attempt, source and submission time to the run's history record.
-            when = self.pass_time or datetime.now(utc)
+            when = submitted or datetime.now(utc)
             if source == "scheduler":
                 run_times = Submission.of(run_times, when)
             else:

@@ -152,7 +152,8 @@ class RunKeeper:
             elif value is not None:
                 return_repr = repr(value)[:REPR_LIMIT]
             # The record itself is built later (_build): the run path only keeps these values.
-            self._add(
+            buffer = self._buffer
+            buffer.append(
                 (
                     task.store_alias,
                     task.id,
@@ -170,6 +171,8 @@ class RunKeeper:
                     return_repr,
                 ),
             )
+            if not self._flush_planned or (not self._flush_soon and len(buffer) >= FLUSH_SIZE):
+                self._plan_flush(len(buffer))
         if task.retries or task.pending_runs:
             self._after(task, run_time, outcome, attempt, exception)
         return outcome, attempt, source
@@ -266,16 +269,6 @@ class RunKeeper:
     def _add_record(self, store: str, record: RunRecord) -> None:
         self._others.append((store, record))
         self._plan_flush(len(self._buffer) + len(self._others))
-
-    def _add(self, item: tuple[Any, ...]) -> None:
-        buffer = self._buffer
-        buffer.append(item)
-        if not self._flush_planned:
-            self._flush_planned = True
-            self._plan(FLUSH_INTERVAL)
-        elif not self._flush_soon and len(buffer) >= FLUSH_SIZE:
-            self._flush_soon = True
-            self._plan(0.0)
 
     def _plan_flush(self, waiting: int) -> None:
         if not self._flush_planned:

@@ -480,6 +480,7 @@ class BaseScheduler(AddingMixin, ManagementMixin, HistoryMixin):
             if not isinstance(exc, (OSError, *store.connection_errors)):
                 raise
             raise unavailable(store, exc) from exc
+        self._coordinator.store_added(store)
 
     async def _stop_components(self, wait: bool) -> None:
         for executor in self._executors.values():

@@ -165,9 +165,18 @@ class MemoryStore(BaseStore):
 
     async def delete_tasks(self, task_ids: Iterable[str]) -> None:
         with self._lock:
+            records = self._records
+            claimed = self._claimed
             for task_id in task_ids:
-                if task_id in self._records:
-                    self._forget(task_id)
+                # _forget, unrolled: a pass deletes every finished task of a batch here.
+                entry = records.pop(task_id, None)
+                if entry is None or entry[0] is None:
+                    continue
+                if claimed and claimed.pop(task_id, None) is entry:
+                    continue  # off the heap already
+                self._stale += 1
+            if self._stale > 1024 and self._stale > len(self._heap) // 2:
+                self._compact()
 
     async def update_task(self, task: Task) -> None:
         with self._lock:
