@@ -1,5 +1,11 @@
 """Fields of a task kept outside its own slots, so that a task costs fewer bytes in the
-memory store (issue 19).
+memory store (issue 19); the task's attributes read and write through them.
+
+Data path: ``Task(...)`` -> :func:`policy_of` the run policies given (``UNSET`` for the
+others: :data:`UNSET_POLICY` when none is) -> :meth:`RunPolicy.filled` with the scheduler's
+``task_defaults`` when the task is added -> read when a run fails (``task.retry_delay``,
+...) or overlaps (``task.overlap``); ``pause_task`` / a retry / a coordinated store set the
+rarely set fields (a :class:`TaskExtra` then).
 
 * The run policies read only when a run fails or overlaps (``retry_*``, ``overlap``):
   nearly every task keeps the scheduler's defaults for all five, so a task holds one
@@ -12,14 +18,8 @@ memory store (issue 19).
   :data:`NO_EXTRA`, which holds the defaults. (``pending_runs``, as rarely set, keeps a slot:
   the run path reads it several times per run, and a slot reads several times faster.)
 
-The task's attributes read and write through them (:func:`policy_property`,
-:func:`extra_property`): ``task.overlap = "allow_all"`` gives that task a policy of its own,
-the other tasks keep theirs.
-
-Data path: ``Task(...)`` -> :func:`policy_of` the values given (``UNSET`` for the others:
-:data:`UNSET_POLICY` when none is) -> :meth:`RunPolicy.filled` with the scheduler's
-``task_defaults`` when the task is added -> read when a run fails (``task.retry_delay``,
-...) or overlaps (``task.overlap``).
+Through :func:`policy_property` and :func:`extra_property`: ``task.overlap = "allow_all"``
+gives that task a policy of its own, the other tasks keep theirs.
 """
 
 from __future__ import annotations
