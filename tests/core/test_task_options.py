@@ -79,6 +79,12 @@ def test_task_signature_is_the_table() -> None:
     assert parameters(Task.__init__) - {"self", "scheduler"} == set(opts.NAMES)
 
 
+def test_task_init_takes_the_options_in_the_order_of_its_signature() -> None:
+    # add_task passes them to Task._init by position
+    keywords = [p for p in inspect.signature(Task.__init__).parameters if p != "trigger_args"]
+    assert [*keywords, "trigger_args"] == list(inspect.signature(Task._init).parameters)
+
+
 def test_task_defaults_are_the_defaultable_options() -> None:
     assert set(TaskDefaults.model_fields) - {"timezone"} == set(opts.DEFAULTABLE)
 

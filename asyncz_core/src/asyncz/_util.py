@@ -83,12 +83,24 @@ class CallableInfo(NamedTuple):
 _INFO: weakref.WeakKeyDictionary[Any, CallableInfo] = weakref.WeakKeyDictionary()
 
 
+# The last callable looked up and its info: adding many tasks of one function in a row
+# (the common case) skips the weak dictionary's Python-level lookup.
+_last: tuple[weakref.ref[Any], CallableInfo] | None = None
+
+
 def callable_info(fn: Callable[..., Any]) -> CallableInfo:
     """Reference, signature and the no-argument check of ``fn``, cached per callable."""
+    global _last
+    last = _last
+    if last is not None and last[0]() is fn:
+        return last[1]
     try:
-        return _INFO[fn]
+        info = _INFO[fn]
     except (KeyError, TypeError):
         pass
+    else:
+        _last = (weakref.ref(fn), info)
+        return info
     try:
         reference: str | None = callable_to_ref(fn)
     except ValueError:

@@ -24,7 +24,8 @@ from asyncz._util import UNSET, UnsetType
 from asyncz.exceptions import ComponentLookupError, ConflictingIdError
 from asyncz.schedulers._processing import LOCK_WAIT, Processor
 from asyncz.stores.base import call
-from asyncz.tasks.options import ADD_NAMES, DEFAULTABLE, fold_aliases, given
+from asyncz.tasks._fields import DefaultPolicy
+from asyncz.tasks.options import ADD_NAMES, fold_aliases, given
 from asyncz.tasks.task import Task, task_label
 from asyncz.timeutil import localize, utc
 
@@ -60,6 +61,10 @@ class AddingMixin:
         def lookup_store(self, alias: str) -> BaseStore: ...
         def _check_executor(self, task: Task) -> None: ...
         def _wakeup_if_sooner(self, when: datetime | None | UnsetType) -> None: ...
+
+    # The run policies of task_defaults as the one object the tasks that keep them share
+    # (made on first use: the mixin has no __init__).
+    _default_policy: DefaultPolicy | None = None
 
     def _as_scheduler(self) -> BaseScheduler:
         return self  # type: ignore[return-value]  # the mixin is only used in BaseScheduler
@@ -108,9 +113,10 @@ class AddingMixin:
             task.trigger = create_trigger(None)
         self._resolve_naive(task)
         defaults = self.task_defaults
-        for name in DEFAULTABLE:
-            if getattr(task, name) is UNSET:
-                setattr(task, name, defaults[name])
+        policies = self._default_policy
+        if policies is None:
+            policies = self._default_policy = DefaultPolicy()
+        task._take_defaults(defaults, policies.of(defaults))
 
     def _resolve_naive(self, task: Task) -> None:
         """Read a naive ``next_run_time`` as wall time in the zone of the task's trigger: the
@@ -175,32 +181,34 @@ class AddingMixin:
                 )
             return self._add(self._build_task(fn_or_task, trigger, options, trigger_args))
         # The common case: what _build_task does for a callable, without building a mapping of
-        # the options first (the Task reads each as the table says).
-        task = Task(
+        # the options first (the Task reads each as the table says), and with the options
+        # passed by position (Task._init: __init__'s parameters in order).
+        task = Task.__new__(Task)
+        task._init(
             fn_or_task,
-            trigger=trigger,
-            args=args,
-            kwargs=kwargs,
-            id=id,
-            name=name,
-            mistrigger_grace_time=mistrigger_grace_time,
-            coalesce=coalesce,
-            max_instances=max_instances,
-            next_run_time=next_run_time,
-            store=store,
-            executor=executor,
-            replace_existing=replace_existing,
-            misfire_grace_time=misfire_grace_time,
-            tags=tags,
-            timeout=timeout,
-            retries=retries,
-            retry_delay=retry_delay,
-            retry_backoff=retry_backoff,
-            retry_max_delay=retry_max_delay,
-            retry_jitter=retry_jitter,
-            overlap=overlap,
-            scheduler=self._as_scheduler(),
-            **trigger_args,
+            id,
+            name,
+            args,
+            kwargs,
+            trigger,
+            executor,
+            store,
+            next_run_time,
+            coalesce,
+            max_instances,
+            misfire_grace_time,
+            mistrigger_grace_time,
+            timeout,
+            retries,
+            retry_delay,
+            retry_backoff,
+            retry_max_delay,
+            retry_jitter,
+            overlap,
+            replace_existing,
+            self._as_scheduler(),
+            tags,
+            trigger_args,
         )
         self._apply_defaults(task)
         return self._add(task)

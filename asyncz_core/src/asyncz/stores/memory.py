@@ -9,8 +9,9 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, cast
+from zoneinfo import ZoneInfo
 
 from asyncz.exceptions import ConflictingIdError, TaskLookupError
 from asyncz.stores.base import BaseStore
@@ -20,14 +21,42 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore"]
 
-# (next run time in UTC or None when paused, task id, task). The record of a task is the
-# very tuple that sits in the heap, so an entry is live exactly while it is its task's record
-# (an identity check), and a scheduled task costs one tuple. Equal run times are ordered by
-# id (which, for generated ids, is the order of creation) and never compare tasks.
+# (key or None when paused, task id, task). The key is the next run time itself when its
+# zone has a fixed offset, else that time in UTC: keys in fixed zones compare exactly (no DST
+# folds), with each other and with UTC. The record of a task is the very tuple that sits in
+# the heap, so an entry is live exactly while it is its task's record (an identity check),
+# and a scheduled task costs one tuple. Equal run times are ordered by id (which, for
+# generated ids, is the order of creation) and never compare tasks.
 _Entry = tuple[datetime | None, str, "Task"]
 _Scheduled = tuple[datetime, str, "Task"]
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+# The zoneinfo names of fixed-offset zones besides "Etc/...": the local zone of a machine set
+# to UTC is one of these, and its run times are then their own keys too.
+_FIXED_NAMES = frozenset(
+    ("UTC", "UCT", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich", "Universal", "Zulu")
+)
+_fixed_zones: dict[tzinfo, bool] = {_UTC: True}
+
+
+def _fixed_offset(zone: tzinfo) -> bool:
+    """Whether ``zone``'s offset never changes (a ``timezone``, a zoneinfo ``Etc/*`` or
+    UTC alias); cached per zone object."""
+    try:
+        return _fixed_zones[zone]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable tzinfo
+        return False
+    key = getattr(zone, "key", None)
+    fixed = type(zone) is timezone or (
+        isinstance(zone, ZoneInfo)
+        and isinstance(key, str)
+        and (key.startswith("Etc/") or key in _FIXED_NAMES)
+    )
+    if len(_fixed_zones) < 256:
+        _fixed_zones[zone] = fixed
+    return fixed
 
 
 class MemoryStore(BaseStore):
@@ -52,9 +81,11 @@ class MemoryStore(BaseStore):
     def _put(self, task: Task) -> None:
         when = task.next_run_time
         if isinstance(when, datetime):
-            # UTC keys compare field by field (exact, no DST folds); a next run time that is
-            # already in UTC is its own key, so a scheduled entry costs one tuple.
-            key = when if when.tzinfo is _UTC else when.astimezone(_UTC)
+            # A next run time in a fixed zone is its own key: a scheduled entry costs one
+            # tuple. Others are keyed in UTC, which compares field by field (exact).
+            zone = when.tzinfo
+            fixed = zone is _UTC or (zone is not None and _fixed_offset(zone))
+            key = when if fixed else when.astimezone(_UTC)
             scheduled: _Scheduled = (key, task.id, task)
             heapq.heappush(self._heap, scheduled)
             self._records[task.id] = scheduled

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asyncz._util import UNSET, ref_to_callable
+from asyncz.tasks._fields import NO_EXTRA, POLICY_NAMES, policy_of
 from asyncz.tasks.options import NO_KWARGS, check_tags
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def restore_state(task: Task, state: dict[str, Any]) -> None:
         raise ValueError(f"unsupported task state version {version!r}")
     task._scheduler = None
     task._submitted = True
-    task.revision = 0
+    task._extra = NO_EXTRA
     task.id = state["id"]
     task.name = state["name"]
     task.fn_reference = state["fn"]
@@ -94,16 +95,18 @@ def restore_state(task: Task, state: dict[str, Any]) -> None:
     task.trigger = trigger_from_data(trigger) if trigger is not None else None
     task.executor = state["executor"]
     task.store_alias = "default"
-    task.replace_existing = False
     task.coalesce = state["coalesce"]
     task.max_instances = state["max_instances"]
     task.misfire_grace_time = state["misfire_grace_time"]
     task.next_run_time = state["next_run_time"]
-    for name, default in POLICY_DEFAULTS.items():
-        setattr(task, name, state.get(name, default))
+    task.timeout = state.get("timeout", POLICY_DEFAULTS["timeout"])
+    task.retries = state.get("retries", POLICY_DEFAULTS["retries"])
+    task._policy = policy_of(tuple(state.get(name, POLICY_DEFAULTS[name]) for name in POLICY_NAMES))
     task.tags = check_tags(state.get("tags"))
     pending = state.get("pending_runs")
     task.pending_runs = tuple(PendingRun.from_data(p) for p in pending) if pending else ()
-    task.scheduled_next = state.get("scheduled_next") if pending else None
+    # The rarely set fields: a task gets a TaskExtra of its own only for a value it has.
+    if pending:
+        task.scheduled_next = state.get("scheduled_next")
     task.pause_note = state.get("pause_note")
     task.paused_at = state.get("paused_at")

@@ -10,7 +10,8 @@ task leaves unset (``UNSET``) take the scheduler's ``task_defaults`` when it is 
 ``Task.__init__`` keep explicit signatures (for users, IDEs and type checkers);
 ``tests/core/test_task_options.py`` checks them against the table, and that every option
 reaches the task through each way in. Adding an option: one row here, a parameter in those
-two signatures (the test names what is missing), and its use.
+two signatures and in ``Task._init`` (the same order: ``add_task`` passes them by position;
+the test names what is missing), and its use.
 """
 
 from __future__ import annotations

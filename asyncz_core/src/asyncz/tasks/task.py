@@ -22,6 +22,16 @@ from asyncz._util import (
 )
 from asyncz.exceptions import closest
 from asyncz.tasks import options as _options
+from asyncz.tasks._fields import (
+    NO_EXTRA,
+    UNSET_POLICY,
+    Field,
+    RunPolicy,
+    TaskExtra,
+    extra_property,
+    policy_of,
+    policy_property,
+)
 from asyncz.tasks.info import ScheduleState, TaskInfo, TaskLabel, task_label
 from asyncz.tasks.options import (
     NO_KWARGS,
@@ -69,6 +79,8 @@ class Task:
     """
 
     __slots__ = (
+        "_extra",
+        "_policy",
         "_scheduler",
         "_submitted",
         "args",
@@ -82,18 +94,8 @@ class Task:
         "misfire_grace_time",
         "name",
         "next_run_time",
-        "overlap",
-        "pause_note",
-        "paused_at",
         "pending_runs",
-        "replace_existing",
         "retries",
-        "retry_backoff",
-        "retry_delay",
-        "retry_jitter",
-        "retry_max_delay",
-        "revision",
-        "scheduled_next",
         "store_alias",
         "tags",
         "timeout",
@@ -110,23 +112,28 @@ class Task:
     tags: frozenset[str]
     timeout: float | None | UnsetType
     retries: int | UnsetType
-    retry_delay: float | UnsetType
-    retry_backoff: float | UnsetType
-    retry_max_delay: float | None | UnsetType
-    retry_jitter: float | UnsetType
-    overlap: str | UnsetType
+    #: The other run policies, shared by the tasks with the same values (asyncz.tasks._fields)
+    _policy: RunPolicy
+    retry_delay: Field[float | UnsetType] = policy_property("retry_delay")
+    retry_backoff: Field[float | UnsetType] = policy_property("retry_backoff")
+    retry_max_delay: Field[float | None | UnsetType] = policy_property("retry_max_delay")
+    retry_jitter: Field[float | UnsetType] = policy_property("retry_jitter")
+    overlap: Field[str | UnsetType] = policy_property("overlap")
     #: Runs the task owes (retries), kept in its stored state until submitted; while there
     #: are some, ``next_run_time`` is the earliest of their ``due`` and ``scheduled_next``
     #: (the trigger's own next fire time). See :mod:`asyncz.tasks.runs`.
     pending_runs: tuple[PendingRun, ...]
-    scheduled_next: datetime | None
+    #: The rarely set fields, with their defaults (asyncz.tasks._fields.NO_EXTRA) shared
+    _extra: TaskExtra
+    scheduled_next: Field[datetime | None] = extra_property("scheduled_next")
     #: Set by ``pause_task(..., note=...)``; cleared on resume.
-    pause_note: str | None
-    paused_at: datetime | None
+    pause_note: Field[str | None] = extra_property("pause_note")
+    paused_at: Field[datetime | None] = extra_property("paused_at")
     #: The stored task's revision when it was read from a coordinated store (0: not read from
     #: one); every write moves it, and a write at an old revision is refused. Not part of
     #: the task's state: the store keeps it beside the payload.
-    revision: int
+    revision: Field[int] = extra_property("revision")
+    replace_existing: Field[bool] = extra_property("replace_existing")
 
     def __init__(
         self,
@@ -156,9 +163,67 @@ class Task:
         tags: Iterable[str] | None = None,
         **trigger_args: Any,
     ) -> None:
+        self._init(
+            fn,
+            id,
+            name,
+            args,
+            kwargs,
+            trigger,
+            executor,
+            store,
+            next_run_time,
+            coalesce,
+            max_instances,
+            misfire_grace_time,
+            mistrigger_grace_time,
+            timeout,
+            retries,
+            retry_delay,
+            retry_backoff,
+            retry_max_delay,
+            retry_jitter,
+            overlap,
+            replace_existing,
+            scheduler,
+            tags,
+            trigger_args,
+        )
+
+    def _init(
+        self,
+        fn: Callable[..., Any] | str | None,
+        id: str | None,
+        name: str | None,
+        args: Iterable[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        trigger: BaseTrigger | str | None,
+        executor: str | None,
+        store: str | None,
+        next_run_time: datetime | None | UnsetType,
+        coalesce: bool | UnsetType,
+        max_instances: int | UnsetType,
+        misfire_grace_time: float | None | UnsetType,
+        mistrigger_grace_time: float | None | UnsetType,
+        timeout: float | None | UnsetType,
+        retries: int | UnsetType,
+        retry_delay: float | UnsetType,
+        retry_backoff: float | UnsetType,
+        retry_max_delay: float | None | UnsetType,
+        retry_jitter: float | UnsetType,
+        overlap: str | UnsetType,
+        replace_existing: bool,
+        scheduler: BaseScheduler | None,
+        tags: Iterable[str] | None,
+        trigger_args: dict[str, Any],
+    ) -> None:
+        """``__init__``'s body, its parameters in the same order and all positional:
+        ``add_task`` builds its tasks through it (``Task.__new__`` then ``_init``), as
+        matching two dozen keywords costs about a microsecond per call."""
         self._scheduler = scheduler
         self._submitted = False
-        self.revision = 0
+        self._extra = NO_EXTRA
+        self.pending_runs = ()
         self.fn = None
         self.fn_reference = None
         self.id = str(id) if id is not None else new_task_id()
@@ -170,7 +235,8 @@ class Task:
         self.kwargs: Mapping[str, Any] = check_kwargs(kwargs) if kwargs else NO_KWARGS
         self.executor = check_alias(executor)
         self.store_alias = check_alias(store)
-        self.replace_existing = bool(replace_existing)
+        if replace_existing:
+            self.replace_existing = True
         self.tags = check_tags(tags) if tags else NO_TAGS
         if mistrigger_grace_time is not UNSET:
             misfire_grace_time = fold_aliases(
@@ -187,17 +253,24 @@ class Task:
         )
         self.timeout = UNSET if timeout is UNSET else check_timeout(timeout)
         self.retries = UNSET if retries is UNSET else check_retries(retries)
-        self.retry_delay = UNSET if retry_delay is UNSET else check_retry_delay(retry_delay)
-        self.retry_backoff = UNSET if retry_backoff is UNSET else check_retry_backoff(retry_backoff)
-        self.retry_max_delay = (
-            UNSET if retry_max_delay is UNSET else check_retry_max_delay(retry_max_delay)
-        )
-        self.retry_jitter = UNSET if retry_jitter is UNSET else check_retry_jitter(retry_jitter)
-        self.overlap = UNSET if overlap is UNSET else check_overlap(overlap)
-        self.pending_runs = ()
-        self.scheduled_next = None
-        self.pause_note = None
-        self.paused_at = None
+        if (
+            retry_delay is UNSET
+            and retry_backoff is UNSET
+            and retry_max_delay is UNSET
+            and retry_jitter is UNSET
+            and overlap is UNSET
+        ):
+            self._policy = UNSET_POLICY
+        else:
+            self._policy = policy_of(
+                (
+                    UNSET if retry_delay is UNSET else check_retry_delay(retry_delay),
+                    UNSET if retry_backoff is UNSET else check_retry_backoff(retry_backoff),
+                    UNSET if retry_max_delay is UNSET else check_retry_max_delay(retry_max_delay),
+                    UNSET if retry_jitter is UNSET else check_retry_jitter(retry_jitter),
+                    UNSET if overlap is UNSET else check_overlap(overlap),
+                )
+            )
         self.trigger = None
         if trigger is not None or trigger_args:
             self.trigger = _make_trigger(trigger, trigger_args)
@@ -290,9 +363,7 @@ class Task:
     def copy_with(self, **changes: Any) -> Task:
         """A new, unsubmitted task with this task's options and ``changes`` applied."""
         clone = Task.__new__(Task)
-        for slot in Task.__slots__:
-            if hasattr(self, slot):
-                object.__setattr__(clone, slot, getattr(self, slot))
+        _copy_fields(self, clone)
         clone.args = tuple(self.args)
         clone.kwargs = dict(self.kwargs) if self.kwargs else NO_KWARGS
         clone._submitted = False
@@ -304,6 +375,21 @@ class Task:
         clone._modify(**changes)
         return clone
 
+    def _take_defaults(self, defaults: Mapping[str, Any], policy: RunPolicy) -> None:
+        """Fill what the task left ``UNSET`` from a scheduler's ``task_defaults`` (``policy``:
+        the run policies among them)."""
+        if self.coalesce is UNSET:
+            self.coalesce = defaults["coalesce"]
+        if self.max_instances is UNSET:
+            self.max_instances = defaults["max_instances"]
+        if self.misfire_grace_time is UNSET:
+            self.misfire_grace_time = defaults["misfire_grace_time"]
+        if self.timeout is UNSET:
+            self.timeout = defaults["timeout"]
+        if self.retries is UNSET:
+            self.retries = defaults["retries"]
+        self._policy = self._policy.filled(policy)
+
     # -- operations through the scheduler --------------------------------------------------
     def _require_scheduler(self, operation: str) -> BaseScheduler:
         if self._scheduler is None:
@@ -312,9 +398,9 @@ class Task:
 
     def _refresh(self, other: Task) -> None:
         if other is not self:
-            for slot in Task.__slots__:
-                if slot not in ("_scheduler", "_submitted"):
-                    object.__setattr__(self, slot, getattr(other, slot))
+            scheduler, submitted = self._scheduler, self._submitted
+            _copy_fields(other, self)
+            self._scheduler, self._submitted = scheduler, submitted
 
     def update(self, **changes: Any) -> Task:
         """Change options of this task (``coalesce=False``, ``trigger=...``, ...)."""
@@ -452,6 +538,16 @@ class Task:
         else:
             status = f"next run at: {when}"
         return f"{self.name} (trigger: {self.trigger}, {status})"
+
+
+_SLOTS: tuple[str, ...] = tuple(slot for slot in Task.__slots__ if slot != "_extra")
+
+
+def _copy_fields(source: Task, target: Task) -> None:
+    """Every field of ``source`` onto ``target`` (the rarely set ones copied, not shared)."""
+    for slot in _SLOTS:
+        object.__setattr__(target, slot, getattr(source, slot))
+    target._extra = source._extra.copy()
 
 
 class UnknownTaskOptionError(UnknownOptionError):

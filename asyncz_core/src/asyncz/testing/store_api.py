@@ -8,14 +8,18 @@ Data path: what ``add_task`` commits to a store, and what a processing pass asks
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from asyncz._util import UNSET
 from asyncz.exceptions import ConflictingIdError, TaskLookupError
 from asyncz.stores._listing import list_store
 from asyncz.stores.base import BaseStore
 from asyncz.tasks import Task
+from asyncz.tasks._state import POLICY_DEFAULTS
+from asyncz.tasks.runs import PendingRun
 from asyncz.testing.harness import StoreHarness
 from asyncz.testing.helpers import (
     assert_same_task,
@@ -48,6 +52,45 @@ class StoreApiContract(StoreHarness):
         assert_same_task(found, task)
         assert found is not None
         assert found.store_alias == "default"
+
+    def test_run_policies_owed_runs_and_pause_notes_round_trip(self, store: BaseStore) -> None:
+        # A task keeps its policies and rarely set fields outside its own slots (shared
+        # while they are the defaults): each task still gets back exactly its own.
+        policies: tuple[object, ...] = (2.5, 3, 0.5, 3.0, None, 0.25, "buffer_all")
+        given: dict[str, Any] = dict(zip(POLICY_DEFAULTS, policies, strict=True))
+        retrying = make_task("retrying", self.at(6), **given)
+        retrying.pending_runs = (PendingRun(self.at(5), self.at(6), 2),)
+        retrying.scheduled_next = self.at(10)
+        paused = make_task("paused", None, retries=1)
+        paused.pause_note = "maintenance"
+        paused.paused_at = self.at(1)
+        plain = make_task("plain", self.at(11))
+        self.call(store.add_tasks([retrying, paused, plain]))
+
+        def policies_of(task_id: str) -> tuple[object, ...]:
+            task = self.call(store.lookup_task(task_id))
+            assert isinstance(task, Task)
+            # UNSET (a task built outside a scheduler) is stored as the default
+            values = (getattr(task, name) for name in POLICY_DEFAULTS)
+            return tuple(
+                POLICY_DEFAULTS[n] if v is UNSET else v
+                for n, v in zip(POLICY_DEFAULTS, values, strict=True)
+            )
+
+        assert policies_of("retrying") == policies
+        assert policies_of("paused") == (None, 1, 1.0, 2.0, 3600.0, 0.0, "skip")
+        assert policies_of("plain") == tuple(POLICY_DEFAULTS.values())
+        found = {t.id: t for t in self.call(store.get_all_tasks())}
+        assert found["retrying"].pending_runs == retrying.pending_runs
+        assert found["retrying"].scheduled_next == self.at(10)
+        assert (found["paused"].pause_note, found["paused"].paused_at) == (
+            "maintenance",
+            self.at(1),
+        )
+        for task in (found["retrying"], found["plain"]):
+            assert (task.pause_note, task.paused_at) == (None, None)
+        for task in (found["paused"], found["plain"]):
+            assert (task.pending_runs, task.scheduled_next) == ((), None)
 
     def test_lookup_of_a_missing_id_is_none(self, store: BaseStore) -> None:
         assert self.call(store.lookup_task("nope")) is None

@@ -63,7 +63,8 @@ def create_trigger(trigger: BaseTrigger | str | None = None, /, **options: Any) 
     * ``None`` means a :class:`~asyncz.triggers.DateTrigger` built from ``options``
       (no options: fire once, now).
     """
-    if isinstance(trigger, BaseTrigger):
+    # An alias first: isinstance against the abstract BaseTrigger is the slower check.
+    if trigger.__class__ is not str and isinstance(trigger, BaseTrigger):
         if options:
             raise TypeError(
                 f"options {sorted(options)} were given with a trigger instance ({trigger}); "

@@ -34,13 +34,12 @@ _BY_UNITS: dict[tuple[Any, ...], timedelta] = {}
 _UNITS = ("weeks", "days", "hours", "minutes", "seconds")
 
 
+_PLAIN = frozenset((int, float))
+
+
 def _plain_numbers(values: tuple[Any, ...]) -> bool:
     """Exactly int or float (not bool, which hashes like 0 and 1) in every position."""
-    for value in values:
-        cls = value.__class__
-        if cls is not int and cls is not float:
-            return False
-    return True
+    return _PLAIN.issuperset(map(type, values))
 
 
 class IntervalTrigger(BaseTrigger):
