@@ -27,7 +27,7 @@ from asyncz.exceptions import (
     TaskLookupError,
     TaskUnrestorableError,
 )
-from asyncz.schedulers.inspection import RunPreview, SchedulerInfo
+from asyncz.schedulers.inspection import RunPreview, SchedulerInfo, store_status
 from asyncz.stores._listing import list_store
 from asyncz.stores.base import call
 from asyncz.tasks.info import sort_value, unrestorable_info
@@ -568,7 +568,7 @@ class ManagementMixin:
                 ),
                 "timezone": str(self.timezone),
                 "stores": {alias: type(s).__name__ for alias, s in self._stores.items()},
-                "store_status": self._store_status(),
+                "store_status": store_status(self._stores, self._processor.outages),
                 "executors": {alias: type(e).__name__ for alias, e in self._executors.items()},
                 "store_aliases": tuple(sorted(self._stores)),
                 "executor_aliases": tuple(sorted(self._executors)),
@@ -582,19 +582,6 @@ class ManagementMixin:
                 "startup_delay": self.startup_delay,
             }
         )
-
-    def _store_status(self) -> dict[str, dict[str, Any]]:
-        """Per store: ``state`` ``"ok"``, ``"unreachable"`` (processing cannot reach it:
-        ``since``, ``reason``) or what the store reports itself (``"wiped"``...)."""
-        status: dict[str, dict[str, Any]] = {}
-        for alias, store in self._stores.items():
-            entry: dict[str, Any] = {"state": "ok"}
-            entry.update(store.status())
-            outage = self._processor.outages.get(alias)
-            if outage is not None:
-                entry.update(state="unreachable", since=outage[0], reason=outage[1])
-            status[alias] = entry
-        return status
 
 
 def _unnoted(task: Task) -> None:

@@ -17,9 +17,10 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from asyncz.stores.base import BaseStore
     from asyncz.tasks.task import Task
 
-__all__ = ["RunPreview", "SchedulerInfo", "jsonable"]
+__all__ = ["RunPreview", "SchedulerInfo", "jsonable", "store_status"]
 
 
 class SchedulerInfo(Mapping[str, Any]):
@@ -130,3 +131,19 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)
+
+
+def store_status(
+    stores: Mapping[str, BaseStore], outages: Mapping[str, tuple[datetime, str]]
+) -> dict[str, dict[str, Any]]:
+    """Per store: ``state`` ``"ok"``, ``"unreachable"`` (processing cannot reach it, from
+    ``outages``: ``since``, ``reason``) or what the store reports itself (``"wiped"``...)."""
+    status: dict[str, dict[str, Any]] = {}
+    for alias, store in stores.items():
+        entry: dict[str, Any] = {"state": "ok"}
+        entry.update(store.status())
+        outage = outages.get(alias)
+        if outage is not None:
+            entry.update(state="unreachable", since=outage[0], reason=outage[1])
+        status[alias] = entry
+    return status
