@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from asyncz.abc import TaskPage
+from asyncz.exceptions import TaskUnrestorableError
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores._listing import LIST_PAGE_SIZE
 from asyncz.tasks import ScheduleState, Task
@@ -86,6 +87,11 @@ def test_listing_a_large_store_is_paged_under_the_timeout(redis_server: RedisSer
         assert len(tasks) == count
         assert tasks[-1].id == "paused"
         assert max(store.per_call) <= store.budget
+
+        # Looking up one id decodes that task alone, absent or unrestorable.
+        assert scheduler.get_task("absent") is None
+        with pytest.raises(TaskUnrestorableError, match="t00007"):
+            scheduler.pause_task("t00007")
     finally:
         scheduler.remove_all_tasks()
         scheduler.shutdown()

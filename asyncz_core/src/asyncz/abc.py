@@ -303,6 +303,13 @@ class Store(abc.ABC):
         """Ids of stored tasks that cannot be restored, each with the reason; they are kept
         in the backend, not deleted."""
 
+    async def unrestorable_reason(self, task_id: str) -> str | None:
+        """Why the stored task ``task_id`` cannot be restored; ``None`` when it is absent or
+        restorable. Asked when ``lookup_task`` found nothing, so a store whose
+        :meth:`get_unrestorable` decodes every task overrides it with a check of that one
+        task (a lookup of a missing id must not read a large store in one call)."""
+        return (await self.get_unrestorable()).get(task_id)
+
     # -- coordination: several schedulers (nodes) on one store ---------------------------------
     #
     # A store that other processes share (``coordinated = True``) hands out due tasks under a

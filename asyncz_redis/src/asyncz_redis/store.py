@@ -529,6 +529,16 @@ class RedisStore(RedisHistory, PersistentStore):
             self._restore(_text(key), _payload(value))
         return {task_id: reason for task_id, (_, reason) in self._broken.items()}
 
+    async def unrestorable_reason(self, task_id: str) -> str | None:
+        """Decode that one task (``get_unrestorable`` decodes them all)."""
+        payload = await self.client.hget(self.tasks_key, task_id)
+        if payload is None:
+            return None
+        self._broken.pop(task_id, None)  # re-check: a fixed deployment restores it
+        if self._restore(task_id, _payload(payload)) is not None:
+            return None
+        return self._broken[task_id][1]
+
     async def add_task(self, task: Task) -> None:
         await self.add_tasks([task])
 

@@ -116,7 +116,7 @@ class ManagementMixin:
                 return found, alias
         for alias in aliases:
             target = self.lookup_store(alias)
-            reason = (await call(target, target.get_unrestorable())).get(task_id)
+            reason = await call(target, target.unrestorable_reason(task_id))
             if reason is not None:
                 raise TaskUnrestorableError(task_id, alias, reason)
         raise TaskLookupError(task_id, store)

@@ -386,6 +386,18 @@ class FileStore(FileHistory, PersistentStore):
                     result[self._entries[name].task_id] = self._broken[name][1]
             return result
 
+    async def unrestorable_reason(self, task_id: str) -> str | None:
+        """Decode that one file (``get_unrestorable`` decodes them all)."""
+        name = file_name(task_id)
+        with self._thread_lock:
+            self._refresh()
+            if name not in self._entries:
+                return None
+            self._broken.pop(name, None)
+            self._load(name)
+            entry = self._broken.get(name)
+            return None if entry is None else entry[1]
+
     async def add_task(self, task: Task) -> None:
         await self.add_tasks([task])
 

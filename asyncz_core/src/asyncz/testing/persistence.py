@@ -139,6 +139,10 @@ class PersistenceContract(StoreHarness):
 
         broken = self.call(store.get_unrestorable())
         assert set(broken) == set(bad)
+        for name in bad:  # one task's check agrees with the full one
+            assert self.call(store.unrestorable_reason(name)) == broken[name]
+        assert self.call(store.unrestorable_reason("good")) is None
+        assert self.call(store.unrestorable_reason("absent")) is None
         listed = self.call(list_store(store, 2))
         assert [t.id for t in listed.tasks] == ["good"]
         assert listed.unrestorable == broken
