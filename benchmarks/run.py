@@ -625,41 +625,42 @@ def _kept_section(doc: Path, heading: str) -> str:
     return old[start:] if end < 0 else old[start : end + 1]
 
 
-OPEN_GOALS = """### What bounds the goals not met (profiles of 2026-12-07, same machine, load 1-6)
+OPEN_GOALS = """### What bounds the goals not met (profiles of 2026-12-07, same machine)
 
-- **Bytes per task ≤ 400** (tracemalloc, interval task, memory store): the `Task` has 29
-  slots now (16 at issue 9: run policies, pause note, paused_at, revision, scheduled_next
-  came since), 264 B instead of 160: that is the whole rise from about 460 to about 570 B.
-  The rest is as before: generated id 73 B, trigger 80 B, heap entry 64 B, next run time
-  48 B, indexes about 46 B. 400 needs a leaner Task (the seven run-policy slots in one
-  shared object while they are the defaults would save about 50 B; an int id and run times
-  in an array more): not a small fix. RSS growth (the Scale table) is higher still: the
-  allocator's overhead.
-- **Burst ≥ 3× APScheduler 3**: per run, asyncz pays `create_task` and the executor's
-  bookkeeping (about 40% of the pass in cProfile), then the history record of the run
-  (`_runs._build`, `finished`, `flush`: about 30% of the pass; issue 14, being optimized on
-  branch hist-perf, see [History cost](#history-cost)). The ratio moves a lot with the load
-  (1.4×-2.2× in this run's rounds, 2.8×-3.1× on the quiet machine of issue 9).
-- **Redis listing 10k ≤ APScheduler 3**: APScheduler 3 unpickles each job (C code);
-  asyncz decodes its JSON payload and rebuilds the task: cProfile of 10,000 restores:
-  JSON decoding about 40% (the tag walk `_decode` 19%, the C decoder 9%), rebuilding the
-  trigger 33% (`trigger_from_data`, `IntervalTrigger.__setstate__`, `to_datetime` parsing
-  ISO strings), the rest the Task's state. `get_task_infos()` then adds a snapshot per task
-  (a frozen 33-field dataclass: about 60% of `get_task_infos()` on the memory store, where
-  `get_tasks()` is 50-100× cheaper). Matching pickle needs a cheaper payload (a flat tuple
-  per task, times as epoch floats, no per-value tag walk) or a decode cache keyed on the
-  stored revision: a store-format change, not a small fix.
+- **Bytes per task ≤ 400** (tracemalloc, interval task, memory store, 100k): about 520 B
+  after this round took the `Task` from 29 slots to 21 (five run policies in one shared
+  immutable `RunPolicy`, five rarely set fields in a `TaskExtra` made on first write).
+  What is left, by component: the Task 200 B, the `IntervalTrigger` 88 B, the generated id
+  73 B, the heap entry 64 B, the run time 48 B, the index dict 38 B, the heap list 8 B.
+  Everything but the Task is 320 B, so 400 B needs a Task of about 80 B (six slots). The
+  three policies the run path reads per run (`timeout`, `retries`, `pending_runs`) stay
+  slots: behind a property each read costs about 560 instructions (+85 ns a run); moving
+  them and `coalesce` / `max_instances` / `misfire_grace_time` too would reach about 455 B.
+  Below that is a redesign (an integer id, run times in an array instead of objects).
+- **Burst ≥ 3× APScheduler 3**: callgrind of a 10k burst: asyncio's own per-task work
+  (`create_task`, the first step's scheduling, the task set) is 40-45% and cannot go on
+  Python 3.11 (3.12's eager tasks would start runs inside the pass, before
+  `TASK_SUBMITTED`); history 10-13% (the `Submission` that carries attempt, source and
+  submission time is the largest part left); the garbage collector 6-9%; the memory
+  store's `heappop` 5%; the rest over about 15 steps, none above 7%. The wall-clock ratio
+  moves with the machine's load (2.1× to 3.1× across the runs of this issue).
+- **Redis listing 10k ≤ APScheduler 3**: APScheduler 3 unpickles each job in C, about
+  14 µs a task here; asyncz is at about 44 µs a task after this round (paged reads, one-pass
+  JSON tag decoding, `fromisoformat` first, ids and revisions as two arrays, a `TaskInfo`
+  filled in one step: CPU 1.0 → 0.45 s for 10k). What is left: rebuilding the task 45% (the
+  trigger 20%, the callable's lookup 6%), JSON 19%, parsing the Redis reply 12%. The next
+  step is a snapshot cache keyed by task id and stored revision, so that a listing decodes
+  only what changed: a design change, not done.
 - **Lateness p99 ≤ 1 ms**: the machine's floor (the bare asyncio timers of the same process
   have a p99 of 1-3 ms here); asyncz's p99 equals it or better, at a CPU at or below the
   lowest peer's in most rounds (see "Wake-up precision" below).
 - **Footprint**: `import asyncz.schedulers.asyncio` is fast, but the first scheduler imports
   the settings (pydantic + pydantic-settings, about 125 modules, 150 ms and about 10 MiB of
   the idle RSS): the row "first scheduler: construct + start". APScheduler 3 imports no such
-  dependency. The same settings are most of the idle RSS gap to APScheduler 4 (40 against
-  31 MiB).
-- **Idle CPU against APScheduler 4** (10k tasks 30 days ahead): 0.2 against 0.08 ms of CPU
-  per second, both under 0.03% of a core: asyncz's heartbeat-free memory store still wakes
-  for its housekeeping timers (history flush, wake-up re-arming); not profiled further."""
+  dependency. The same settings are most of the idle RSS gap to APScheduler 4.
+- **Idle CPU**: an idle scheduler whose stores no other process reads no longer heartbeats
+  on a timer (its node record is refreshed when read): 0.14 → 0.02 ms of CPU per second in
+  A/B runs, the same as a bare asyncio loop doing nothing."""
 
 
 COSTS = """## Costs asyncz adds
