@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
+from asyncz.exceptions import ConflictingIdError
 from asyncz.schedulers.asyncio import AsyncIOScheduler
 from asyncz.stores.base import call_sync
 from asyncz.testing import functions, make_task, wait_until
@@ -414,4 +415,32 @@ def test_store_methods_work_from_a_coroutine_on_another_loop(sqlite_url: str) ->
 
         assert asyncio.run(main()) == ["a"]
     finally:
+        run(store, store.shutdown())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_bulk_add_stops_at_the_first_conflicting_id(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    # Rows before the conflict are stored, none after it (also across insert chunks), and
+    # the existing task is left as it was.
+    url = request.getfixturevalue("sqlite_url" if kind == "sqlite" else "postgres_url")
+    store = started(SQLAlchemyStore(url, tablename=f"bulk_{os.getpid()}_{kind}"))
+    try:
+        run(store, store.add_task(make_task("exists", at(50))))
+        batch = [make_task(f"a{i:04d}", at(i)) for i in range(1200)]
+        batch += [make_task("exists", at(1)), make_task("after", at(2))]
+        batch += [make_task(f"z{i:04d}", at(i)) for i in range(900)]
+        with pytest.raises(ConflictingIdError, match="exists"):
+            run(store, store.add_tasks(batch))
+        stored = {task.id for task in run(store, store.get_all_tasks())}
+        assert stored == {"exists"} | {f"a{i:04d}" for i in range(1200)}
+        found = run(store, store.lookup_task("exists"))
+        assert found is not None and found.next_run_time == at(50)
+        with pytest.raises(ConflictingIdError, match="dup"):
+            run(store, store.add_tasks([make_task("dup", at(3)), make_task("dup", at(4))]))
+        found = run(store, store.lookup_task("dup"))
+        assert found is not None and found.next_run_time == at(3)
+    finally:
+        run(store, store.remove_all_tasks())
         run(store, store.shutdown())

@@ -206,30 +206,36 @@ class SQLAlchemyStore(SQLHistory):
     async def _insert_new(
         self, conn: AsyncConnection, rows: list[dict[str, Any]], times: list[float]
     ) -> str | None:
-        """Insert the rows before the first id that exists (or repeats); returns that id."""
+        """Insert the rows before the first id that exists (or repeats); returns that id.
+
+        One ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (no read of the ids first:
+        a prepared ``id IN (...)`` check of 500 ids ran on a generic plan that scanned the
+        table, 0.3-0.5 s per 500 ids at 30k rows on PostgreSQL, so that bulk adds slowed
+        with the table's size); when an id was not inserted, the rows after the first such
+        one are deleted again in the same transaction."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
         table = self.table
-        ids = [row["id"] for row in rows]
-        existing: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            found = await conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk)))
-            existing.update(found.scalars())
-        seen: set[str] = set()
+        dialect = postgresql if self._postgres else sqlite
+        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
+        result = await conn.execute(stmt.returning(table.c.id), rows)  # insertmanyvalues
+        inserted = set(result.scalars())
         conflict: str | None = None
-        keep: list[dict[str, Any]] = []
-        for row in rows:
-            if row["id"] in existing or row["id"] in seen:
-                conflict = row["id"]
+        seen: set[str] = set()
+        rest: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            if row["id"] not in inserted or row["id"] in seen:
+                conflict, rest = row["id"], rows[i + 1 :]
                 break
             seen.add(row["id"])
-            keep.append(row)
-        if keep:
-            try:
-                await conn.execute(sa.insert(table), keep)
-            except IntegrityError:
-                # Inserted by someone else since the check above.
-                raise ConflictingIdError(keep[0]["id"], self.alias) from None
-            await self._notify(conn, min(times, default=None))
+        fresh = inserted - seen  # inserted here after the conflict: not to be kept
+        after = list(dict.fromkeys(row["id"] for row in rest if row["id"] in fresh))
+        for start in range(0, len(after), _CHUNK):
+            chunk = after[start : start + _CHUNK]
+            await conn.execute(sa.delete(table).where(table.c.id.in_(chunk)))
+        if seen:
+            kept = (row["due_at"] for row in rows if row["id"] in seen)
+            await self._notify(conn, min((t for t in kept if t is not None), default=None))
         return conflict
 
     async def _upsert(
