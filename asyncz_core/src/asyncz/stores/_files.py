@@ -24,6 +24,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "read_entry",
     "read_nodes",
     "read_task",
+    "remove_stale_temporaries",
     "scan",
     "sync_directory",
     "to_micros",
@@ -268,3 +270,18 @@ def next_revision(stored: Entry | None) -> int:
     if stored is None or stored.header is None:
         return 1
     return stored.header.rev + 1
+
+
+def remove_stale_temporaries(directories: Iterable[Path], max_age: float) -> None:
+    """Delete the ``.tmp-*`` files older than ``max_age`` seconds that a writer killed
+    mid-write left in ``directories`` (those that exist)."""
+    horizon = time.time() - max_age
+    for directory in directories:
+        if not directory.is_dir():
+            continue
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(".tmp-"):
+                    with contextlib.suppress(OSError):
+                        if entry.stat().st_mtime < horizon:
+                            os.unlink(entry.path)

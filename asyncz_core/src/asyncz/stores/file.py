@@ -42,7 +42,6 @@ import os
 import shutil
 import struct
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +66,7 @@ from asyncz.stores._files import (
     read_entry,
     read_nodes,
     read_task,
+    remove_stale_temporaries,
     scan,
     sync_directory,
     to_micros,
@@ -142,7 +142,8 @@ class FileStore(FileHistory, PersistentStore):
         await super().start(scheduler, alias)
         with self._thread_lock:
             self._open()
-            self._remove_stale_temporaries()
+            dirs = (self.tasks_dir, self.nodes_dir, self._runs.directory)
+            remove_stale_temporaries(dirs, _STALE_TEMP_SECONDS)
 
     async def shutdown(self) -> None:
         with self._thread_lock:
@@ -165,18 +166,6 @@ class FileStore(FileHistory, PersistentStore):
             self.nodes_dir.mkdir(exist_ok=True)
             self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         return self._lock_fd
-
-    def _remove_stale_temporaries(self) -> None:
-        horizon = time.time() - _STALE_TEMP_SECONDS
-        for directory in (self.tasks_dir, self.nodes_dir, self._runs.directory):
-            if not directory.is_dir():
-                continue
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if entry.name.startswith(".tmp-"):
-                        with contextlib.suppress(OSError):
-                            if entry.stat().st_mtime < horizon:
-                                os.unlink(entry.path)
 
     # =====================================================================================
     # locking and the generation counter
@@ -379,11 +368,10 @@ class FileStore(FileHistory, PersistentStore):
         with self._thread_lock:
             self._refresh()
             result: dict[str, str] = {}
-            for name in list(self._entries):
-                self._broken.pop(name, None)  # re-check: a fixed deployment restores it
-                self._load(name)
-                if name in self._broken:
-                    result[self._entries[name].task_id] = self._broken[name][1]
+            for name, entry in list(self._entries.items()):
+                reason = self._recheck(name)
+                if reason is not None:
+                    result[entry.task_id] = reason
             return result
 
     async def unrestorable_reason(self, task_id: str) -> str | None:
@@ -391,12 +379,14 @@ class FileStore(FileHistory, PersistentStore):
         name = file_name(task_id)
         with self._thread_lock:
             self._refresh()
-            if name not in self._entries:
-                return None
-            self._broken.pop(name, None)
-            self._load(name)
-            entry = self._broken.get(name)
-            return None if entry is None else entry[1]
+            return self._recheck(name) if name in self._entries else None
+
+    def _recheck(self, name: str) -> str | None:
+        """Decode the file again (a fixed deployment restores it): why it fails, or None."""
+        self._broken.pop(name, None)
+        self._load(name)
+        entry = self._broken.get(name)
+        return None if entry is None else entry[1]
 
     async def add_task(self, task: Task) -> None:
         await self.add_tasks([task])
